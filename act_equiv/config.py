@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "BACKBONES",
+    "TINY_BACKBONE",
     "ACTConfig",
     "ConfigError",
     "FeatureType",
     "PolicyFeature",
-    "BACKBONES",
-    "TINY_BACKBONE",
 ]
 
 TINY_BACKBONE = "tiny_resnet"

@@ -35,7 +35,7 @@ class FrozenBatchNorm2d(nn.Module):
         self.register_buffer("running_var", torch.ones(num_features))
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                              error_msgs) -> None:  # noqa: ANN001
+                              error_msgs) -> None:
         # Checkpoints of a trainable BatchNorm2d carry this counter; frozen batch norm has no use for it.
         state_dict.pop(prefix + "num_batches_tracked", None)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
@@ -87,7 +87,7 @@ class ResNetBackbone(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         inplanes = stem
-        for index, (planes, count) in enumerate(zip(widths, blocks)):
+        for index, (planes, count) in enumerate(zip(widths, blocks, strict=True)):
             stride = 1 if index == 0 else 2
             stage = [BasicBlock(inplanes, planes, stride)] + [BasicBlock(planes, planes) for _ in range(count - 1)]
             self.add_module(f"layer{index + 1}", nn.Sequential(*stage))

@@ -13,7 +13,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
 from act_equiv.config import ACTION, ACTION_IS_PAD, ACTConfig
-from act_equiv.models.base import Batch
+from act_equiv.models.base import ACTOutput, Batch
 
 
 class ACTTemporalEnsembler:
@@ -73,7 +73,7 @@ class ACTPolicy(nn.Module):
         """Call whenever the environment is reset."""
         if self.temporal_ensembler is not None:
             self.temporal_ensembler.reset()
-        self._action_queue: deque[Tensor] = deque([], maxlen=self.config.n_action_steps)
+        self._action_queue: deque[Tensor] = deque(maxlen=self.config.n_action_steps)
 
     @torch.no_grad()
     def predict_action_chunk(self, batch: Batch) -> Tensor:
@@ -92,8 +92,12 @@ class ACTPolicy(nn.Module):
         return self._action_queue.popleft()
 
     def forward(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
-        """(loss, {"l1_loss", ["kld_loss"]}) with LeRobot 0.6.1's masking and normalisation."""
-        actions_hat, (mu, log_sigma_x2) = self.model(batch)
+        """(loss, {"l1_loss", ["kld_loss"]}) for a batch."""
+        return self.loss(batch, self.model(batch))
+
+    def loss(self, batch: Batch, output: ACTOutput) -> tuple[Tensor, dict[str, Tensor]]:
+        """LeRobot 0.6.1's loss for a model output: masked l1 over valid steps, plus KL when the VAE ran."""
+        actions_hat, (mu, log_sigma_x2) = output
         valid = ~batch[ACTION_IS_PAD]
         per_element = F.l1_loss(batch[ACTION], actions_hat, reduction="none") * valid.unsqueeze(-1)
         n_valid = (valid.sum() * actions_hat.shape[-1]).clamp_min(1)

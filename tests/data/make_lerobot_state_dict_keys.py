@@ -8,10 +8,10 @@ once from LeRobot, so act_equiv's test suite does not need LeRobot installed.
 
 The model is LeRobot's inner ``ACT(config)``; ``ACTPolicy`` holds it as
 ``self.model``, so a policy checkpoint has the same keys prefixed ``model.``.
-It is built offline
-with ``pretrained_backbone_weights=None``: ResNet18 backbone, VAE enabled, all
-other ACT fields at LeRobot's defaults, a 14-dim robot state, a 10-dim
-environment state, two cameras (3x96x128 and 3x64x64) and a 14-dim action.
+It is built offline with ``pretrained_backbone_weights=None``: ResNet18
+backbone, VAE enabled, all other ACT fields at LeRobot's defaults, a 14-dim
+robot state, a 10-dim environment state, two cameras (3x96x128 and 3x64x64)
+and a 14-dim action.
 
 ``n_parameters`` counts ``model.parameters()`` only; the ``state_dict`` also
 holds buffers (FrozenBatchNorm2d statistics, ``vae_encoder_pos_enc``).

@@ -1,0 +1,5 @@
+import sys
+
+from act_equiv.cli import main
+
+sys.exit(main())

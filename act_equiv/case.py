@@ -1,0 +1,116 @@
+"""A test case as plain data: a config, a batch recipe and a mode, reproducible from JSON alone.
+
+Batches are not stored element by element: a `BatchSpec` (size, seed, magnitude, padding pattern) makes the
+same tensors on any machine, which keeps reports and replays small and Hypothesis's shrinking meaningful
+(it shrinks the recipe, not thousands of floats).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from act_equiv.config import ACTION, ACTION_IS_PAD, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE, ACTConfig
+
+PAD_PATTERNS: tuple[str, ...] = ("none", "some", "all_but_one")
+"""`action_is_pad` per row: nothing padded, a random tail padded, or every step but the first padded."""
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    batch_size: int = 2
+    seed: int = 0
+    scale: float = 1.0
+    pad: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"BatchSpec.batch_size={self.batch_size} is invalid: an int >= 1")
+        if self.pad not in PAD_PATTERNS:
+            raise ValueError(f"BatchSpec.pad={self.pad!r} is invalid: one of {list(PAD_PATTERNS)}")
+
+    def with_batch_size(self, batch_size: int) -> BatchSpec:
+        return dataclasses.replace(self, batch_size=batch_size)
+
+
+def make_batch(
+    config: ACTConfig, spec: BatchSpec, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> dict[str, Any]:
+    """The batch LeRobot's ACT reads, built deterministically from `spec` (CPU generator, then moved)."""
+    gen = torch.Generator().manual_seed(spec.seed)
+    b = spec.batch_size
+
+    def values(*shape: int) -> torch.Tensor:
+        return (torch.randn(*shape, generator=gen, dtype=torch.float64) * spec.scale).to(device=device, dtype=dtype)
+
+    batch: dict[str, Any] = {}
+    if config.state_dim is not None:
+        batch[OBS_STATE] = values(b, config.state_dim)
+    if config.env_state_dim is not None:
+        batch[OBS_ENV_STATE] = values(b, config.env_state_dim)
+    if config.camera_shapes:
+        batch[OBS_IMAGES] = [values(b, *shape) for shape in config.camera_shapes]
+    batch[ACTION] = values(b, config.chunk_size, config.action_dim)
+    batch[ACTION_IS_PAD] = _padding(spec.pad, b, config.chunk_size, gen).to(device)
+    return batch
+
+
+def _padding(pattern: str, batch_size: int, chunk_size: int, gen: torch.Generator) -> torch.Tensor:
+    steps = torch.arange(chunk_size).unsqueeze(0)
+    if pattern == "none":
+        first_pad = torch.full((batch_size, 1), chunk_size)
+    elif pattern == "all_but_one":
+        first_pad = torch.ones((batch_size, 1), dtype=torch.long)
+    else:
+        first_pad = torch.randint(1, chunk_size + 1, (batch_size, 1), generator=gen)
+    return steps >= first_pad
+
+
+@dataclass(frozen=True)
+class Case:
+    """One example: what to build (config, weight seed), what to feed (batch) and in which mode."""
+
+    config: ACTConfig
+    batch: BatchSpec = field(default_factory=BatchSpec)
+    training: bool = False
+    weight_seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "batch": dataclasses.asdict(self.batch),
+            "training": self.training,
+            "weight_seed": self.weight_seed,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Case:
+        return cls(
+            config=ACTConfig.from_dict(data["config"]),
+            batch=BatchSpec(**data["batch"]),
+            training=data["training"],
+            weight_seed=data["weight_seed"],
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def structure_key(self) -> str:
+        """Configs with the same key compile to the same graph (weights and batch values don't matter)."""
+        return self.config.to_json()
+
+    def describe(self) -> str:
+        c = self.config
+        parts = [
+            "vae" if c.use_vae else "no-vae",
+            f"{len(c.camera_shapes)}cam" + ("" if not c.camera_shapes else str([s[1:] for s in c.camera_shapes])),
+            "state" if c.state_dim else "no-state",
+            "env" if c.env_state_dim else "no-env",
+            f"B={self.batch.batch_size}",
+            "train" if self.training else "eval",
+        ]
+        return " ".join(parts)

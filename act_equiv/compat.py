@@ -1,0 +1,464 @@
+"""The one place that touches private torch APIs (`torch._dynamo`, `torch._inductor`).
+
+Everything here isolates a difference between torch releases 2.2 .. 2.15, so that the rest of act_equiv reads one
+stable vocabulary. Branches test for the *presence* of a name rather than a version number: a backport or an alias
+then does the right thing by itself. The release each branch belongs to is noted where it was looked up.
+
+Facts these functions rely on (checked against torch 2.13's source, and older sources where noted):
+- `torch._dynamo.config.recompile_limit` was called `cache_size_limit` until PyTorch PR #143709 (Dec 2024, first
+  released in 2.7); newer releases keep the old name as an alias. Default 8 in every supported release.
+- `fail_on_cache_limit_hit` appeared in PR #136767 (Sep 2024, torch 2.6) and was renamed with the rest to
+  `fail_on_recompile_limit_hit`; torch <= 2.5 has neither, so a recompile-limit hit there is always silent
+  (except under fullgraph=True, which raises in every release).
+- When the limit is hit, dynamo records an `Unsupported` in `torch._dynamo.utils.counters["unimplemented"]`:
+  "cache_size_limit reached" (<= 2.6), "Dynamo recompile limit exceeded ..." (2.13). Only the first hit per code
+  object is recorded: afterwards dynamo marks the code run-only and stays silent.
+- `torch._dynamo.explain(fn)(*args)` returns an `ExplainOutput` (2.1+) and calls `torch._dynamo.reset()` before and
+  after: explaining drops every compiled cache entry in the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+
+__all__ = [
+    "MISCOMPILE_BUGS",
+    "MISCOMPILE_OPS",
+    "ExplainResult",
+    "backend_names",
+    "counter_delta",
+    "describe_exception",
+    "explain",
+    "fail_on_recompile_limit",
+    "fail_on_recompile_limit_supported",
+    "fallback_random",
+    "first_line",
+    "frame_counters",
+    "graph_break",
+    "graph_break_reasons_count",
+    "graph_break_reasons_since",
+    "inductor_backend",
+    "inductor_modes",
+    "inject_miscompile",
+    "is_graph_break_error",
+    "is_recompile_limit_error",
+    "is_recompile_limit_reason",
+    "lookup_backend",
+    "recompile_limit",
+    "recompile_limit_name",
+    "recompile_limit_set",
+    "reset",
+    "torch_version",
+    "unimplemented_counters",
+]
+
+
+# -- config access (tests replace these two to imitate other releases) ----------------------------------------------
+def _dynamo_config() -> Any:
+    import torch._dynamo.config
+
+    return torch._dynamo.config
+
+
+def _inductor_config() -> Any:
+    import torch._inductor.config
+
+    return torch._inductor.config
+
+
+_MISSING = object()
+
+
+def _resolve(root: Any, dotted: str) -> tuple[Any, str] | None:
+    """(owner, attribute) for `dotted` under `root`, or None when any part is missing in this release."""
+    *parents, leaf = dotted.split(".")
+    owner = root
+    for part in parents:
+        owner = getattr(owner, part, _MISSING)
+        if owner is _MISSING:
+            return None
+    if not hasattr(owner, leaf):
+        return None
+    return owner, leaf
+
+
+@contextlib.contextmanager
+def _patched(root: Any, values: Mapping[str, Any]) -> Iterator[None]:
+    """Set `values` (dotted names under `root`, all known to exist) and restore the old values on exit.
+
+    Plain setattr/restore rather than torch's `config.patch` so the same code serves torch's config modules and the
+    stand-ins the unit tests use for older releases.
+    """
+    saved: list[tuple[Any, str, Any]] = []
+    try:
+        for dotted, value in values.items():
+            resolved = _resolve(root, dotted)
+            if resolved is None:
+                raise AttributeError(f"{dotted} does not exist in this torch ({torch.__version__})")
+            owner, leaf = resolved
+            saved.append((owner, leaf, getattr(owner, leaf)))
+            setattr(owner, leaf, value)
+        yield
+    finally:
+        for owner, leaf, old in reversed(saved):
+            setattr(owner, leaf, old)
+
+
+# -- version -----------------------------------------------------------------------------------------------------
+def torch_version() -> tuple[int, int]:
+    """(major, minor) of the running torch, e.g. (2, 13); for reports and the rare branch a name can't decide."""
+    match = re.match(r"(\d+)\.(\d+)", str(torch.__version__))
+    if match is None:
+        raise ValueError(f"unparseable torch.__version__ {torch.__version__!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+# -- recompile limit -----------------------------------------------------------------------------------------------
+def recompile_limit_name() -> str:
+    """The dynamo config name of the per-code-object recompile limit in this release."""
+    config = _dynamo_config()
+    if hasattr(config, "recompile_limit"):  # torch >= 2.7
+        return "recompile_limit"
+    if hasattr(config, "cache_size_limit"):  # torch 2.2 .. 2.6
+        return "cache_size_limit"
+    raise AttributeError(f"torch {torch.__version__} has neither recompile_limit nor cache_size_limit")
+
+
+def recompile_limit() -> int:
+    """How many compiled variants dynamo keeps per code object before it silently runs eager (default 8)."""
+    return int(getattr(_dynamo_config(), recompile_limit_name()))
+
+
+@contextlib.contextmanager
+def recompile_limit_set(n: int) -> Iterator[None]:
+    """Temporarily set the recompile limit (under either name); restored on exit."""
+    if n < 1:
+        raise ValueError(f"recompile limit must be >= 1, got {n}")
+    with _patched(_dynamo_config(), {recompile_limit_name(): int(n)}):
+        yield
+
+
+def _fail_on_recompile_limit_name() -> str | None:
+    config = _dynamo_config()
+    for name in ("fail_on_recompile_limit_hit", "fail_on_cache_limit_hit"):  # torch >= 2.7, torch 2.6
+        if hasattr(config, name):
+            return name
+    return None  # torch <= 2.5
+
+
+def fail_on_recompile_limit_supported() -> bool:
+    """Whether this torch can turn the silent eager fallback at the recompile limit into an exception."""
+    return _fail_on_recompile_limit_name() is not None
+
+
+@contextlib.contextmanager
+def fail_on_recompile_limit(enabled: bool = True) -> Iterator[bool]:
+    """Make hitting the recompile limit raise instead of running eager; yields whether that is in effect.
+
+    A no-op yielding False on torch <= 2.5, which lacks the switch: callers must then rely on
+    `CompiledForm`'s runtime detector.
+    """
+    name = _fail_on_recompile_limit_name()
+    if name is None:
+        yield False
+        return
+    with _patched(_dynamo_config(), {name: bool(enabled)}):
+        yield bool(enabled)
+
+
+def is_recompile_limit_reason(message: str) -> bool:
+    """Whether a dynamo counter key or exception message reports the recompile (cache size) limit."""
+    return re.search(r"cache[_ ]size[_ ]limit|recompile[_ ]limit|cache limit hit", message, re.IGNORECASE) is not None
+
+
+# -- RNG, reset, graph breaks -------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def fallback_random(enabled: bool = True) -> Iterator[None]:
+    """Make inductor-compiled random ops draw the same numbers as eager (`inductor.config.fallback_random`).
+
+    Takes effect when a graph is *compiled* inside the block; graphs compiled earlier keep inductor's own RNG.
+    """
+    with _patched(_inductor_config(), {"fallback_random": bool(enabled)}):
+        yield
+
+
+def reset() -> None:
+    """Drop every compiled graph and guard in the process (`torch._dynamo.reset`); file caches survive."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+
+
+def graph_break() -> None:
+    """Force a dynamo graph break here (for tests and mutants); a no-op when running eagerly."""
+    import torch._dynamo
+
+    torch._dynamo.graph_break()
+
+
+# -- backends ------------------------------------------------------------------------------------------------------
+def backend_names() -> list[str]:
+    """Every registered dynamo backend name, debug and experimental ones included."""
+    import torch._dynamo
+
+    return sorted(torch._dynamo.list_backends(exclude_tags=()))
+
+
+def lookup_backend(name: str) -> Callable[..., Any]:
+    """The compiler function registered under `name` (what `torch.compile(backend=name)` would call)."""
+    from torch._dynamo.backends.registry import lookup_backend as _lookup
+
+    return _lookup(name)
+
+
+def inductor_modes() -> list[str]:
+    """The `mode` values torch.compile accepts for inductor in this release ("default", "reduce-overhead", ...)."""
+    import torch._inductor
+
+    return list(torch._inductor.list_mode_options())
+
+
+def inductor_backend(mode: str | None = None, dynamic: bool | None = None) -> Callable[..., Any]:
+    """The inductor compiler exactly as `torch.compile(backend="inductor", mode=mode, dynamic=dynamic)` builds it.
+
+    `torch._TorchCompileInductorWrapper(mode, options, dynamic)` has had this positional signature since 2.0; it
+    applies the mode's config patches around `compile_fx`.
+    """
+    if mode is not None and mode not in inductor_modes():
+        raise ValueError(f"mode={mode!r} is not an inductor mode; allowed: {inductor_modes()}")
+    return torch._TorchCompileInductorWrapper(mode, None, dynamic)  # type: ignore[attr-defined]
+
+
+# -- counters ------------------------------------------------------------------------------------------------------
+def _counters() -> Mapping[str, Mapping[str, int]]:
+    from torch._dynamo.utils import counters
+
+    return counters
+
+
+def unimplemented_counters() -> dict[str, int]:
+    """A copy of `counters["unimplemented"]`: message -> count of everything dynamo refused (recompile limit too).
+
+    Keys are torch's full, multi-line messages; `first_line` them for display.
+    """
+    return dict(_counters().get("unimplemented", {}))
+
+
+def frame_counters() -> dict[str, int]:
+    """A copy of `counters["frames"]` ("total": frames dynamo tried, "ok": frames it converted)."""
+    return dict(_counters().get("frames", {}))
+
+
+def counter_delta(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]:
+    """The keys whose count grew from `before` to `after`, with the growth."""
+    return {key: n - before.get(key, 0) for key, n in after.items() if n > before.get(key, 0)}
+
+
+def _graph_break_log() -> Sequence[Any]:
+    from torch._dynamo import utils
+
+    return getattr(utils, "graph_break_reasons", ())
+
+
+def graph_break_reasons_count() -> int:
+    """How many graph-break reasons dynamo has logged since the last reset (a snapshot for `..._since`)."""
+    return len(_graph_break_log())
+
+
+def graph_break_reasons_since(count: int) -> list[str]:
+    """Readable reasons for the graph breaks dynamo logged after snapshot `count` (all if a reset intervened)."""
+    log = _graph_break_log()
+    start = count if count <= len(log) else 0
+    return [_format_reason(getattr(r, "reason", str(r)), getattr(r, "user_stack", None)) for r in log[start:]]
+
+
+# -- explain -------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ExplainResult:
+    """`torch._dynamo.explain`'s verdict in one shape for every release.
+
+    `break_reasons` are "first line of torch's reason (at file:line in function)".
+    """
+
+    graph_count: int
+    graph_break_count: int
+    break_reasons: list[str]
+    op_count: int
+
+
+def first_line(message: str) -> str:
+    """The first non-empty line of a (multi-line) torch message."""
+    for line in str(message).splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def _short_path(filename: str) -> str:
+    relative = os.path.relpath(filename) if os.path.isabs(filename) else filename
+    return filename if relative.startswith("..") else relative
+
+
+def _location(user_stack: Sequence[Any] | None) -> str | None:
+    """The innermost user frame of a dynamo stack as "file:line in name" of a dynamo stack, if any."""
+    frames = [f for f in user_stack or () if getattr(f, "filename", None) != __file__] or list(user_stack or ())
+    if not frames:
+        return None
+    frame = frames[-1]  # innermost, skipping this module's own helpers (`graph_break`)
+    filename = getattr(frame, "filename", None)
+    lineno, name = getattr(frame, "lineno", None), getattr(frame, "name", "")
+    if filename is None:
+        return None
+    return f"{_short_path(filename)}:{lineno} in {name}"
+
+
+def _format_reason(reason: str, user_stack: Sequence[Any] | None) -> str:
+    location = _location(user_stack)
+    head = first_line(reason)
+    return f"{head} (at {location})" if location else head
+
+
+def explain(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> ExplainResult:
+    """Trace `fn(*args, **kwargs)` with dynamo and report graphs, breaks and ops.
+
+    Runs `fn` once. Resets dynamo before and after (torch's explain does), so every compiled cache entry in the
+    process is dropped. `graph_break_count` is the larger of torch's count (graphs - 1 since 2.1) and the number of
+    break reasons, so a break before the first op is not lost.
+    """
+    import torch._dynamo
+
+    output = torch._dynamo.explain(fn)(*args, **kwargs)
+    return _explain_result(output)
+
+
+def _explain_result(output: Any) -> ExplainResult:
+    raw_reasons = list(getattr(output, "break_reasons", None) or [])
+    reasons = [_format_reason(getattr(r, "reason", str(r)), getattr(r, "user_stack", None)) for r in raw_reasons]
+    graph_count = int(getattr(output, "graph_count", len(getattr(output, "graphs", []) or [])))
+    torch_breaks = getattr(output, "graph_break_count", None)
+    breaks = max(int(torch_breaks) if torch_breaks is not None else max(graph_count - 1, 0), len(reasons))
+    return ExplainResult(graph_count=graph_count, graph_break_count=breaks, break_reasons=reasons,
+                         op_count=int(getattr(output, "op_count", 0)))
+
+
+# -- exceptions ----------------------------------------------------------------------------------------------------
+_RECOMPILE_LIMIT_ERRORS = ("FailOnRecompileLimitHit", "FailOnCacheLimitHit")  # torch >= 2.7, torch 2.6
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def is_recompile_limit_error(exc: BaseException) -> bool:
+    """Whether `exc` is dynamo refusing to compile because the recompile limit was hit.
+
+    torch >= 2.6 raises `FailOnRecompileLimitHit` / `FailOnCacheLimitHit` (fullgraph=True or the fail switch);
+    torch <= 2.5 raises `Unsupported("cache_size_limit reached")` under fullgraph=True.
+    """
+    for err in _chain(exc):
+        if type(err).__name__ in _RECOMPILE_LIMIT_ERRORS:
+            return True
+        if _is_unsupported(err) and is_recompile_limit_reason(str(err)):
+            return True
+    return False
+
+
+def _is_unsupported(exc: BaseException) -> bool:
+    try:
+        from torch._dynamo.exc import Unsupported
+    except ImportError:  # pragma: no cover - every supported release has it
+        return False
+    return isinstance(exc, Unsupported)
+
+
+def is_no_compiled_frames_error(exc: BaseException) -> bool:
+    """torch >= 2.6 raises this under fullgraph=True when dynamo compiled no frame at all (e.g. dynamo disabled);
+    older versions run such calls eagerly without a word (caught by the graph-run counter instead)."""
+    return any("no compiled frames" in str(e) for e in _chain(exc))
+
+
+def is_graph_break_error(exc: BaseException) -> bool:
+    """Whether `exc` is dynamo's graph-break exception (`Unsupported`, raised under fullgraph=True)."""
+    return any(_is_unsupported(err) for err in _chain(exc)) and not is_recompile_limit_error(exc)
+
+
+def _user_location_from_message(message: str) -> str | None:
+    """torch appends "from user code:\\n File "x.py", line N, in f" to dynamo errors; take the innermost frame."""
+    _, marker, tail = message.partition("from user code:")
+    if not marker:
+        return None
+    frames = re.findall(r'File "([^"]+)", line (\d+), in (\S+)', tail)
+    frames = [f for f in frames if f[0] != __file__] or frames
+    if not frames:
+        return None
+    filename, lineno, name = frames[-1]
+    return f"{_short_path(filename)}:{lineno} in {name}"
+
+
+def describe_exception(exc: BaseException) -> str:
+    """First line of dynamo's message plus the user-code location it points at (from `real_stack` or the text)."""
+    target = next((err for err in _chain(exc) if _is_unsupported(err)), exc)
+    message = str(getattr(target, "msg", None) or target)
+    location = _location(getattr(target, "real_stack", None)) or _user_location_from_message(str(target))
+    head = first_line(message) or type(target).__name__
+    return f"{head} (at {location})" if location else head
+
+
+# -- bug injection -------------------------------------------------------------------------------------------------
+MISCOMPILE_OPS: tuple[str, ...] = ("relu", "log1p")
+MISCOMPILE_BUGS: tuple[str, ...] = ("accuracy", "runtime_error", "compile_error")
+
+# inductor config names per (op, device); the cpp (CPU) switches exist since 2.0, triton's relu one too.
+_MISCOMPILE_SWITCHES: dict[tuple[str, str], str] = {
+    ("relu", "cpu"): "cpp.inject_relu_bug_TESTING_ONLY",
+    ("relu", "cuda"): "triton.inject_relu_bug_TESTING_ONLY",
+    ("log1p", "cpu"): "cpp.inject_log1p_bug_TESTING_ONLY",
+}
+
+
+@contextlib.contextmanager
+def inject_miscompile(op: str = "relu", bug: str = "accuracy", device: str | None = None,
+                      reset_dynamo: bool = True) -> Iterator[list[str]]:
+    """Turn on inductor's own bug-injection switch so an oracle can prove it catches a real miscompile.
+
+    `bug="accuracy"` makes inductor emit `x + 1` for `op` (relu or log1p) in generated C++ (device "cpu") or Triton
+    ("cuda"); `device=None` patches every device this torch has a switch for. Yields the config names set. Only
+    graphs compiled by inductor inside the block are affected, so dynamo is reset on entry and on exit by default
+    (a buggy graph compiled here must not outlive the block). Raises ValueError when this torch has no switch.
+    """
+    if op not in MISCOMPILE_OPS:
+        raise ValueError(f"op={op!r}: allowed {list(MISCOMPILE_OPS)}")
+    if bug not in MISCOMPILE_BUGS:
+        raise ValueError(f"bug={bug!r}: allowed {list(MISCOMPILE_BUGS)}")
+    if op == "log1p" and bug != "accuracy":
+        raise ValueError("the log1p switch only knows bug='accuracy'")
+    devices = ("cpu", "cuda") if device is None else (device,)
+    config = _inductor_config()
+    names = [
+        name for (switch_op, switch_device), name in _MISCOMPILE_SWITCHES.items()
+        if switch_op == op and switch_device in devices and _resolve(config, name) is not None
+    ]
+    if not names:
+        raise ValueError(f"torch {torch.__version__} has no inductor bug-injection switch for op={op!r} on "
+                         f"{list(devices)}")
+    if reset_dynamo:
+        reset()
+    try:
+        with _patched(config, dict.fromkeys(names, bug)):
+            yield names
+    finally:
+        if reset_dynamo:
+            reset()
+

@@ -1,0 +1,101 @@
+"""LeRobot's own ACT as a built-in target: `--target lerobot`.
+
+The factory translates an `act_equiv.ACTConfig` into LeRobot's `ACTConfig` (features as LeRobot
+`PolicyFeature`s, every shared field copied by name, `pretrained_backbone_weights=None`, so it runs offline)
+and builds LeRobot's inner `lerobot.policies.act.modeling_act.ACT`, unchanged. LeRobot is imported only
+when the target is resolved, so act_equiv works without it.
+
+Mapping (not a skip): act_equiv's `tiny_resnet` backbone is not a torchvision model, so LeRobot cannot
+build it. The model is built with `vision_backbone="resnet18"` and then its two backbone-sized submodules
+are replaced: `backbone` by act_equiv's `ResNetBackbone("tiny_resnet")` (torchvision's module names,
+FrozenBatchNorm2d, returns `{"feature_map": layer4}` like LeRobot's `IntermediateLayerGetter`) and
+`encoder_img_feat_input_proj` by `Conv2d(64, dim_model, 1)`. Everything else, including LeRobot's forward
+(latent, tokens, position embeddings, VAE, encoder/decoder), is LeRobot's code. Any other config is
+expressed as is; `unsupported` only reports what would keep LeRobot from building it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from act_equiv.config import ACTION, OBS_ENV_STATE, OBS_STATE, TINY_BACKBONE, ACTConfig
+from act_equiv.models.backbone import ResNetBackbone
+from act_equiv.targets import Target, TargetError, register
+
+__all__ = ["INSTALL", "MAPPED_BACKBONE", "build", "lerobot_config", "mapping"]
+
+INSTALL = (
+    "`--target lerobot` needs LeRobot: run `tox -e lerobot`, or in a Python 3.11 venv "
+    "`pip install torch==2.14.1 torchvision==0.29.1` then `pip install --no-deps lerobot==0.4.4` and its "
+    "import dependencies (the list is in tox.ini's [testenv:lerobot])"
+)
+
+LEROBOT_FIELDS: tuple[str, ...] = (
+    "n_obs_steps", "chunk_size", "n_action_steps", "vision_backbone", "pretrained_backbone_weights",
+    "replace_final_stride_with_dilation", "pre_norm", "dim_model", "n_heads", "dim_feedforward",
+    "feedforward_activation", "n_encoder_layers", "n_decoder_layers", "use_vae", "latent_dim",
+    "n_vae_encoder_layers", "temporal_ensemble_coeff", "dropout", "kl_weight",
+)
+"""act_equiv's ACTConfig fields that LeRobot's ACTConfig has under the same name."""
+
+MAPPED_BACKBONE = "resnet18"
+"""What LeRobot is told to build for `tiny_resnet` before the backbone is swapped."""
+
+
+def mapping(config: ACTConfig) -> str | None:
+    """How this config is mapped onto LeRobot (for reports), or None when LeRobot builds it as is."""
+    if config.camera_shapes and config.vision_backbone == TINY_BACKBONE:
+        return (f"vision_backbone={TINY_BACKBONE!r} is not a torchvision model: LeRobot builds "
+                f"{MAPPED_BACKBONE!r}, then `backbone` is act_equiv's ResNetBackbone({TINY_BACKBONE!r}) and "
+                f"`encoder_img_feat_input_proj` Conv2d(64, {config.dim_model}, 1); LeRobot's forward is untouched")
+    return None
+
+
+def lerobot_config(config: ACTConfig) -> Any:
+    """LeRobot's `ACTConfig` for `config` (features keyed as LeRobot's datasets name them)."""
+    from lerobot.configs.types import FeatureType, PolicyFeature
+    from lerobot.policies.act.configuration_act import ACTConfig as LeRobotACTConfig
+
+    inputs: dict[str, Any] = {}
+    if config.state_dim is not None:
+        inputs[OBS_STATE] = PolicyFeature(type=FeatureType.STATE, shape=(config.state_dim,))
+    if config.env_state_dim is not None:
+        inputs[OBS_ENV_STATE] = PolicyFeature(type=FeatureType.ENV, shape=(config.env_state_dim,))
+    for key, feature in config.image_features.items():
+        inputs[key] = PolicyFeature(type=FeatureType.VISUAL, shape=tuple(feature.shape))
+    fields = {name: getattr(config, name) for name in LEROBOT_FIELDS}
+    if config.vision_backbone == TINY_BACKBONE:
+        fields["vision_backbone"] = MAPPED_BACKBONE
+    return LeRobotACTConfig(
+        input_features=inputs,
+        output_features={ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(config.action_dim,))},
+        device="cpu",  # the policy-level setting; the runner moves the inner model itself
+        **fields,
+    )
+
+
+def build(config: ACTConfig) -> nn.Module:
+    """LeRobot's inner ACT for `config` (the tiny backbone swapped in when asked for, see `mapping`)."""
+    from lerobot.policies.act.modeling_act import ACT
+
+    model = ACT(lerobot_config(config))
+    if mapping(config) is not None:
+        backbone = ResNetBackbone(TINY_BACKBONE)
+        model.backbone = backbone
+        model.encoder_img_feat_input_proj = nn.Conv2d(backbone.out_channels, config.dim_model, kernel_size=1)
+    return model
+
+
+def _load() -> Target:
+    try:
+        import lerobot.policies.act.modeling_act  # noqa: F401
+    except ImportError as error:
+        raise TargetError(f"{INSTALL} ({type(error).__name__}: {error})") from error
+    # No `unsupported`: act_equiv's ACTConfig is stricter than LeRobot's (it rejects glu, dilation on
+    # BasicBlock ResNets, pretrained weights), so every config it accepts is expressible, tiny_resnet via `mapping`.
+    return Target("lerobot", build)
+
+
+register("lerobot", _load)

@@ -1,0 +1,107 @@
+"""The oracle: turns what the runner recorded into a verdict. Strict where the math is identical.
+
+Pairs judged:
+- legacy/target: the target eager against the frozen reference, bitwise by default;
+- target/target_repeat: eager run twice under the same seed must be bitwise equal, or nothing else can be
+  trusted (PyTorch's accuracy checker's "eager_two_runs_differ");
+- target/compiled: the compiled target against its eager self, per the tolerance table, with the fp64 rmse
+  check for inductor.
+Compile hygiene: compiled code must have run (no silent eager fallback), no graph break, and recompiles
+within the allowance for the dynamic-shape setting when only the batch size changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from act_equiv.compare import compare
+from act_equiv.runner import CaseRun, ErrorRecord
+from act_equiv.tolerance import EXACT, tolerance_for
+from act_equiv.verdict import CaseVerdict, Finding
+
+
+def recompile_allowance(dynamic: bool | None, batch_sizes: list[int]) -> int:
+    """Recompiles that are expected when only the batch size changes.
+
+    dynamic=False: one graph per size. dynamic=None (automatic): one, when dynamo turns the batch dimension
+    dynamic at the second size. dynamic=True: none, except that size 1 is always specialised.
+    """
+    extra = len(set(batch_sizes)) - 1
+    if extra <= 0:
+        return 0
+    if dynamic is False:
+        return extra
+    if dynamic is None:
+        return 1
+    return 1 if 1 in batch_sizes else 0
+
+
+def judge(run: CaseRun, eager_rounding: bool = False) -> CaseVerdict:
+    verdict = CaseVerdict(run.case, info={"seconds": round(run.seconds, 3)})
+    if run.skipped is not None:
+        verdict.info["skipped"] = run.skipped
+        return verdict
+    settings = run.settings
+    dtype = settings.torch_dtype
+    forms = run.forms
+    for error in run.errors:
+        finding = _error_finding(error, run)
+        if finding is None:
+            verdict.info.setdefault("explain_errors", []).append(f"{error.stage}: {error.type}: {error.message}")
+        else:
+            verdict.findings.append(finding)
+    if "target" in forms:
+        verdict.checks += compare(forms["legacy"], forms["target"], "legacy/target",
+                                  tolerance_for("eager", dtype, eager_rounding=eager_rounding))
+    if "target_repeat" in forms:
+        repeat = compare(forms["target"], forms["target_repeat"], "target/target_repeat", EXACT)
+        if not all(check.passed for check in repeat):
+            verdict.findings.append(Finding("eager_nondeterministic", "the target's eager forward gave different "
+                                            "results on two runs with the same seed; no comparison can be trusted"))
+        verdict.checks += repeat
+    if "compiled" in forms:
+        verdict.checks += compare(forms["target"], forms["compiled"], "target/compiled",
+                                  tolerance_for("compiled", dtype, settings.backend), forms.get("reference64"))
+    if run.compile_stats is not None:
+        _judge_compile(run, verdict)
+    if run.explain:
+        verdict.info["explain"] = run.explain
+    return verdict
+
+
+def _error_finding(error: ErrorRecord, run: CaseRun) -> Finding | None:
+    detail = {"stage": error.stage, "type": error.type, "traceback": error.traceback}
+    if error.stage.startswith("explain:"):
+        return None
+    if error.stage == "load_state_dict":
+        layout = run.layout or {}
+        return Finding("layout", "checkpoint layout changed: the reference state_dict does not load strict=True "
+                       f"(missing {layout.get('missing', [])[:5]}, unexpected {layout.get('unexpected', [])[:5]})",
+                       {**detail, **layout})
+    if error.type in ("RecompileLimitError", "NotCompiledError"):
+        return Finding("compiled_ran", f"compiled code could not run: {error.message}", detail)
+    if error.type == "GraphBreakError":
+        return Finding("graph_break", f"graph break under fullgraph=True: {error.message}", detail)
+    if error.stage.startswith("compiled"):
+        return Finding("compiled_raised", f"the compiled target raised {error.type}: {error.message}", detail)
+    return Finding("target_raised", f"the target raised {error.type} in {error.stage}: {error.message}", detail)
+
+
+def _judge_compile(run: CaseRun, verdict: CaseVerdict) -> None:
+    stats = run.compile_stats
+    allowance = recompile_allowance(run.settings.dynamic, run.batch_sizes)
+    verdict.info["compile"] = {**dataclasses.asdict(stats), "batch_sizes": run.batch_sizes,
+                               "recompile_allowance": allowance}
+    if "compiled" not in run.forms:
+        return
+    if stats.fell_back_to_eager:
+        verdict.findings.append(Finding("compiled_ran", f"compiled code did not run: {stats.reason}"))
+    if stats.graph_breaks:
+        verdict.findings.append(Finding("graph_break", f"{stats.graph_breaks} graph break(s): {stats.break_reasons}"))
+    if stats.recompiles > allowance:
+        verdict.findings.append(Finding(
+            "recompiles",
+            f"{stats.recompiles} recompiles for batch sizes {run.batch_sizes} (dynamic={run.settings.dynamic}); "
+            f"at most {allowance} expected when only the batch size changes",
+            {"recompiles": stats.recompiles, "allowance": allowance},
+        ))

@@ -1,0 +1,105 @@
+"""pytest plugin (entry point `pytest11`): run act_equiv's property suite against any ACT.
+
+    pytest -n auto --act-target mypkg.modeling:make_act
+
+Options live in one group, `act-equiv`. Importing this module loads neither torch nor the package: that
+happens when a test asks for a fixture.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SUITE = Path(__file__).with_name("suite.py")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("act-equiv", "act_equiv: differential testing of ACT forms")
+    group.addoption("--act-target", default=None,
+                    help="model under test: MODULE:ATTR (ACTConfig -> nn.Module) or a built-in name; "
+                         "adds act_equiv's property suite to the run (default target: concat)")
+    group.addoption("--act-device", default="cpu", choices=("cpu", "cuda"), help="device for every form")
+    group.addoption("--act-dtype", default="float32", choices=("float32", "float64"), help="model and input dtype")
+    group.addoption("--act-backend", default="aot_eager", choices=("inductor", "aot_eager", "eager", "none"),
+                    help="torch.compile backend for the compiled form ('none': no compiled form)")
+    group.addoption("--act-mode", default=None, choices=("default", "reduce-overhead", "max-autotune"),
+                    help="torch.compile mode (inductor only)")
+    group.addoption("--act-dynamic", default="auto", choices=("auto", "true", "false"),
+                    help="torch.compile dynamic= (auto: None, dynamo decides)")
+    group.addoption("--act-eager-tolerance", default="bitwise", choices=("bitwise", "rounding"),
+                    help="target eager vs legacy: bitwise (default) or assert_close rounding")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    from act_equiv import profiles
+
+    profiles.register()
+    if not config.getoption("hypothesis_profile", None):
+        from hypothesis import settings
+
+        settings.load_profile(profiles.default_profile())
+    if config.getoption("act_target") and str(SUITE) not in config.args:
+        config.args.append(str(SUITE))
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and workerinput.get("workercount", 1) > 1:
+        # One intra-op thread per worker: N workers x N threads oversubscribe the cores many times over.
+        import torch
+
+        torch.set_num_threads(1)
+    from act_equiv import record
+
+    directory = _record_dir(config)
+    if workerinput is None:
+        for stale in directory.glob("verdicts-*.jsonl"):
+            stale.unlink()
+    record.open_sink(directory, workerinput["workerid"] if workerinput else "main")
+
+
+def _record_dir(config: pytest.Config) -> Path:
+    return config.rootpath / "reports" / "pytest"
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """On the controlling process: aggregate every worker's verdicts into reports/pytest/."""
+    if hasattr(config, "workerinput"):
+        return
+    from act_equiv import record, report
+
+    verdicts = record.collect(_record_dir(config))
+    if not verdicts:
+        return
+    import platform
+
+    import torch
+
+    environment = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
+                   "target": config.getoption("act_target") or "concat", "backend": config.getoption("act_backend"),
+                   "dtype": config.getoption("act_dtype"), "device": config.getoption("act_device")}
+    built = report.build(verdicts, environment, {"kind": "pytest", "command": " ".join(["pytest", *config.args])})
+    path = report.write(built, _record_dir(config))
+    compiled = built["compile"]
+    terminalreporter.write_sep("-", "act_equiv")
+    terminalreporter.write_line(
+        f"act_equiv: {built['result']['cases']} cases judged, {compiled['compiled_cases']} compiled, "
+        f"{compiled['distinct_compiled_structures']} distinct compiled structures, "
+        f"{compiled['fell_back_to_eager']} eager fallbacks; report: {path}")
+
+
+@pytest.fixture(scope="session")
+def act_options(pytestconfig: pytest.Config) -> dict[str, Any]:
+    """The `--act-*` options as keywords for `act_equiv.gate.Gate`."""
+    get = pytestconfig.getoption
+    backend = get("act_backend")
+    return {
+        "target": get("act_target") or "concat",
+        "device": get("act_device"),
+        "dtype": get("act_dtype"),
+        "backend": None if backend == "none" else backend,
+        "mode": get("act_mode"),
+        "dynamic": {"auto": None, "true": True, "false": False}[get("act_dynamic")],
+        "eager_rounding": get("act_eager_tolerance") == "rounding",
+    }

@@ -1,0 +1,33 @@
+"""Verdicts of a pytest run, one JSON line each, so the run's report can count what was covered.
+
+Each process (every pytest-xdist worker too) appends to its own file in the directory the plugin sets;
+the controlling process aggregates them into a report at the end of the session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from act_equiv.verdict import CaseVerdict
+
+_sink: Path | None = None
+
+
+def open_sink(directory: Path, worker: str) -> None:
+    global _sink
+    directory.mkdir(parents=True, exist_ok=True)
+    _sink = directory / f"verdicts-{worker}-{os.getpid()}.jsonl"
+
+
+def record(verdict: CaseVerdict) -> CaseVerdict:
+    """Append the verdict to this process's file (a no-op outside a pytest run with the plugin)."""
+    if _sink is not None:
+        with _sink.open("a") as handle:
+            handle.write(json.dumps(verdict.to_dict(), default=str) + "\n")
+    return verdict
+
+
+def collect(directory: Path) -> list[dict]:
+    return [json.loads(line) for path in sorted(directory.glob("verdicts-*.jsonl")) for line in path.open()]

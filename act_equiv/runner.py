@@ -1,0 +1,239 @@
+"""Runs one case through every form and records what each produced. It judges nothing.
+
+Forms: the legacy reference (eager), the target (eager, twice: eager must be deterministic before anything
+is compared with it), the target compiled, and the target in float64 (the reference for the rmse check).
+Each run goes through `Probe` (model forward + policy loss) so one compiled graph covers both, and in
+training every parameter's gradient is recorded too.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from act_equiv import compat
+from act_equiv.case import Case, make_batch
+from act_equiv.compiled import CompiledForm, CompileStats
+from act_equiv.config import ACTConfig
+from act_equiv.models import ACTPolicy, LegacyACT, build
+from act_equiv.targets import Target
+
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
+
+
+Outputs = dict[str, "torch.Tensor | None"]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How forms are run (the oracle's tolerances follow from these)."""
+
+    device: str = "cpu"
+    dtype: str = "float32"
+    backend: str | None = "aot_eager"
+    """`None` runs no compiled form."""
+    mode: str | None = None
+    dynamic: bool | None = None
+    extra_batch_sizes: int = 2
+    """Compiled calls at this many further batch sizes (eval only), to count recompiles."""
+    explain: bool = True
+    """Measure graph breaks of the eager legacy and target forms (once per structure and mode; seconds each)."""
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+
+@dataclass
+class ErrorRecord:
+    """An exception raised by a form, summarised for reports (type, message, innermost frames)."""
+
+    stage: str
+    type: str
+    message: str
+    traceback: list[str]
+
+    @classmethod
+    def capture(cls, stage: str, error: BaseException) -> ErrorRecord:
+        frames = traceback.format_exception(type(error), error, error.__traceback__)
+        return cls(stage, type(error).__name__, str(error).strip().splitlines()[0] if str(error) else "",
+                   [line.rstrip() for line in frames[-6:]])
+
+
+@dataclass
+class CaseRun:
+    case: Case
+    settings: RunSettings
+    forms: dict[str, Outputs] = field(default_factory=dict)
+    """"legacy", "target", "target_repeat", "compiled", "reference64": named output tensors."""
+    errors: list[ErrorRecord] = field(default_factory=list)
+    layout: dict[str, list[str]] | None = None
+    """Missing/unexpected keys when the reference weights did not load strictly."""
+    compile_stats: CompileStats | None = None
+    batch_sizes: list[int] = field(default_factory=list)
+    explain: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    skipped: str | None = None
+    live: dict[str, Any] = field(default_factory=dict, repr=False)
+    """The target module and batch, kept for the compiled stage (never serialised)."""
+
+
+class Probe(nn.Module):
+    """Model forward plus policy loss as one function, returning every output by name."""
+
+    def __init__(self, config: ACTConfig, model: nn.Module) -> None:
+        super().__init__()
+        self.policy = ACTPolicy(config, model)
+
+    def forward(self, batch: dict[str, Any]) -> Outputs:
+        output = self.policy.model(batch)
+        loss, terms = self.policy.loss(batch, output)
+        actions, (mu, log_sigma_x2) = output
+        return {"actions": actions, "mu": mu, "log_sigma_x2": log_sigma_x2, "loss": loss, **terms}
+
+
+class Runner:
+    """Runs cases for one target and one setting; keeps compiled graphs while the structure repeats."""
+
+    def __init__(self, target: Target, settings: RunSettings) -> None:
+        self.target = target
+        self.settings = settings
+        self._structure: str | None = None
+        self._explained: dict[str, dict[str, Any]] = {}
+
+    def run_eager(self, case: Case) -> CaseRun:
+        """The legacy reference and the target, eager (cheap: a diverging target is caught before compiling)."""
+        start = time.perf_counter()
+        run = CaseRun(case, self.settings)
+        run.skipped = self.target.unsupported(case.config)
+        if run.skipped is None:
+            self._run_forms(run)
+        run.seconds = time.perf_counter() - start
+        return run
+
+    def run_compiled(self, run: CaseRun) -> None:
+        """Add the compiled target and, below float64, the float64 reference for the rmse check."""
+        if self.settings.backend is None or "target_repeat" not in run.forms:
+            return
+        start = time.perf_counter()
+        case, target, batch = run.case, run.live["target"], run.live["batch"]
+        self._compiled(run, target, batch)
+        if self.settings.dtype != "float64":
+            target64 = copy.deepcopy(target).to(torch.float64)
+            outputs = self._guarded(run, "reference64", lambda: self._call(
+                case, Probe(case.config, target64), target64, cast_batch(batch, torch.float64)))
+            if outputs is not None:
+                run.forms["reference64"] = outputs
+        run.seconds += time.perf_counter() - start
+
+    def run(self, case: Case) -> CaseRun:
+        run = self.run_eager(case)
+        self.run_compiled(run)
+        return run
+
+    # -- forms --------------------------------------------------------------------------------------
+    def _run_forms(self, run: CaseRun) -> None:
+        case, s = run.case, self.settings
+        reference = build(case.config, case.weight_seed, LegacyACT)
+        state = reference.state_dict()
+        batch = make_batch(case.config, case.batch, s.device, s.torch_dtype)
+        run.forms["legacy"] = self._call(case, Probe(case.config, reference), reference, batch)
+        target = self._guarded(run, "build", lambda: self.target.factory(case.config))
+        if target is None:
+            return
+        try:
+            target.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            keys = target.state_dict().keys()
+            run.layout = {"missing": sorted(set(state) - set(keys)), "unexpected": sorted(set(keys) - set(state))}
+            run.errors.append(ErrorRecord.capture("load_state_dict", error))
+            return
+        probe = Probe(case.config, target)
+        for name in ("target", "target_repeat"):
+            outputs = self._guarded(run, name, lambda: self._call(case, probe, target, batch))
+            if outputs is None:
+                return
+            run.forms[name] = outputs
+        if s.explain:
+            self._explain(run, reference, target, batch)
+        run.live = {"target": target, "batch": batch}
+
+    @staticmethod
+    def _guarded(run: CaseRun, stage: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except Exception as error:
+            run.errors.append(ErrorRecord.capture(stage, error))
+            return None
+
+    def _call(self, case: Case, fn: Callable[[dict[str, Any]], Outputs], model: nn.Module,
+              batch: dict[str, Any]) -> Outputs:
+        """Seed, run in the case's mode (eval under no_grad, as inference runs), collect grads in training."""
+        model.to(self.settings.device).train(case.training)
+        for p in model.parameters():
+            p.grad = None
+        torch.manual_seed(case.weight_seed + 1)
+        with torch.set_grad_enabled(case.training):
+            outputs = dict(fn(batch))
+            if case.training:
+                outputs["loss"].backward()
+                outputs.update({f"grad/{n}": p.grad for n, p in model.named_parameters() if p.requires_grad})
+        return {k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in outputs.items()}
+
+    def _compiled(self, run: CaseRun, target: nn.Module, batch: dict[str, Any]) -> None:
+        s, case = self.settings, run.case
+        if self._structure != case.structure_key():
+            compat.reset()
+            self._structure = case.structure_key()
+        form = CompiledForm(Probe(case.config, target), backend=s.backend, mode=s.mode, dynamic=s.dynamic,
+                            fullgraph=True)
+        run.compile_stats = form.stats
+        with compat.fallback_random():
+            outputs = self._guarded(run, "compiled", lambda: self._call(case, form, target, batch))
+            if outputs is None:
+                return
+            run.forms["compiled"] = outputs
+            run.batch_sizes = [case.batch.batch_size]
+            if case.training:
+                return
+            first = max(case.batch.batch_size, 2)
+            for size in range(first + 1, first + 1 + s.extra_batch_sizes):
+                other = make_batch(case.config, case.batch.with_batch_size(size), s.device, s.torch_dtype)
+                outputs = self._guarded(run, f"compiled@batch{size}", lambda b=other: self._call(case, form, target, b))
+                if outputs is None:
+                    return
+                run.batch_sizes.append(size)
+
+    def _explain(self, run: CaseRun, reference: nn.Module, target: nn.Module, batch: dict[str, Any]) -> None:
+        """Graph count and breaks of each eager form, measured once per structure and mode (reported)."""
+        case = run.case
+        key = f"{case.structure_key()}/{case.training}"
+        if key not in self._explained:
+            self._explained[key] = {}
+            for name, model in (("legacy", reference), ("target", target)):
+                model.train(case.training)
+                result = self._guarded(run, f"explain:{name}",
+                                       lambda m=model: compat.explain(Probe(case.config, m), batch))
+                self._explained[key][name] = None if result is None else dataclasses.asdict(result)
+            compat.reset()
+            self._structure = None
+        run.explain = self._explained[key]
+
+
+def cast_batch(batch: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
+    """The same batch cast to `dtype` (bool masks untouched)."""
+
+    def cast(value: Any) -> Any:
+        if isinstance(value, list):
+            return [cast(v) for v in value]
+        return value.to(dtype) if value.is_floating_point() else value
+
+    return {key: cast(value) for key, value in batch.items()}

@@ -1,0 +1,150 @@
+"""act_equiv's property suite. Runs in this repo's tests and, through the pytest plugin, against any target:
+
+    pytest -n auto --act-target mypkg.modeling:make_act
+
+Every property draws from `act_equiv.strategies` within the loaded profile's scope.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from act_equiv import profiles
+from act_equiv import strategies as aes
+from act_equiv.case import BatchSpec, Case, make_batch
+from act_equiv.config import ACTConfig, ConfigError
+from act_equiv.gate import Gate
+from act_equiv.models import ACTPolicy, LegacyACT, build
+from act_equiv.record import record
+
+# Kept in every run, whatever is drawn: the shapes that bugs in token assembly need (two cameras of
+# different resolutions with state and env, batch > 1, padded actions), in both modes.
+MUST_KEEP = [
+    Case(ACTConfig(state_dim=3, env_state_dim=2, camera_shapes=[(3, 64, 32), (3, 32, 96)], action_dim=2,
+                   vision_backbone="tiny_resnet", dim_model=16, n_heads=2, dim_feedforward=16, chunk_size=4,
+                   n_action_steps=4, n_encoder_layers=1, n_decoder_layers=1, n_vae_encoder_layers=1, latent_dim=4),
+         BatchSpec(batch_size=2, seed=1, pad="some"), training=training)
+    for training in (False, True)
+]
+
+
+@pytest.fixture(scope="session")
+def act_gate(act_options: dict[str, Any]) -> Gate:
+    if act_options["device"] == "cuda" and not torch.cuda.is_available():
+        pytest.skip("--act-device cuda: no CUDA device")
+    return Gate(**act_options, explain=False)
+
+
+@pytest.fixture(scope="session")
+def act_gate_cuda(act_options: dict[str, Any]) -> Gate:
+    """The same gate on CUDA: the CUDA variants of the properties skip without a device."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    return Gate(**{**act_options, "device": "cuda"}, explain=False)
+
+
+@pytest.fixture(scope="session")
+def act_gate_inductor(act_options: dict[str, Any]) -> Gate:
+    """The gate with inductor, the backend that really generates code (the default backend may not)."""
+    return Gate(**{**act_options, "backend": "inductor", "mode": None}, explain=False)
+
+
+def _cases(**pins: Any) -> st.SearchStrategy[Case]:
+    return aes.cases(**{**profiles.scope(), **pins})
+
+
+# Sharded by camera count and mode: pytest-xdist spreads shards over workers, and every run covers each
+# camera count in both modes whatever Hypothesis draws.
+SHARDS = [(cameras, training) for cameras in range(4) for training in (False, True)]
+
+
+@pytest.mark.compile
+@pytest.mark.parametrize(("cameras", "training"), SHARDS, ids=[f"{c}cam-{'train' if t else 'eval'}" for c, t in SHARDS])
+@given(data=st.data())
+def test_forms_agree(act_gate: Gate, cameras: int, training: bool, data: st.DataObject) -> None:
+    """legacy == target (eager, bitwise); compiled ~ target (tolerance table); gradients in training; compiled
+    code ran; no graph break; recompiles within the allowance when only the batch size changes."""
+    case = data.draw(_cases(cameras=min(cameras, profiles.scope()["max_cameras"]), training=training), "case")
+    act_gate.assert_holds(case)
+
+
+@pytest.mark.compile
+@pytest.mark.parametrize("case", MUST_KEEP, ids=["eval", "train"])
+def test_forms_agree_must_keep(act_gate: Gate, case: Case) -> None:
+    act_gate.assert_holds(case)
+
+
+@pytest.mark.compile
+@settings(max_examples=2)
+@given(case=_cases(cameras=st.integers(0, 2), max_layers=1))
+@example(case=MUST_KEEP[0])
+def test_forms_agree_inductor(act_gate_inductor: Gate, case: Case) -> None:
+    """Inductor generates code: the fp32 tolerance and the fp64-referenced check are exercised here."""
+    act_gate_inductor.assert_holds(case)
+
+
+@pytest.mark.cuda
+@pytest.mark.compile
+@given(case=_cases())
+@example(case=MUST_KEEP[1])
+def test_forms_agree_cuda(act_gate_cuda: Gate, case: Case) -> None:
+    act_gate_cuda.assert_holds(case)
+
+
+@settings(max_examples=3)
+@given(case=_cases())
+def test_graph_breaks_measured(act_options: dict[str, Any], case: Case) -> None:
+    """Graph breaks of both eager forms are measured (torch._dynamo.explain), reported, never assumed; the
+    target must trace to one graph."""
+    verdict = Gate(**{**act_options, "backend": None}, explain=True).verdict(case)
+    record(verdict)
+    explained = verdict.info["explain"]
+    assert explained["legacy"] is not None, verdict.info
+    assert explained["target"]["graph_break_count"] == 0, explained["target"]["break_reasons"]
+
+
+@given(config=aes.configs(**profiles.scope()), seed=st.integers(0, 2**16))
+def test_state_dict_compatible(act_gate: Gate, config: ACTConfig, seed: int) -> None:
+    """The target's checkpoint layout is LeRobot's: its state_dict loads strict=True into the legacy form
+    and back, with the same tensors."""
+    target = act_gate.runner.target.factory(config)
+    target.load_state_dict(build(config, seed, LegacyACT).state_dict(), strict=True)
+    legacy = LegacyACT(config)
+    legacy.load_state_dict(target.state_dict(), strict=True)
+    for key, value in target.state_dict().items():
+        assert torch.equal(value, legacy.state_dict()[key]), key
+
+
+@given(
+    config=aes.configs(**profiles.scope(), temporal_ensemble_coeff=st.none() | st.just(0.01)),
+    spec=aes.batch_specs(),
+    steps=st.integers(1, 6),
+)
+def test_action_streams_agree(act_gate: Gate, config: ACTConfig, spec: BatchSpec, steps: int) -> None:
+    """`select_action` (action queue, or temporal ensembling) yields the same stream from both forms."""
+    device = act_gate.device
+    target = act_gate.runner.target.factory(config)
+    target.load_state_dict(build(config, 0, LegacyACT).state_dict(), strict=True)
+    policies = [ACTPolicy(config, model.to(device)) for model in (build(config, 0, LegacyACT), target)]
+    for step in range(steps):
+        batch = make_batch(config, BatchSpec(spec.batch_size, spec.seed + step, spec.scale), device)
+        legacy_action, target_action = (policy.select_action(batch) for policy in policies)
+        if act_gate.eager_rounding:
+            torch.testing.assert_close(target_action, legacy_action, msg=f"step {step}: actions differ")
+        else:
+            assert torch.equal(legacy_action, target_action), f"step {step}: actions differ"
+
+
+@given(invalid=aes.invalid_configs())
+def test_invalid_configs_rejected(invalid: aes.InvalidConfig) -> None:
+    """Every broken rule is rejected up front with an error naming the field."""
+    with pytest.raises(ConfigError) as caught:
+        ACTConfig.from_dict(invalid.kwargs)
+    assert caught.value.field == invalid.field
+    assert invalid.field in str(caught.value)
+

@@ -1,0 +1,74 @@
+"""The one tolerance table. Every entry says where its numbers come from.
+
+Two kinds of comparison:
+- "eager": the target's eager forward against the legacy reference. Same math, same kernels, so the
+  default is bitwise equality, whatever the dtype or device. A target that reorders floating point on
+  purpose (an equivalent-but-different refactor) opts into `EAGER_ROUNDING` with `--eager-tolerance`.
+- "compiled": the target compiled against the target eager. The `eager` and `aot_eager` backends run the
+  same ATen kernels in the same order, so they stay bitwise. Inductor fuses and reorders reductions, so it
+  gets a tolerance per dtype, and when that fails, the fp64-referenced check of PyTorch's dynamo accuracy
+  checker: compiled error vs a float64 run must not exceed `rmse_factor` x the eager error (+ atol / 10).
+  See docs/TOLERANCES.md for the measured errors behind each number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["EAGER_ROUNDING", "EXACT", "Tolerance", "tolerance_for"]
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """|actual - expected| <= atol + rtol * |expected| per element; rtol = atol = 0 means bitwise."""
+
+    rtol: float
+    atol: float
+    rmse_factor: float | None = None
+    source: str = ""
+
+    @property
+    def bitwise(self) -> bool:
+        return self.rtol == 0 and self.atol == 0
+
+    def describe(self) -> str:
+        if self.bitwise:
+            return "bitwise"
+        text = f"rtol={self.rtol:g}, atol={self.atol:g}"
+        return text + (f", fp64 rmse factor {self.rmse_factor:g}" if self.rmse_factor else "")
+
+
+EXACT = Tolerance(0.0, 0.0, source="same kernels in the same order: results must be bitwise equal")
+
+# torch.testing.assert_close's defaults: rounding of one reordered reduction, no more.
+EAGER_ROUNDING = {
+    torch.float64: Tolerance(1e-7, 1e-7, source="assert_close default for float64"),
+    torch.float32: Tolerance(1.3e-6, 1e-5, source="assert_close default for float32"),
+    torch.bfloat16: Tolerance(1.6e-2, 1e-5, source="assert_close default for bfloat16"),
+    torch.float16: Tolerance(1e-3, 1e-5, source="assert_close default for float16"),
+}
+
+# Inductor vs eager. Element-wise bound first, then the fp64-referenced rmse check (factor 2 as in
+# torch/_dynamo/utils.py `same`, 3 for half precision).
+_INDUCTOR = {
+    torch.float64: Tolerance(1e-7, 1e-7, rmse_factor=2.0, source="inductor fp64; measured max abs ~1e-9"),
+    torch.float32: Tolerance(1.3e-6, 1e-5, rmse_factor=2.0,
+                             source="inductor fp32; measured max abs <= 4.8e-7 outputs, 3.8e-6 grads"),
+    torch.bfloat16: Tolerance(1.6e-2, 1e-2, rmse_factor=3.0, source="inductor bf16; assert_close rtol"),
+    torch.float16: Tolerance(1e-3, 1e-3, rmse_factor=3.0, source="inductor fp16; assert_close rtol"),
+}
+
+_BITWISE_BACKENDS = ("eager", "aot_eager")
+
+
+def tolerance_for(kind: str, dtype: torch.dtype, backend: str | None = None, eager_rounding: bool = False) -> Tolerance:
+    """The tolerance for one comparison kind ("eager" or "compiled") at `dtype` on `backend`."""
+    if kind == "eager":
+        return EAGER_ROUNDING[dtype] if eager_rounding else EXACT
+    if kind != "compiled":
+        raise ValueError(f"kind={kind!r} is invalid: 'eager' or 'compiled'")
+    if backend in _BITWISE_BACKENDS:
+        return EXACT
+    return _INDUCTOR[dtype]

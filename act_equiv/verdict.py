@@ -1,0 +1,96 @@
+"""Verdicts as data: what was compared, how far apart, against which tolerance, and why it failed.
+
+The oracle produces these; the report and the CLI only render them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from act_equiv.case import Case
+from act_equiv.tolerance import Tolerance
+
+
+@dataclass
+class TensorCheck:
+    """One tensor of one form pair (the analogue of torch.testing's ErrorMeta, but kept when it passes)."""
+
+    pair: str
+    tensor: str
+    passed: bool
+    kind: str  # "close" | "mismatch" | "shape" | "dtype" | "nan" | "missing"
+    tolerance: Tolerance
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    where: tuple[int, ...] | None = None
+    mismatched: int = 0
+    numel: int = 0
+    ratio: float = 0.0
+    """Worst |diff| / (atol + rtol * |expected|): <= 1 passes; inf when bitwise is required and it differs."""
+    rmse: dict[str, float] | None = None
+    message: str = ""
+
+    @property
+    def margin(self) -> float:
+        """How much of the allowance is left (1 = untouched, 0 = at the limit, negative = over)."""
+        return 1.0 - self.ratio if math.isfinite(self.ratio) else -math.inf
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["tolerance"] = dataclasses.asdict(self.tolerance)
+        data["margin"] = self.margin
+        return data
+
+
+@dataclass
+class Finding:
+    """A failure that is not a tensor mismatch: the target raised, compiled code never ran, a graph break."""
+
+    check: str  # "target_raised" | "layout" | "compiled_ran" | "graph_break" | "recompiles" | "eager_nondeterministic"
+    message: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CaseVerdict:
+    case: Case
+    checks: list[TensorCheck] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+    """Measurements that are reported, not judged: graph counts, compile seconds, recompiles."""
+
+    @property
+    def passed(self) -> bool:
+        return not self.findings and all(check.passed for check in self.checks)
+
+    @property
+    def failures(self) -> list[str]:
+        return [f"[{f.check}] {f.message}" for f in self.findings] + [
+            f"[{c.pair}] {c.message}" for c in self.checks if not c.passed
+        ]
+
+    def summary(self) -> str:
+        if self.passed:
+            return f"PASS {self.case.describe()}"
+        return f"FAIL {self.case.describe()}\n" + "\n".join(self.failures)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "case": self.case.to_dict(),
+            "describe": self.case.describe(),
+            "passed": self.passed,
+            "checks": [c.to_dict() for c in self.checks],
+            "findings": [dataclasses.asdict(f) for f in self.findings],
+            "info": self.info,
+        }
+
+
+class Divergence(AssertionError):  # noqa: N818 - the domain word; it is an assertion failure
+    """Raised by properties so that Hypothesis shrinks; carries the verdict for the report."""
+
+    def __init__(self, verdict: CaseVerdict) -> None:
+        self.verdict = verdict
+        super().__init__(verdict.summary())
