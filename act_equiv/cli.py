@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_DIVERGENCE, EXIT_USAGE = 0, 1, 2
+EAGER_SWEEP_FACTOR = 5
+"""The eager sweep draws this many times the compiled search's cases (eager cases cost milliseconds)."""
 
 
 def _gate_options(parser: argparse.ArgumentParser) -> None:
@@ -75,15 +77,24 @@ def _check(args: argparse.Namespace) -> int:
     print(f"act-equiv check: target={args.target} backend={args.backend} device={args.device} "
           f"dtype={args.dtype} profile={profile} max_examples={max_examples} "
           f"time_budget={args.time_budget or '-'}", flush=True)
-    result = search(gate, aes.cases(**profiles.scope()), max_examples, args.time_budget, args.seed, profile,
-                    on_verdict=progress)
+    strategy = aes.cases(**profiles.scope())
+    eager_examples = EAGER_SWEEP_FACTOR * max_examples
+    print(f"eager sweep: {eager_examples} cases, target eager vs legacy (no compile)", flush=True)
+    sweep = search(gate, strategy, eager_examples, args.time_budget, args.seed, profile, compiled=False)
+    result = sweep
+    if sweep.failure is None and gate.backend is not None:
+        print(f"compiled search: {max_examples} cases, backend {gate.backend}", flush=True)
+        budget_left = None if args.time_budget is None else max(0.0, args.time_budget - sweep.seconds)
+        result = search(gate, strategy, max_examples, budget_left, args.seed, profile, on_verdict=progress)
+        result.seconds += sweep.seconds
     failures = []
     if result.failure is not None:
         failure = result.failure.to_dict()
         failure["replay"] = f"act-equiv replay {directory / 'report.json'} --failure 0"
         failures.append(failure)
     run = {"kind": "check", "id": run_id, "command": shlex.join(["act-equiv", *sys.argv[1:]]),
-           "profile": profile, "max_examples": max_examples, "time_budget": args.time_budget, "seed": args.seed,
+           "profile": profile, "max_examples": max_examples, "eager_sweep_cases": len(sweep.verdicts),
+           "time_budget": args.time_budget, "seed": args.seed,
            "seconds": round(result.seconds, 1), "stopped_by": result.stopped_by}
     built = report.build([v.to_dict() for v in result.verdicts], gate.environment(), run, failures)
     path = report.write(built, directory)
@@ -150,6 +161,9 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("report", help="reports/<run-id>/report.json")
     replay.add_argument("--failure", type=int, default=0, help="which failure (default 0)")
     replay.set_defaults(func=_replay)
+    from act_equiv import bench
+
+    bench.add_parser(sub)
     return top
 
 

@@ -57,11 +57,11 @@ class Gate:
         self.runner = Runner(resolved, RunSettings(
             self.device, self.dtype, self.backend, self.mode, self.dynamic, explain=self.explain))
 
-    def verdict(self, case: Case) -> CaseVerdict:
+    def verdict(self, case: Case, compiled: bool = True) -> CaseVerdict:
         """Eager forms first; the compiled stage only when they agree (a divergence needs no compile)."""
         run = self.runner.run_eager(case)
         verdict = judge(run, eager_rounding=self.eager_rounding)
-        if verdict.passed:
+        if verdict.passed and compiled:
             self.runner.run_compiled(run)
             verdict = judge(run, eager_rounding=self.eager_rounding)
         run.live.clear()
@@ -108,8 +108,13 @@ def search(
     seed_value: int | None = None,
     profile: str | None = None,
     on_verdict: Callable[[CaseVerdict, int], None] | None = None,
+    compiled: bool = True,
 ) -> SearchResult:
-    """Run the property on drawn cases; on a divergence, let Hypothesis shrink it and keep the smallest."""
+    """Run the property on drawn cases; on a divergence, let Hypothesis shrink it and keep the smallest.
+
+    `compiled=False` runs the eager stage only: an eager sweep costs milliseconds per case where a compile
+    costs seconds, so a diverging edit is found and shrunk before anything is compiled.
+    """
     verdicts: list[CaseVerdict] = []
     failures: list[CaseVerdict] = []
     start = time.perf_counter()
@@ -124,7 +129,8 @@ def search(
         if time_budget is not None and time.perf_counter() - start > time_budget and not failures:
             stopped_by = "time budget"
             assume(False)  # cheap rejections until Hypothesis stops; shrinking is never cut short
-        verdict = gate.verdict(case)
+        # Once an eager-stage failure is found, shrinking only needs the eager stage to reproduce it.
+        verdict = gate.verdict(case, compiled=compiled and (not failures or "compile" in failures[0].info))
         verdicts.append(verdict)
         if on_verdict is not None:
             on_verdict(verdict, len(verdicts))

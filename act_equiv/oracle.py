@@ -82,6 +82,9 @@ def _error_finding(error: ErrorRecord, run: CaseRun) -> Finding | None:
         return Finding("compiled_ran", f"compiled code could not run: {error.message}", detail)
     if error.type == "GraphBreakError":
         return Finding("graph_break", f"graph break under fullgraph=True: {error.message}", detail)
+    if error.stage == "reference64":
+        return Finding("reference64_raised", "the float64 copy of the target (the rmse check's reference) raised "
+                       f"{error.type}: {error.message}", detail)
     if error.stage.startswith("compiled"):
         return Finding("compiled_raised", f"the compiled target raised {error.type}: {error.message}", detail)
     return Finding("target_raised", f"the target raised {error.type} in {error.stage}: {error.message}", detail)

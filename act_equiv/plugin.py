@@ -29,6 +29,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="torch.compile mode (inductor only)")
     group.addoption("--act-dynamic", default="auto", choices=("auto", "true", "false"),
                     help="torch.compile dynamic= (auto: None, dynamo decides)")
+    group.addoption("--act-report-dir", default="reports/pytest",
+                    help="where the session's report goes (relative to the rootdir)")
     group.addoption("--act-eager-tolerance", default="bitwise", choices=("bitwise", "rounding"),
                     help="target eager vs legacy: bitwise (default) or assert_close rounding")
 
@@ -60,7 +62,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _record_dir(config: pytest.Config) -> Path:
-    return config.rootpath / "reports" / "pytest"
+    return config.rootpath / config.getoption("act_report_dir")
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

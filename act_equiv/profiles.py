@@ -25,7 +25,7 @@ _COMMON: dict[str, Any] = {
 }
 
 PROFILES: dict[str, dict[str, Any]] = {
-    "ci": {"max_examples": 12, "derandomize": True, "database": None, "print_blob": True, **_COMMON},
+    "ci": {"max_examples": 9, "derandomize": True, "database": None, "print_blob": True, **_COMMON},
     "dev": {"max_examples": 25, **_COMMON},
     "thorough": {"max_examples": 300, **_COMMON},
 }

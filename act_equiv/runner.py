@@ -25,6 +25,7 @@ from act_equiv.compiled import CompiledForm, CompileStats
 from act_equiv.config import ACTConfig
 from act_equiv.models import ACTPolicy, LegacyACT, build
 from act_equiv.targets import Target
+from act_equiv.tolerance import tolerance_for
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
 
@@ -45,7 +46,8 @@ class RunSettings:
     extra_batch_sizes: int = 2
     """Compiled calls at this many further batch sizes (eval only), to count recompiles."""
     explain: bool = True
-    """Measure graph breaks of the eager legacy and target forms (once per structure and mode; seconds each)."""
+    """Measure graph breaks of the eager legacy and target forms (once per structure and mode, in the compiled
+    stage: a dynamo trace costs seconds)."""
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -125,8 +127,10 @@ class Runner:
             return
         start = time.perf_counter()
         case, target, batch = run.case, run.live["target"], run.live["batch"]
+        if self.settings.explain:
+            self._explain(run, run.live["reference"], target, batch)
         self._compiled(run, target, batch)
-        if self.settings.dtype != "float64":
+        if tolerance_for("compiled", self.settings.torch_dtype, self.settings.backend).rmse_factor is not None:
             target64 = copy.deepcopy(target).to(torch.float64)
             outputs = self._guarded(run, "reference64", lambda: self._call(
                 case, Probe(case.config, target64), target64, cast_batch(batch, torch.float64)))
@@ -142,7 +146,7 @@ class Runner:
     # -- forms --------------------------------------------------------------------------------------
     def _run_forms(self, run: CaseRun) -> None:
         case, s = run.case, self.settings
-        reference = build(case.config, case.weight_seed, LegacyACT)
+        reference = build(case.config, case.weight_seed, LegacyACT).to(s.device, s.torch_dtype)
         state = reference.state_dict()
         batch = make_batch(case.config, case.batch, s.device, s.torch_dtype)
         run.forms["legacy"] = self._call(case, Probe(case.config, reference), reference, batch)
@@ -150,7 +154,7 @@ class Runner:
         if target is None:
             return
         try:
-            target.load_state_dict(state, strict=True)
+            target.to(s.device, s.torch_dtype).load_state_dict(state, strict=True)
         except RuntimeError as error:
             keys = target.state_dict().keys()
             run.layout = {"missing": sorted(set(state) - set(keys)), "unexpected": sorted(set(keys) - set(state))}
@@ -162,9 +166,7 @@ class Runner:
             if outputs is None:
                 return
             run.forms[name] = outputs
-        if s.explain:
-            self._explain(run, reference, target, batch)
-        run.live = {"target": target, "batch": batch}
+        run.live = {"reference": reference, "target": target, "batch": batch}
 
     @staticmethod
     def _guarded(run: CaseRun, stage: str, fn: Callable[[], Any]) -> Any:

@@ -45,6 +45,7 @@ def register(name: str, loader: Callable[[], Target]) -> None:
 def resolve(spec: str) -> Target:
     """`concat`, `legacy`, another registered name, or `MODULE:ATTR`."""
     import act_equiv.lerobot  # noqa: F401 - registers "lerobot"; LeRobot itself is imported only when resolved
+    importlib.import_module("act_equiv.mutants")  # registers the "mutant:<name>" targets
     if spec in BUILTIN:
         return BUILTIN[spec]()
     if spec.count(":") != 1:

@@ -1,0 +1,205 @@
+"""`act-equiv bench`: what torch.compile really does for ACT, measured, never assumed.
+
+Times legacy eager, concat eager, legacy compiled and concat compiled in one process, calls interleaved
+round-robin (so drift in machine load hits every form alike), warm-up excluded, and reports medians, spread,
+ratios to legacy eager, throughput, compile time and graph breaks per form.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from act_equiv import compat
+from act_equiv.case import BatchSpec, make_batch
+from act_equiv.compiled import BACKENDS, CompiledForm
+from act_equiv.config import ACTConfig
+from act_equiv.gate import UsageError
+from act_equiv.models import ACT, ACTPolicy, LegacyACT, build
+
+# ACTConfig's own defaults are LeRobot's; presets set the features and, for `small`, the model size.
+PRESETS: dict[str, dict[str, Any]] = {
+    # LeRobot's default ACT (resnet18, dim 512, ff 3200, 4+1 layers, 4 VAE layers, chunk 100), PushT-sized I/O.
+    "default": {"state_dim": 2, "action_dim": 2, "camera_shapes": [(3, 96, 96)]},
+    # The same model with ALOHA's 480x640 top camera and 14-D state/action.
+    "aloha": {"state_dim": 14, "action_dim": 14, "camera_shapes": [(3, 480, 640)]},
+    # A small model for quick runs: tiny backbone, two cameras.
+    "small": {"state_dim": 6, "env_state_dim": 4, "action_dim": 6, "camera_shapes": [(3, 64, 64), (3, 64, 96)],
+              "vision_backbone": "tiny_resnet", "dim_model": 64, "n_heads": 4, "dim_feedforward": 128,
+              "n_encoder_layers": 2, "n_vae_encoder_layers": 2, "chunk_size": 20, "n_action_steps": 20,
+              "latent_dim": 16},
+}
+FORMS = ("legacy eager", "concat eager", "legacy compiled", "concat compiled")
+
+
+def add_parser(subparsers: Any) -> None:
+    bench = subparsers.add_parser("bench", help="time legacy/concat, eager/compiled, in one interleaved run")
+    bench.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    bench.add_argument("--batch-size", type=int, default=8)
+    bench.add_argument("--num-runs", type=int, default=20, help="timed calls per form")
+    bench.add_argument("--warmup", type=int, default=3, help="untimed calls per form (the first one compiles)")
+    bench.add_argument("--compile-mode", default="default", choices=("default", "reduce-overhead", "max-autotune"))
+    bench.add_argument("--backend", default="inductor", choices=BACKENDS)
+    bench.add_argument("--config", default="default", choices=sorted(PRESETS), help="model preset")
+    bench.add_argument("--training", action="store_true", help="time forward + backward + AdamW step")
+    bench.add_argument("--report-dir", default="reports")
+    bench.set_defaults(func=run)
+
+
+class _Step:
+    """One form's unit of work: an inference forward, or a full training step."""
+
+    def __init__(self, model: nn.Module, config: ACTConfig, batch: dict[str, Any], training: bool,
+                 compile_with: dict[str, Any] | None) -> None:
+        self.policy = ACTPolicy(config, model)
+        self.training = training
+        self.batch = batch
+        self.model = model.train(training)
+        target = self.policy if training else model
+        self.form = CompiledForm(target, fullgraph=True, **compile_with) if compile_with else target
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5) if training else None
+
+    def __call__(self) -> None:
+        if not self.training:
+            with torch.no_grad():
+                self.form(self.batch)
+            return
+        loss, _ = self.form(self.batch)
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+def _timed(fn: Callable[[], None], device: str) -> float:
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def measure(args: argparse.Namespace, progress: Callable[[str], None] = print) -> dict[str, Any]:
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available to this torch build")
+    if args.compile_mode != "default" and args.backend != "inductor":
+        raise UsageError(f"--compile-mode {args.compile_mode} needs --backend inductor (got {args.backend})")
+    for name in ("batch_size", "num_runs", "warmup"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} is invalid: an int >= 1")
+    config = ACTConfig(**PRESETS[args.config])
+    batch = make_batch(config, BatchSpec(args.batch_size, seed=0), args.device)
+    compile_with = {"backend": args.backend, "mode": None if args.compile_mode == "default" else args.compile_mode}
+    steps: dict[str, _Step] = {}
+    explained: dict[str, Any] = {}
+    for name in FORMS:
+        form_cls = LegacyACT if name.startswith("legacy") else ACT
+        model = build(config, 0, form_cls).to(args.device)
+        if name.endswith("eager"):
+            probe = model.train(args.training)
+            with torch.set_grad_enabled(args.training):
+                explained[name.split()[0]] = compat.explain(probe, batch)
+        steps[name] = _Step(model, config, batch, args.training, compile_with if "compiled" in name else None)
+    compat.reset()
+    compile_seconds: dict[str, float] = {}
+    for name, step in steps.items():
+        progress(f"warm-up {name} ({args.warmup} calls{', compiling' if 'compiled' in name else ''})")
+        first = _timed(step, args.device)
+        if "compiled" in name:
+            compile_seconds[name] = first
+        for _ in range(args.warmup - 1):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for index in range(args.num_runs):
+        for name, step in steps.items():
+            times[name].append(_timed(step, args.device))
+        if (index + 1) % max(1, args.num_runs // 5) == 0:
+            progress(f"timed {index + 1}/{args.num_runs} rounds")
+    for name in steps:
+        stats = steps[name].form.stats if isinstance(steps[name].form, CompiledForm) else None
+        if stats is not None and (stats.fell_back_to_eager or stats.frames_compiled == 0):
+            raise RuntimeError(f"{name}: compiled code did not run ({stats.reason})")
+    return _summarise(args, config, times, compile_seconds, explained, steps)
+
+
+def _summarise(args: argparse.Namespace, config: ACTConfig, times: dict[str, list[float]],
+               compile_seconds: dict[str, float], explained: dict[str, Any], steps: dict[str, _Step]) -> dict:
+    base = statistics.median(times["legacy eager"])
+    rows = {}
+    for name, values in times.items():
+        quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+        median = statistics.median(values)
+        rows[name] = {
+            "median_ms": median * 1e3, "p25_ms": quartiles[0] * 1e3, "p75_ms": quartiles[2] * 1e3,
+            "min_ms": min(values) * 1e3, "speedup_vs_legacy_eager": base / median,
+            "samples_per_s": args.batch_size / median, "compile_s": compile_seconds.get(name),
+        }
+        form = steps[name].form
+        if isinstance(form, CompiledForm):
+            rows[name]["graphs_compiled"] = form.stats.frames_compiled
+    return {
+        "kind": "bench",
+        "command": shlex.join(["act-equiv", *sys.argv[1:]]),
+        "environment": {
+            "torch": torch.__version__, "python": platform.python_version(),
+            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+            "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
+            "backend": args.backend, "mode": args.compile_mode,
+        },
+        "settings": {"config": args.config, "batch_size": args.batch_size, "num_runs": args.num_runs,
+                     "warmup": args.warmup, "training": args.training, "model": config.to_dict()},
+        "forms": rows,
+        "graph_breaks": {form: {"graphs": r.graph_count, "breaks": r.graph_break_count,
+                                "reasons": r.break_reasons, "ops": r.op_count} for form, r in explained.items()},
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    env, settings = result["environment"], result["settings"]
+    lines = [
+        f"# act_equiv bench: {settings['config']}, batch {settings['batch_size']}, "
+        f"{'training step' if settings['training'] else 'inference'}",
+        "",
+        f"`{result['command']}`",
+        "",
+        f"torch {env['torch']}, python {env['python']}, {env['machine']}, device {env['device']}, "
+        f"backend {env['backend']}, mode {env['mode']}; {settings['num_runs']} interleaved rounds after "
+        f"{settings['warmup']} warm-up calls per form.",
+        "",
+        "| form | median ms | p25–p75 ms | speedup vs legacy eager | samples/s | compile s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in result["forms"].items():
+        compile_s = "-" if r["compile_s"] is None else f"{r['compile_s']:.1f}"
+        lines.append(f"| {name} | {r['median_ms']:.2f} | {r['p25_ms']:.2f}–{r['p75_ms']:.2f} | "
+                     f"{r['speedup_vs_legacy_eager']:.2f}x | {r['samples_per_s']:.1f} | {compile_s} |")
+    lines += ["", "| eager form | graphs | graph breaks | ops | break reasons |", "|---|---|---|---|---|"]
+    for form, g in result["graph_breaks"].items():
+        lines.append(f"| {form} | {g['graphs']} | {g['breaks']} | {g['ops']} | {'; '.join(g['reasons']) or '-'} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    result = measure(args, progress=lambda line: print(f"bench: {line}", flush=True))
+    run_id = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    directory = Path(args.report_dir) / f"bench-{run_id}"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    text = markdown(result)
+    (directory / "bench.md").write_text(text)
+    print(text)
+    print(f"report: {directory / 'bench.json'}")
+    return 0

@@ -1,0 +1,95 @@
+"""The gate end to end, as a contributor runs it: subprocesses, exit codes, reports, replay."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+
+
+def act_equiv(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "act_equiv", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def only_report(directory: Path) -> dict:
+    (path,) = directory.glob("*/report.json")
+    return json.loads(path.read_text())
+
+
+@pytest.mark.compile
+def test_clean_target_exits_0_with_a_report(tmp_path: Path) -> None:
+    junit = tmp_path / "junit.xml"
+    done = act_equiv("check", "--max-examples", "2", "--profile", "ci", "--report-dir", "out", "--junitxml",
+                     str(junit), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = only_report(tmp_path / "out")
+    assert report["schema"] == "act_equiv.report/1" and report["result"]["passed"]
+    assert report["result"]["cases"] == 2 and report["compile"]["compiled_cases"] == 2
+    assert (next((tmp_path / "out").glob("*/summary.md"))).read_text().startswith("# act_equiv check: PASS")
+    assert "<testsuite" in junit.read_text()
+    assert "[1/2]" in done.stdout  # progress
+
+
+def test_known_bad_target_exits_1_fast_with_a_shrunk_two_camera_case_and_a_replay(tmp_path: Path) -> None:
+    start = time.perf_counter()
+    done = act_equiv("check", "--target", "gate_targets:CameraTokensReversed", "--profile", "ci",
+                     "--max-examples", "50", "--report-dir", "out", cwd=tmp_path)
+    seconds = time.perf_counter() - start
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert seconds < 60, f"took {seconds:.0f}s"
+    (failure,) = only_report(tmp_path / "out")["failures"]
+    assert len(failure["case"]["config"]["camera_shapes"]) == 2
+    assert failure["replay"].startswith("act-equiv replay ")
+    replay = act_equiv(*failure["replay"].split()[1:], cwd=tmp_path)
+    assert replay.returncode == 1 and "FAIL" in replay.stdout and "legacy/target" in replay.stdout
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [("no_such_module:ACT", "cannot import module 'no_such_module'"),
+     ("gate_targets:Missing", "has no attribute 'Missing'"),
+     ("gate_targets", "use MODULE:ATTR")],
+)
+def test_bad_target_exits_2_with_one_clear_line(tmp_path: Path, target: str, message: str) -> None:
+    done = act_equiv("check", "--target", target, cwd=tmp_path)
+    assert done.returncode == 2
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "reports").exists()
+
+
+def test_bad_option_exits_2(tmp_path: Path) -> None:
+    done = act_equiv("check", "--backend", "tvm", cwd=tmp_path)
+    assert done.returncode == 2 and "invalid choice: 'tvm'" in done.stderr
+    done = act_equiv("check", "--mode", "reduce-overhead", "--backend", "eager", cwd=tmp_path)
+    assert done.returncode == 2 and "needs --backend inductor" in done.stderr
+
+
+def test_target_that_raises_exits_1_and_is_reported(tmp_path: Path) -> None:
+    done = act_equiv("check", "--target", "gate_targets:Raises", "--profile", "ci", "--max-examples", "5",
+                     "--report-dir", "out", cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    (failure,) = only_report(tmp_path / "out")["failures"]
+    (finding,) = failure["findings"]
+    assert finding["check"] == "target_raised" and "this ACT edit is broken" in finding["message"]
+    assert any("gate_targets.py" in line for line in finding["detail"]["traceback"])
+
+
+def test_pytest_plugin_runs_the_suite_against_another_repos_target(tmp_path: Path) -> None:
+    """Another repo: no act_equiv tests of its own, only `--act-target` (the pytest11 entry point)."""
+    (tmp_path / "conftest.py").write_text("")
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "must_keep and eval"]
+    bad = subprocess.run([*command, "--act-target", "gate_targets:CameraTokensReversed"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 1 and "1 failed" in bad.stdout, bad.stdout[-2000:]
+    assert "legacy/target" in bad.stdout
+    assert (tmp_path / "reports" / "pytest" / "report.json").is_file()
