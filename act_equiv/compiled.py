@@ -14,7 +14,6 @@ per-form counts come from snapshots of the shared counters taken around each cal
 from __future__ import annotations
 
 import copy
-import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,9 +82,10 @@ class CountingBackend:
             self.graph_runs += 1
             return compiled(*args)
 
-        # Pass arguments through untouched and copy attributes (e.g. `_boxed_call`), so the calling convention the
-        # real backend chose still holds.
-        functools.update_wrapper(run, compiled, assigned=(), updated=("__dict__",))
+        # Keep the calling convention the real backend chose (`_boxed_call`: arguments as one list). Copy nothing
+        # else: torch 2.2's dynamo follows `_torchdynamo_orig_callable` and would bypass this counter.
+        if getattr(compiled, "_boxed_call", False):
+            run._boxed_call = True  # type: ignore[attr-defined]
         return run
 
     def __repr__(self) -> str:

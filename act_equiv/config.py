@@ -98,6 +98,15 @@ class ACTConfig:
     def __post_init__(self) -> None:
         self.camera_shapes = tuple(tuple(shape) for shape in self.camera_shapes)  # type: ignore[misc]
         self._validate()
+        # Built once: the model reads these in forward, and older dynamo (torch 2.2) breaks the graph on
+        # constructing a dataclass there.
+        self._features = {
+            "state": None if self.state_dim is None else PolicyFeature(FeatureType.STATE, (self.state_dim,)),
+            "env": None if self.env_state_dim is None else PolicyFeature(FeatureType.ENV, (self.env_state_dim,)),
+            "images": {f"{OBS_IMAGES}.cam{i}": PolicyFeature(FeatureType.VISUAL, tuple(shape))
+                       for i, shape in enumerate(self.camera_shapes)},
+            "action": PolicyFeature(FeatureType.ACTION, (self.action_dim,)),
+        }
 
     # -- validation -------------------------------------------------------------------------------
     def _validate(self) -> None:
@@ -187,22 +196,19 @@ class ACTConfig:
     # -- LeRobot's feature properties ---------------------------------------------------------------
     @property
     def robot_state_feature(self) -> PolicyFeature | None:
-        return None if self.state_dim is None else PolicyFeature(FeatureType.STATE, (self.state_dim,))
+        return self._features["state"]
 
     @property
     def env_state_feature(self) -> PolicyFeature | None:
-        return None if self.env_state_dim is None else PolicyFeature(FeatureType.ENV, (self.env_state_dim,))
+        return self._features["env"]
 
     @property
     def image_features(self) -> dict[str, PolicyFeature]:
-        return {
-            f"{OBS_IMAGES}.cam{i}": PolicyFeature(FeatureType.VISUAL, tuple(shape))
-            for i, shape in enumerate(self.camera_shapes)
-        }
+        return self._features["images"]
 
     @property
     def action_feature(self) -> PolicyFeature:
-        return PolicyFeature(FeatureType.ACTION, (self.action_dim,))
+        return self._features["action"]
 
     # -- serialisation ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

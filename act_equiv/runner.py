@@ -122,13 +122,15 @@ class Runner:
         return run
 
     def run_compiled(self, run: CaseRun) -> None:
-        """Add the compiled target and, below float64, the float64 reference for the rmse check."""
-        if self.settings.backend is None or "target_repeat" not in run.forms:
+        """Measure graph breaks (if asked), add the compiled target and, for inductor, the float64 reference."""
+        if "target_repeat" not in run.forms:
             return
         start = time.perf_counter()
         case, target, batch = run.case, run.live["target"], run.live["batch"]
         if self.settings.explain:
             self._explain(run, run.live["reference"], target, batch)
+        if self.settings.backend is None:
+            return
         self._compiled(run, target, batch)
         if tolerance_for("compiled", self.settings.torch_dtype, self.settings.backend).rmse_factor is not None:
             target64 = copy.deepcopy(target).to(torch.float64)
