@@ -161,9 +161,10 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("report", help="reports/<run-id>/report.json")
     replay.add_argument("--failure", type=int, default=0, help="which failure (default 0)")
     replay.set_defaults(func=_replay)
-    from act_equiv import bench
+    from act_equiv import bench, mutation
 
     bench.add_parser(sub)
+    mutation.add_parser(sub)
     return top
 
 

@@ -189,6 +189,14 @@ def fallback_random(enabled: bool = True) -> Iterator[None]:
         yield
 
 
+def fresh_modules_share_graphs() -> bool:
+    """Whether dynamo inlines nn.Module calls (parameters become graph inputs), so fresh instances of one
+    structure reuse one compiled graph. Default from torch 2.5, always on later; torch 2.2 guards on each
+    instance instead, so every fresh model compiles its own graph (and the recompile-limit trap of sharing
+    one backend across many structures does not arise the same way)."""
+    return bool(getattr(_dynamo_config(), "inline_inbuilt_nn_modules", False))
+
+
 def reset() -> None:
     """Drop every compiled graph and guard in the process (`torch._dynamo.reset`); file caches survive."""
     import torch._dynamo

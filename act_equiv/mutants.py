@@ -37,7 +37,9 @@ class Mutant:
     needs: str
     """The configuration features a case must have for the bug to change anything."""
     compiled: bool = False
-    """Only a compiled comparison (or a non-float32 run) can see it; an eager-only check cannot."""
+    """Only a compiled comparison can see it; an eager-only check cannot."""
+    dtype: str = "float32"
+    """The model and input dtype the gate must run in to see it (the mutant run uses it)."""
 
     @property
     def target(self) -> str:
@@ -47,13 +49,13 @@ class Mutant:
 MUTANTS: dict[str, Mutant] = {}
 
 
-def _mutant(name: str, needs: str, compiled: bool = False) -> Callable[[type[ACT]], type[ACT]]:
+def _mutant(name: str, needs: str, compiled: bool = False, dtype: str = "float32") -> Callable[[type[ACT]], type[ACT]]:
     """Catalogue and register a mutant class; its description is its docstring's first paragraph."""
 
     def add(cls: type[ACT]) -> type[ACT]:
         paragraph = (cls.__doc__ or "").strip().split("\n\n")[0]
         description = " ".join(line.strip() for line in paragraph.splitlines())
-        MUTANTS[name] = Mutant(name, cls, description, needs, compiled)
+        MUTANTS[name] = Mutant(name, cls, description, needs, compiled, dtype)
         register(f"mutant:{name}", lambda: Target(f"mutant:{name}", cls))
         return cls
 
@@ -316,8 +318,7 @@ class OutputReshapeNotTranspose(ACT):
 
 
 # -- device and dtype ---------------------------------------------------------------------------------------------
-@_mutant("zero_latent_float32", "eval or no VAE, and a non-float32 run (the compiled check's float64 reference)",
-         compiled=True)
+@_mutant("zero_latent_float32", "eval or no VAE, in a float64 (or half-precision) run", dtype="float64")
 class ZeroLatentFloat32(ACT):
     """Zero latent hard-coded float32 (LeRobot 0.6.1's own bug): a float64/bf16 model gets a dtype mismatch."""
 

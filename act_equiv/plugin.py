@@ -8,12 +8,15 @@ happens when a test asks for a fixture.
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 SUITE = Path(__file__).with_name("suite.py")
+_SESSION = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -54,11 +57,17 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(1)
     from act_equiv import record
 
-    directory = _record_dir(config)
-    if workerinput is None:
-        for stale in directory.glob("verdicts-*.jsonl"):
-            stale.unlink()
-    record.open_sink(directory, workerinput["workerid"] if workerinput else "main")
+    # Each session writes under its own id, so sessions sharing the directory (a nested pytest run, a second
+    # terminal) never mix or delete each other's verdicts.
+    session = workerinput["act_equiv_session"] if workerinput else f"{os.getpid()}-{time.time_ns()}"
+    config.stash[_SESSION] = session
+    record.open_sink(_record_dir(config), f"{session}-{workerinput['workerid'] if workerinput else 'main'}")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist: hand the controller's session id to each worker."""
+    node.workerinput["act_equiv_session"] = node.config.stash[_SESSION]
 
 
 def _record_dir(config: pytest.Config) -> Path:
@@ -71,7 +80,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return
     from act_equiv import record, report
 
-    verdicts = record.collect(_record_dir(config))
+    session_files = sorted(_record_dir(config).glob(f"verdicts-{config.stash[_SESSION]}-*.jsonl"))
+    verdicts = record.collect(session_files)
+    for path in session_files:
+        path.unlink()
     if not verdicts:
         return
     import platform

@@ -7,7 +7,6 @@ the controlling process aggregates them into a report at the end of the session.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from act_equiv.verdict import CaseVerdict
@@ -15,10 +14,10 @@ from act_equiv.verdict import CaseVerdict
 _sink: Path | None = None
 
 
-def open_sink(directory: Path, worker: str) -> None:
+def open_sink(directory: Path, name: str) -> None:
     global _sink
     directory.mkdir(parents=True, exist_ok=True)
-    _sink = directory / f"verdicts-{worker}-{os.getpid()}.jsonl"
+    _sink = directory / f"verdicts-{name}.jsonl"
 
 
 def record(verdict: CaseVerdict) -> CaseVerdict:
@@ -29,5 +28,5 @@ def record(verdict: CaseVerdict) -> CaseVerdict:
     return verdict
 
 
-def collect(directory: Path) -> list[dict]:
-    return [json.loads(line) for path in sorted(directory.glob("verdicts-*.jsonl")) for line in path.open()]
+def collect(paths: list[Path]) -> list[dict]:
+    return [json.loads(line) for path in paths for line in path.open()]

@@ -8,7 +8,7 @@ Two kinds of comparison:
   same ATen kernels in the same order, so they stay bitwise. Inductor fuses and reorders reductions, so it
   gets a tolerance per dtype, and when that fails, the fp64-referenced check of PyTorch's dynamo accuracy
   checker: compiled error vs a float64 run must not exceed `rmse_factor` x the eager error (+ atol / 10).
-  See docs/TOLERANCES.md for the measured errors behind each number.
+  See docs/TORCH_COMPILE_ACT.md ("Tolerances and why") for the measured errors behind each number.
 """
 
 from __future__ import annotations

@@ -55,9 +55,13 @@ class GraphBreak(ACT):
 class BatchSizeCache(ACT):
     """A Python-side cache keyed by batch size: dynamo guards on it and recompiles for every new size."""
 
+    def __init__(self, config):
+        super().__init__(config)
+        self.seen: dict[int, bool] = {}
+
     def decode(self, tokens, pos_embed, batch_size):
-        self.__dict__.setdefault("_seen", {})[batch_size] = True
-        if len(self._seen) > 1:
+        self.seen[batch_size] = True
+        if len(self.seen) > 1:
             tokens = tokens + 0.0
         return super().decode(tokens, pos_embed, batch_size)
 
@@ -115,7 +119,8 @@ def test_recompile_limit_is_caught() -> None:
 
 def test_data_dependent_recompiles_exceed_the_allowance() -> None:
     found = findings(gate_for(BatchSizeCache), EVAL)
-    assert "recompiles" in found, found
+    # torch 2.2's dynamo cannot trace the dict keyed by a symbolic size: there it is caught as a graph break.
+    assert "recompiles" in found or (compat.torch_version() < (2, 5) and "graph_break" in found), found
 
 
 def test_nondeterministic_eager_is_refused() -> None:
