@@ -89,6 +89,15 @@ def _camera(model: ACT, img: Tensor) -> tuple[Tensor, Tensor]:
     return _seq_first(model.encoder_img_feat_input_proj(feature_map)), _seq_first(pos)
 
 
+def _with_cameras(model: ACT, batch: Batch, tokens: list[Tensor], pos: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """Append every camera's tokens and 2-D position embeddings, correctly, and join everything."""
+    for img in _cameras(model, batch):
+        cam_tokens, cam_pos = _camera(model, img)
+        tokens.append(cam_tokens)
+        pos.append(cam_pos)
+    return torch.cat(tokens), torch.cat(pos)
+
+
 def _pos_1d(model: ACT) -> Tensor:
     return model.encoder_1d_feature_pos_embed.weight.unsqueeze(1)
 
@@ -101,11 +110,7 @@ class StateEnvSwapped(ACT):
     def encoder_inputs(self, batch: Batch, latent_sample: Tensor) -> tuple[Tensor, Tensor]:
         tokens = [self.encoder_latent_input_proj(latent_sample).unsqueeze(0), *_state_env(self, batch)[::-1]]  # BUG
         pos = [_pos_1d(self)]
-        for img in _cameras(self, batch):
-            cam_tokens, cam_pos = _camera(self, img)
-            tokens.append(cam_tokens)
-            pos.append(cam_pos)
-        return torch.cat(tokens), torch.cat(pos)
+        return _with_cameras(self, batch, tokens, pos)
 
 
 @_mutant("latent_after_state_env", "state or env")
@@ -115,11 +120,7 @@ class LatentAfterStateEnv(ACT):
     def encoder_inputs(self, batch: Batch, latent_sample: Tensor) -> tuple[Tensor, Tensor]:
         tokens = [*_state_env(self, batch), self.encoder_latent_input_proj(latent_sample).unsqueeze(0)]  # BUG
         pos = [_pos_1d(self)]
-        for img in _cameras(self, batch):
-            cam_tokens, cam_pos = _camera(self, img)
-            tokens.append(cam_tokens)
-            pos.append(cam_pos)
-        return torch.cat(tokens), torch.cat(pos)
+        return _with_cameras(self, batch, tokens, pos)
 
 
 @_mutant("pos1d_shifted", "state or env")
@@ -129,11 +130,7 @@ class Pos1dShifted(ACT):
     def encoder_inputs(self, batch: Batch, latent_sample: Tensor) -> tuple[Tensor, Tensor]:
         tokens = [self.encoder_latent_input_proj(latent_sample).unsqueeze(0), *_state_env(self, batch)]
         pos = [_pos_1d(self).roll(1, dims=0)]  # BUG
-        for img in _cameras(self, batch):
-            cam_tokens, cam_pos = _camera(self, img)
-            tokens.append(cam_tokens)
-            pos.append(cam_pos)
-        return torch.cat(tokens), torch.cat(pos)
+        return _with_cameras(self, batch, tokens, pos)
 
 
 # -- cameras ------------------------------------------------------------------------------------------------------

@@ -14,15 +14,7 @@ from torch import Tensor, nn
 from act_equiv import ACT, ACTConfig, LegacyACT, build
 from act_equiv.models import ACTPolicy, ACTTemporalEnsembler
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_intra_op_thread():
-    """Tiny models gain nothing from intra-op threads, and OpenMP spin-waits badly on a busy 2-core machine
-    (measured: 12 s single-threaded vs 140 s with 2 threads beside another job). Restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_intra_op_thread")
 
 
 class ScriptedModel(nn.Module):
