@@ -13,7 +13,6 @@ from act_equiv.gate import Gate
 from act_equiv.models import reference_state_dict
 from act_equiv.models.backbone import ResNetBackbone
 from act_equiv.targets import resolve
-from act_equiv.verdict import Finding
 
 pytest.importorskip("lerobot")
 
@@ -28,12 +27,6 @@ CONFIG = ACTConfig(
 @pytest.fixture(scope="module")
 def gate() -> Gate:
     return Gate(target="lerobot", backend="aot_eager")
-
-
-def _float32_latent(finding: Finding) -> bool:
-    """LeRobot finding 2: its zero latent is float32, so the float64 copy the runner makes raises in eval."""
-    return (finding.check == "target_raised" and finding.detail.get("stage") == "reference64"
-            and "must have the same dtype" in finding.message)
 
 
 def test_adapter_builds_lerobot_act_and_loads_reference_weights_strictly() -> None:
@@ -53,10 +46,8 @@ def test_lerobot_matches_legacy_bitwise_and_compiles(gate: Gate, training: bool)
     assert {"legacy/target", "target/target_repeat", "target/compiled"} <= pairs
     assert all(check.passed and check.tolerance.bitwise for check in verdict.checks), verdict.summary()
     assert not verdict.info["compile"]["fell_back_to_eager"]
-    unexpected = [f for f in verdict.findings if not _float32_latent(f)]
-    assert not unexpected, verdict.summary()
-    if training:  # the VAE samples its latent; nothing float32-only is created
-        assert verdict.passed, verdict.summary()
+    # float32 aot_eager: LeRobot's float32-only zero latent (finding 2) shows only in float64 or inductor runs.
+    assert verdict.passed, verdict.summary()
 
 
 def test_config_without_robot_state_is_a_target_raised_finding(gate: Gate) -> None:
