@@ -75,20 +75,27 @@ class Gate:
         return verdict
 
     def environment(self) -> dict[str, Any]:
-        import platform
+        return environment(self.target, self.device, self.dtype, self.backend, self.mode, self.dynamic,
+                           self.eager_rounding)
 
-        return {
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
-            "device": torch.cuda.get_device_name() if self.device == "cuda" else "cpu",
-            "target": self.target,
-            "backend": self.backend,
-            "mode": self.mode,
-            "dtype": self.dtype,
-            "dynamic": self.dynamic,
-            "eager_tolerance": "rounding" if self.eager_rounding else "bitwise",
-        }
+
+def environment(target: str, device: str, dtype: str, backend: str | None, mode: str | None,
+                dynamic: bool | None, eager_rounding: bool) -> dict[str, Any]:
+    """What a report states about the run: versions, machine and the gate's settings."""
+    import platform
+
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "target": target,
+        "backend": backend,
+        "mode": mode,
+        "dtype": dtype,
+        "dynamic": dynamic,
+        "eager_tolerance": "rounding" if eager_rounding else "bitwise",
+    }
 
 
 @dataclass

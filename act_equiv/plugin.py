@@ -86,14 +86,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         path.unlink()
     if not verdicts:
         return
-    import platform
+    from act_equiv.gate import environment
 
-    import torch
-
-    environment = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
-                   "target": config.getoption("act_target") or "concat", "backend": config.getoption("act_backend"),
-                   "dtype": config.getoption("act_dtype"), "device": config.getoption("act_device")}
-    built = report.build(verdicts, environment, {"kind": "pytest", "command": " ".join(["pytest", *config.args])})
+    env = environment(**_options(config))
+    built = report.build(verdicts, env, {"kind": "pytest", "command": " ".join(["pytest", *config.args])})
     path = report.write(built, _record_dir(config))
     compiled = built["compile"]
     terminalreporter.write_sep("-", "act_equiv")
@@ -106,7 +102,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 @pytest.fixture(scope="session")
 def act_options(pytestconfig: pytest.Config) -> dict[str, Any]:
     """The `--act-*` options as keywords for `act_equiv.gate.Gate`."""
-    get = pytestconfig.getoption
+    return _options(pytestconfig)
+
+
+def _options(config: pytest.Config) -> dict[str, Any]:
+    get = config.getoption
     backend = get("act_backend")
     return {
         "target": get("act_target") or "concat",
