@@ -32,6 +32,8 @@ def _gate_options(parser: argparse.ArgumentParser) -> None:
                         help="torch.compile mode (inductor only)")
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     parser.add_argument("--dynamic", default="auto", choices=("auto", "true", "false"))
+    parser.add_argument("--autocast", default="none", choices=("none", "bfloat16", "float16"),
+                        help="mixed precision: every form but the float64 reference under torch.autocast")
     parser.add_argument("--eager-tolerance", default="bitwise", choices=("bitwise", "rounding"),
                         help="target eager vs legacy: bitwise, or assert_close rounding for targets that "
                              "reorder floating point on purpose")
@@ -45,6 +47,7 @@ def _gate(args: argparse.Namespace, **overrides: Any) -> Any:
         "backend": None if args.backend == "none" else args.backend, "mode": args.mode,
         "dynamic": {"auto": None, "true": True, "false": False}[args.dynamic],
         "eager_rounding": args.eager_tolerance == "rounding",
+        "autocast": None if args.autocast == "none" else args.autocast,
     }
     return Gate(**{**options, **overrides})
 
@@ -121,7 +124,7 @@ def _replay(args: argparse.Namespace) -> int:
         target=env["target"], device=env["device"] if env["device"] == "cpu" else "cuda", dtype=env["dtype"],
         backend=env["backend"] or "none", mode=env["mode"],
         dynamic={None: "auto", True: "true", False: "false"}[env["dynamic"]],
-        eager_tolerance=env["eager_tolerance"])
+        eager_tolerance=env["eager_tolerance"], autocast=env.get("autocast") or "none")
     verdict = _gate(namespace).verdict(Case.from_dict(failures[args.failure]["case"]))
     print(verdict.summary())
     return EXIT_OK if verdict.passed else EXIT_DIVERGENCE

@@ -15,6 +15,11 @@ Facts these functions rely on (checked against torch 2.13's source, and older so
   object is recorded: afterwards dynamo marks the code run-only and stays silent.
 - `torch._dynamo.explain(fn)(*args)` returns an `ExplainOutput` (2.1+) and calls `torch._dynamo.reset()` before and
   after: explaining drops every compiled cache entry in the process.
+- TF32 is switched per backend op by `fp32_precision` ("ieee" / "tf32") since torch 2.9; older releases have the
+  `allow_tf32` booleans. Mixing the two raises in 2.9+ ("you have used a mix of the legacy and new APIs").
+- `torch.autocast` only warns for a (device, dtype) pair it cannot apply (CUDA without a device, float64) and
+  then runs without autocast, which would make an autocast run test nothing. CPU bf16 and fp16 autocast both
+  apply in every release of the matrix (checked on 2.2.2 and 2.13.0).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ __all__ = [
     "MISCOMPILE_BUGS",
     "MISCOMPILE_OPS",
     "ExplainResult",
+    "autocast_supported",
     "backend_names",
     "counter_delta",
     "describe_exception",
@@ -47,6 +53,7 @@ __all__ = [
     "inductor_backend",
     "inductor_modes",
     "inject_miscompile",
+    "is_compiling",
     "is_graph_break_error",
     "is_recompile_limit_error",
     "is_recompile_limit_reason",
@@ -55,6 +62,8 @@ __all__ = [
     "recompile_limit_name",
     "recompile_limit_set",
     "reset",
+    "tf32_disabled",
+    "tf32_enabled",
     "torch_version",
     "unimplemented_counters",
 ]
@@ -73,6 +82,10 @@ def _inductor_config() -> Any:
     return torch._inductor.config
 
 
+def _backends() -> Any:
+    return torch.backends
+
+
 _MISSING = object()
 
 
@@ -87,6 +100,12 @@ def _resolve(root: Any, dotted: str) -> tuple[Any, str] | None:
     if not hasattr(owner, leaf):
         return None
     return owner, leaf
+
+
+def _value(root: Any, dotted: str) -> Any:
+    """The value of `dotted` under `root`, or None when this release lacks it."""
+    resolved = _resolve(root, dotted)
+    return None if resolved is None else getattr(*resolved)
 
 
 @contextlib.contextmanager
@@ -204,11 +223,71 @@ def reset() -> None:
     torch._dynamo.reset()
 
 
+# Resolved once, at import: dynamo 2.2 cannot trace a getattr of a name its module lacks.
+_PUBLIC_IS_COMPILING: Callable[[], bool] | None = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
+if _PUBLIC_IS_COMPILING is None:
+    import torch._dynamo  # torch 2.2: is_compiling lives here only
+
+
+def is_compiling() -> bool:
+    """Whether dynamo is tracing the caller now (for tests and mutants that behave differently only when
+    compiled): `torch.compiler.is_compiling` from torch 2.3, `torch._dynamo.is_compiling` before."""
+    if _PUBLIC_IS_COMPILING is not None:
+        return bool(_PUBLIC_IS_COMPILING())
+    return bool(torch._dynamo.is_compiling())
+
+
 def graph_break() -> None:
     """Force a dynamo graph break here (for tests and mutants); a no-op when running eagerly."""
     import torch._dynamo
 
     torch._dynamo.graph_break()
+
+
+# -- TF32 and autocast ----------------------------------------------------------------------------------------------
+# (backend, op) pairs whose fp32 math TF32 can round: cuBLAS matmuls, cuDNN convolutions and RNNs.
+_FP32_PRECISION_OPS: tuple[str, ...] = ("cuda.matmul", "cudnn.conv", "cudnn.rnn")
+_ALLOW_TF32_FLAGS: tuple[str, ...] = ("cuda.matmul.allow_tf32", "cudnn.allow_tf32")
+
+
+def _fp32_precision_api() -> bool:
+    return _resolve(_backends(), "cuda.matmul.fp32_precision") is not None  # torch >= 2.9
+
+
+@contextlib.contextmanager
+def tf32_disabled() -> Iterator[None]:
+    """Full fp32 (IEEE) matmuls and convolutions on CUDA: TF32 keeps 10 mantissa bits, an error no fp32 tolerance
+    in the table was measured for. Uses the `fp32_precision` API where it exists, never both; restored on exit."""
+    if _fp32_precision_api():
+        values: dict[str, Any] = {f"{op}.fp32_precision": "ieee" for op in _FP32_PRECISION_OPS}
+    else:
+        values = dict.fromkeys(_ALLOW_TF32_FLAGS, False)
+    with _patched(_backends(), values):
+        yield
+
+
+def tf32_enabled() -> bool:
+    """Whether any CUDA fp32 matmul or convolution may use TF32 now (for reports)."""
+    backends = _backends()
+    if _fp32_precision_api():
+        return any(_value(backends, f"{op}.fp32_precision") == "tf32" for op in _FP32_PRECISION_OPS)
+    return any(bool(_value(backends, flag)) for flag in _ALLOW_TF32_FLAGS)
+
+
+def autocast_supported(device: str, dtype: torch.dtype) -> bool:
+    """Whether `torch.autocast(device, dtype)` really autocasts here, asked of a one-element linear: torch only
+    warns for a pair it cannot apply and runs without autocast."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with torch.autocast(device, dtype=dtype):
+                one = torch.ones(1, 1, device=device)
+                out = torch.nn.functional.linear(one, one)
+        except (RuntimeError, AssertionError, ValueError):  # no such device in this build / machine
+            return False
+    return out.dtype == dtype
 
 
 # -- backends ------------------------------------------------------------------------------------------------------

@@ -14,8 +14,10 @@ from hypothesis import HealthCheck, assume, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky
 
+from act_equiv import compat
 from act_equiv.case import Case
 from act_equiv.compiled import BACKENDS
+from act_equiv.numerics import AUTOCAST_DTYPES, pinned_settings
 from act_equiv.oracle import judge
 from act_equiv.record import record
 from act_equiv.runner import DTYPES, Runner, RunSettings
@@ -36,6 +38,7 @@ class Gate:
     mode: str | None = None
     dynamic: bool | None = None
     eager_rounding: bool = False
+    autocast: str | None = None
     explain: bool = True
     runner: Runner = field(init=False)
 
@@ -50,12 +53,25 @@ class Gate:
             raise UsageError(f"--backend {self.backend!r} is invalid: one of {list(BACKENDS)} or none")
         if self.mode is not None and self.backend != "inductor":
             raise UsageError(f"--mode {self.mode!r} needs --backend inductor (got {self.backend})")
+        self._check_autocast()
         try:
             resolved = resolve(self.target)
         except TargetError as error:
             raise UsageError(str(error)) from error
-        self.runner = Runner(resolved, RunSettings(
-            self.device, self.dtype, self.backend, self.mode, self.dynamic, explain=self.explain))
+        self.runner = Runner(resolved, RunSettings(self.device, self.dtype, self.backend, self.mode, self.dynamic,
+                                                   autocast=self.autocast, explain=self.explain))
+
+    def _check_autocast(self) -> None:
+        if self.autocast is None:
+            return
+        if self.autocast not in AUTOCAST_DTYPES:
+            raise UsageError(f"--autocast {self.autocast!r} is invalid: one of {list(AUTOCAST_DTYPES)} or none")
+        if self.dtype != "float32":
+            raise UsageError(f"--autocast {self.autocast} needs --dtype float32 (got {self.dtype}): autocast "
+                             "lowers float32 ops only")
+        if not compat.autocast_supported(self.device, AUTOCAST_DTYPES[self.autocast]):
+            raise UsageError(f"--autocast {self.autocast} is not supported on --device {self.device} by torch "
+                             f"{torch.__version__}; supported here: {autocast_dtypes(self.device) or 'none'}")
 
     def verdict(self, case: Case, compiled: bool = True) -> CaseVerdict:
         """Eager forms first; the compiled stage only when they agree (a divergence needs no compile)."""
@@ -76,11 +92,16 @@ class Gate:
 
     def environment(self) -> dict[str, Any]:
         return environment(self.target, self.device, self.dtype, self.backend, self.mode, self.dynamic,
-                           self.eager_rounding)
+                           self.eager_rounding, self.autocast)
+
+
+def autocast_dtypes(device: str) -> list[str]:
+    """The `--autocast` values this torch really applies on `device`."""
+    return [name for name, dtype in AUTOCAST_DTYPES.items() if compat.autocast_supported(device, dtype)]
 
 
 def environment(target: str, device: str, dtype: str, backend: str | None, mode: str | None,
-                dynamic: bool | None, eager_rounding: bool) -> dict[str, Any]:
+                dynamic: bool | None, eager_rounding: bool, autocast: str | None = None) -> dict[str, Any]:
     """What a report states about the run: versions, machine and the gate's settings."""
     import platform
 
@@ -93,8 +114,10 @@ def environment(target: str, device: str, dtype: str, backend: str | None, mode:
         "backend": backend,
         "mode": mode,
         "dtype": dtype,
+        "autocast": autocast,
         "dynamic": dynamic,
         "eager_tolerance": "rounding" if eager_rounding else "bitwise",
+        **pinned_settings(device),
     }
 
 

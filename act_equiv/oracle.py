@@ -6,6 +6,7 @@ Pairs judged:
   trusted (PyTorch's accuracy checker's "eager_two_runs_differ");
 - target/compiled: the compiled target against its eager self, per the tolerance table, with the fp64 rmse
   check for inductor.
+Under autocast, the reference must really have run in mixed precision (else the run tests full precision).
 Compile hygiene: compiled code must have run (no silent eager fallback), no graph break, and recompiles
 within the allowance for the dynamic-shape setting when only the batch size changes.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 
 from act_equiv.compare import compare
+from act_equiv.numerics import AUTOCAST_DTYPES
 from act_equiv.runner import CaseRun, ErrorRecord
 from act_equiv.tolerance import EXACT, tolerance_for
 from act_equiv.verdict import CaseVerdict, Finding
@@ -37,7 +39,7 @@ def recompile_allowance(dynamic: bool | None, batch_sizes: list[int]) -> int:
 
 
 def judge(run: CaseRun, eager_rounding: bool = False) -> CaseVerdict:
-    verdict = CaseVerdict(run.case, info={"seconds": round(run.seconds, 3)})
+    verdict = CaseVerdict(run.case, info={"seconds": round(run.seconds, 3), "settings": run.settings.label()})
     if run.skipped is not None:
         verdict.info["skipped"] = run.skipped
         return verdict
@@ -50,9 +52,12 @@ def judge(run: CaseRun, eager_rounding: bool = False) -> CaseVerdict:
             verdict.info.setdefault("explain_errors", []).append(f"{error.stage}: {error.type}: {error.message}")
         else:
             verdict.findings.append(finding)
+    if settings.autocast is not None:
+        _judge_autocast(run, verdict)
     if "target" in forms:
         verdict.checks += compare(forms["legacy"], forms["target"], "legacy/target",
-                                  tolerance_for("eager", dtype, eager_rounding=eager_rounding))
+                                  tolerance_for("eager", dtype, eager_rounding=eager_rounding,
+                                                autocast=settings.autocast))
     if "target_repeat" in forms:
         repeat = compare(forms["target"], forms["target_repeat"], "target/target_repeat", EXACT)
         if not all(check.passed for check in repeat):
@@ -61,12 +66,24 @@ def judge(run: CaseRun, eager_rounding: bool = False) -> CaseVerdict:
         verdict.checks += repeat
     if "compiled" in forms:
         verdict.checks += compare(forms["target"], forms["compiled"], "target/compiled",
-                                  tolerance_for("compiled", dtype, settings.backend), forms.get("reference64"))
+                                  tolerance_for("compiled", dtype, settings.backend, autocast=settings.autocast,
+                                                training=run.case.training),
+                                  forms.get("reference64"))
     if run.compile_stats is not None:
         _judge_compile(run, verdict)
     if run.explain:
         verdict.info["explain"] = run.explain
     return verdict
+
+
+def _judge_autocast(run: CaseRun, verdict: CaseVerdict) -> None:
+    """An autocast run must have run in mixed precision: the legacy action head (a Linear, autocast-eligible)
+    then returns the autocast dtype. Otherwise autocast was silently off and the run tested full precision."""
+    actions = run.forms.get("legacy", {}).get("actions")
+    if actions is not None and actions.dtype != AUTOCAST_DTYPES[run.settings.autocast]:
+        verdict.findings.append(Finding(
+            "autocast_ran", f"autocast {run.settings.autocast} was asked for, but the legacy reference's actions "
+            f"are {actions.dtype}: autocast did not take effect on {run.settings.device}"))
 
 
 def _error_finding(error: ErrorRecord, run: CaseRun) -> Finding | None:

@@ -28,6 +28,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--act-dtype", default="float32", choices=("float32", "float64"), help="model and input dtype")
     group.addoption("--act-backend", default="aot_eager", choices=("inductor", "aot_eager", "eager", "none"),
                     help="torch.compile backend for the compiled form ('none': no compiled form)")
+    group.addoption("--act-autocast", default="none", choices=("none", "bfloat16", "float16"),
+                    help="run every form but the float64 reference under torch.autocast in this dtype")
     group.addoption("--act-mode", default=None, choices=("default", "reduce-overhead", "max-autotune"),
                     help="torch.compile mode (inductor only)")
     group.addoption("--act-dynamic", default="auto", choices=("auto", "true", "false"),
@@ -116,4 +118,5 @@ def _options(config: pytest.Config) -> dict[str, Any]:
         "mode": get("act_mode"),
         "dynamic": {"auto": None, "true": True, "false": False}[get("act_dynamic")],
         "eager_rounding": get("act_eager_tolerance") == "rounding",
+        "autocast": None if get("act_autocast") == "none" else get("act_autocast"),
     }

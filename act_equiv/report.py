@@ -37,12 +37,15 @@ def coverage(verdicts: Iterable[dict]) -> dict[str, dict[str, int]]:
 
 
 def pair_errors(verdicts: Iterable[dict]) -> dict[str, dict[str, Any]]:
-    """Per form pair: the greatest absolute/relative error over all tensors, its tolerance and least margin."""
+    """Per form pair and run settings ("target/compiled @ cpu float32, inductor"): the greatest absolute/relative
+    error over all tensors, its tolerance and least margin."""
     pairs: dict[str, dict[str, Any]] = {}
     for v in verdicts:
+        label = v["info"].get("settings")
         for check in v["checks"]:
-            entry = pairs.setdefault(check["pair"], {"tensors": 0, "max_abs": 0.0, "max_rel": 0.0,
-                                                     "min_margin": 1.0, "failed": 0, "tolerance": set()})
+            key = f"{check['pair']} @ {label}" if label else check["pair"]
+            entry = pairs.setdefault(key, {"tensors": 0, "max_abs": 0.0, "max_rel": 0.0, "min_margin": 1.0,
+                                           "failed": 0, "tolerance": set()})
             entry["tensors"] += 1
             entry["failed"] += not check["passed"]
             if check["kind"] in ("close", "mismatch"):
@@ -69,8 +72,14 @@ def compile_summary(verdicts: list[dict]) -> dict[str, Any]:
             if result:
                 explains[form][f"{result['graph_count']} graph(s), {result['graph_break_count']} break(s)"] += 1
                 reasons.update(result["break_reasons"])
+    by_settings: dict[str, list[float]] = defaultdict(list)
+    for v in compiled:
+        by_settings[v["info"].get("settings", "")].append(v["info"]["compile"]["compile_seconds"])
     return {
         "compiled_cases": len(compiled),
+        "compile_seconds_by_settings": {
+            label: {"cases": len(times), "median": round(statistics.median(times), 2), "max": round(max(times), 2)}
+            for label, times in sorted(by_settings.items())},
         "distinct_compiled_structures": len(structures),
         "compile_seconds_total": round(sum(seconds), 2),
         "compile_seconds_median": round(statistics.median(seconds), 2) if seconds else None,
@@ -133,6 +142,8 @@ def markdown(report: dict[str, Any]) -> str:
               f"- compiled cases: {comp['compiled_cases']}, distinct compiled structures: "
               f"{comp['distinct_compiled_structures']}",
               f"- compile seconds: total {comp['compile_seconds_total']}, median {comp['compile_seconds_median']}",
+              *[f"  - {label}: {t['cases']} cases, median {t['median']} s, max {t['max']} s"
+                for label, t in comp["compile_seconds_by_settings"].items()],
               f"- recompiles per case (count: cases): {comp['recompiles']}",
               f"- silent eager fallbacks: {comp['fell_back_to_eager']}, graph breaks when compiled: "
               f"{comp['graph_breaks_compiled']}",

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from act_equiv import compat
+from act_equiv import compat, numerics
 from act_equiv.case import Case, make_batch
 from act_equiv.compiled import CompiledForm, CompileStats
 from act_equiv.config import ACTConfig
@@ -45,6 +45,8 @@ class RunSettings:
     dynamic: bool | None = None
     extra_batch_sizes: int = 2
     """Compiled calls at this many further batch sizes (eval only), to count recompiles."""
+    autocast: str | None = None
+    """"bfloat16" / "float16": every form but the float64 reference runs under `torch.autocast` (float32 weights)."""
     explain: bool = True
     """Measure graph breaks of the eager legacy and target forms (once per structure and mode, in the compiled
     stage: a dynamo trace costs seconds)."""
@@ -52,6 +54,12 @@ class RunSettings:
     @property
     def torch_dtype(self) -> torch.dtype:
         return DTYPES[self.dtype]
+
+    def label(self) -> str:
+        """How the forms ran, in a few words ("cpu float32+bfloat16 autocast, inductor"): reports group by it."""
+        precision = self.dtype + (f"+{self.autocast} autocast" if self.autocast else "")
+        compiled = self.backend if self.mode is None else f"{self.backend} {self.mode}"
+        return f"{self.device} {precision}, {compiled or 'not compiled'}"
 
 
 @dataclass
@@ -117,7 +125,8 @@ class Runner:
         run = CaseRun(case, self.settings)
         run.skipped = self.target.unsupported(case.config)
         if run.skipped is None:
-            self._run_forms(run)
+            with numerics.pinned(self.settings.device):
+                self._run_forms(run)
         run.seconds = time.perf_counter() - start
         return run
 
@@ -126,19 +135,25 @@ class Runner:
         if "target_repeat" not in run.forms:
             return
         start = time.perf_counter()
-        case, target, batch = run.case, run.live["target"], run.live["batch"]
-        if self.settings.explain:
+        with numerics.pinned(self.settings.device):
+            self._run_compiled(run)
+        run.seconds += time.perf_counter() - start
+
+    def _run_compiled(self, run: CaseRun) -> None:
+        s, case, target, batch = self.settings, run.case, run.live["target"], run.live["batch"]
+        if s.explain:
             self._explain(run, run.live["reference"], target, batch)
-        if self.settings.backend is None:
+        if s.backend is None:
             return
         self._compiled(run, target, batch)
-        if tolerance_for("compiled", self.settings.torch_dtype, self.settings.backend).rmse_factor is not None:
+        tolerance = tolerance_for("compiled", s.torch_dtype, s.backend, autocast=s.autocast, training=case.training)
+        if tolerance.rmse_factor is not None:
+            # The float64 reference is the exact answer: full precision, no autocast.
             target64 = copy.deepcopy(target).to(torch.float64)
             outputs = self._guarded(run, "reference64", lambda: self._call(
-                case, Probe(case.config, target64), target64, cast_batch(batch, torch.float64)))
+                case, Probe(case.config, target64), target64, cast_batch(batch, torch.float64), autocast=False))
             if outputs is not None:
                 run.forms["reference64"] = outputs
-        run.seconds += time.perf_counter() - start
 
     def run(self, case: Case) -> CaseRun:
         run = self.run_eager(case)
@@ -179,14 +194,17 @@ class Runner:
             return None
 
     def _call(self, case: Case, fn: Callable[[dict[str, Any]], Outputs], model: nn.Module,
-              batch: dict[str, Any]) -> Outputs:
-        """Seed, run in the case's mode (eval under no_grad, as inference runs), collect grads in training."""
-        model.to(self.settings.device).train(case.training)
+              batch: dict[str, Any], autocast: bool = True) -> Outputs:
+        """Seed, run in the case's mode (eval under no_grad, as inference runs) and the settings' autocast,
+        collect grads in training (backward outside autocast, as torch.amp recommends)."""
+        s = self.settings
+        model.to(s.device).train(case.training)
         for p in model.parameters():
             p.grad = None
         torch.manual_seed(case.weight_seed + 1)
         with torch.set_grad_enabled(case.training):
-            outputs = dict(fn(batch))
+            with numerics.autocast(s.device, s.autocast if autocast else None):
+                outputs = dict(fn(batch))
             if case.training:
                 outputs["loss"].backward()
                 outputs.update({f"grad/{n}": p.grad for n, p in model.named_parameters() if p.requires_grad})
@@ -224,8 +242,9 @@ class Runner:
             self._explained[key] = {}
             for name, model in (("legacy", reference), ("target", target)):
                 model.train(case.training)
-                result = self._guarded(run, f"explain:{name}",
-                                       lambda m=model: compat.explain(Probe(case.config, m), batch))
+                with numerics.autocast(self.settings.device, self.settings.autocast):
+                    result = self._guarded(run, f"explain:{name}",
+                                           lambda m=model: compat.explain(Probe(case.config, m), batch))
                 self._explained[key][name] = None if result is None else dataclasses.asdict(result)
             compat.reset()
             self._structure = None

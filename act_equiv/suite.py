@@ -14,12 +14,13 @@ import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from act_equiv import profiles
+from act_equiv import compat, profiles
 from act_equiv import strategies as aes
 from act_equiv.case import BatchSpec, Case, make_batch
 from act_equiv.config import ACTConfig, ConfigError
 from act_equiv.gate import Gate
 from act_equiv.models import ACTPolicy, LegacyACT, build
+from act_equiv.numerics import AUTOCAST_DTYPES
 from act_equiv.record import record
 
 # Kept in every run, whatever is drawn: the shapes that bugs in token assembly need (two cameras of
@@ -33,25 +34,51 @@ MUST_KEEP = [
 ]
 
 
+def _gate(act_options: dict[str, Any], **overrides: Any) -> Gate:
+    """The session's gate with `overrides`; skips where this machine cannot run them (no CUDA device, or an
+    autocast dtype this torch does not apply on the device)."""
+    options = {**act_options, **overrides}
+    device, autocast = options["device"], options.get("autocast")
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    if autocast is not None and not compat.autocast_supported(device, AUTOCAST_DTYPES[autocast]):
+        pytest.skip(f"torch {torch.__version__} has no {autocast} autocast on {device}")
+    return Gate(**options, explain=False)
+
+
 @pytest.fixture(scope="session")
 def act_gate(act_options: dict[str, Any]) -> Gate:
-    if act_options["device"] == "cuda" and not torch.cuda.is_available():
-        pytest.skip("--act-device cuda: no CUDA device")
-    return Gate(**act_options, explain=False)
+    return _gate(act_options)
 
 
 @pytest.fixture(scope="session")
 def act_gate_cuda(act_options: dict[str, Any]) -> Gate:
-    """The same gate on CUDA: the CUDA variants of the properties skip without a device."""
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
-    return Gate(**{**act_options, "device": "cuda"}, explain=False)
+    """The same gate on CUDA (TF32 off, deterministic algorithms): skips without a device."""
+    return _gate(act_options, device="cuda")
 
 
 @pytest.fixture(scope="session")
 def act_gate_inductor(act_options: dict[str, Any]) -> Gate:
     """The gate with inductor, the backend that really generates code (the default backend may not)."""
-    return Gate(**{**act_options, "backend": "inductor", "mode": None}, explain=False)
+    return _gate(act_options, backend="inductor", mode=None)
+
+
+@pytest.fixture(scope="session", params=list(AUTOCAST_DTYPES))
+def act_gate_autocast(request: pytest.FixtureRequest, act_options: dict[str, Any]) -> Gate:
+    """The gate under each autocast dtype, on the session's device."""
+    return _gate(act_options, autocast=request.param)
+
+
+@pytest.fixture(scope="session", params=list(AUTOCAST_DTYPES))
+def act_gate_inductor_autocast(request: pytest.FixtureRequest, act_options: dict[str, Any]) -> Gate:
+    """The gate under each autocast dtype with inductor, on the session's device."""
+    return _gate(act_options, autocast=request.param, backend="inductor", mode=None)
+
+
+@pytest.fixture(scope="session", params=list(AUTOCAST_DTYPES))
+def act_gate_cuda_autocast(request: pytest.FixtureRequest, act_options: dict[str, Any]) -> Gate:
+    """The gate under each autocast dtype on CUDA, with inductor (the mixed-precision path people deploy)."""
+    return _gate(act_options, device="cuda", autocast=request.param, backend="inductor", mode=None)
 
 
 def _cases(**pins: Any) -> st.SearchStrategy[Case]:
@@ -88,12 +115,39 @@ def test_forms_agree_inductor(act_gate_inductor: Gate, case: Case) -> None:
     act_gate_inductor.assert_holds(case)
 
 
+@pytest.mark.compile
+@settings(max_examples=3)
+@given(case=_cases(cameras=st.integers(0, 2), max_layers=1))
+@example(case=MUST_KEEP[1])
+def test_forms_agree_autocast(act_gate_autocast: Gate, case: Case) -> None:
+    """Mixed precision: legacy == target bitwise under autocast; compiled within the autocast tolerance (its
+    gradients round differently from eager's backward); the reference really ran in the autocast dtype."""
+    act_gate_autocast.assert_holds(case)
+
+
+@pytest.mark.compile
+@settings(max_examples=1)
+@given(case=_cases(cameras=st.integers(0, 2), max_layers=1))
+def test_forms_agree_inductor_autocast(act_gate_inductor_autocast: Gate, case: Case) -> None:
+    """Inductor under autocast: the autocast tolerance and its fp64-referenced check on generated code."""
+    act_gate_inductor_autocast.assert_holds(case)
+
+
 @pytest.mark.cuda
 @pytest.mark.compile
 @given(case=_cases())
 @example(case=MUST_KEEP[1])
 def test_forms_agree_cuda(act_gate_cuda: Gate, case: Case) -> None:
     act_gate_cuda.assert_holds(case)
+
+
+@pytest.mark.cuda
+@pytest.mark.compile
+@settings(max_examples=4)
+@given(case=_cases(cameras=st.integers(0, 2)))
+@example(case=MUST_KEEP[1])
+def test_forms_agree_cuda_autocast(act_gate_cuda_autocast: Gate, case: Case) -> None:
+    act_gate_cuda_autocast.assert_holds(case)
 
 
 @settings(max_examples=3)

@@ -50,7 +50,7 @@ class Finding:
     """A failure that is not a tensor mismatch: the target raised, compiled code never ran, a graph break."""
 
     check: str  # target_raised | layout | compiled_ran | compiled_raised | graph_break | recompiles |
-    # eager_nondeterministic | reference64_raised
+    # eager_nondeterministic | reference64_raised | autocast_ran
     message: str
     detail: dict[str, Any] = field(default_factory=dict)
 

@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 import torch
 
-from act_equiv import ACTConfig
+from act_equiv import ACTConfig, case
+from act_equiv.case import BatchSpec
+from act_equiv.config import ACTION, ACTION_IS_PAD
 
 # Small enough that a build + forward + backward of both forms takes milliseconds on CPU.
 TINY_CONFIG: dict[str, Any] = {
@@ -42,11 +44,8 @@ def tiny_config() -> Callable[..., ACTConfig]:
 
 @pytest.fixture
 def make_batch() -> Callable[..., dict[str, Any]]:
-    """`make_batch(config, batch_size=2, seed=0, dtype=float32, with_action=True)`: a seeded random batch.
-
-    Keys follow the batch contract: optional state / environment state, a *list* of (B, 3, H, W) camera
-    tensors, and the action chunk with a padding mask where row b pads its last b steps (never all steps).
-    """
+    """`make_batch(config, batch_size=2, seed=0, dtype=float32, with_action=True)`: `act_equiv.case.make_batch`
+    with a random padded tail per row, or without the action keys (inference)."""
 
     def make(
         config: ACTConfig,
@@ -55,23 +54,9 @@ def make_batch() -> Callable[..., dict[str, Any]]:
         dtype: torch.dtype = torch.float32,
         with_action: bool = True,
     ) -> dict[str, Any]:
-        gen = torch.Generator().manual_seed(seed)
-
-        def randn(*shape: int) -> torch.Tensor:
-            return torch.randn(*shape, generator=gen, dtype=dtype)
-
-        batch: dict[str, Any] = {}
-        if config.state_dim is not None:
-            batch["observation.state"] = randn(batch_size, config.state_dim)
-        if config.env_state_dim is not None:
-            batch["observation.environment_state"] = randn(batch_size, config.env_state_dim)
-        if config.camera_shapes:
-            batch["observation.images"] = [randn(batch_size, *shape) for shape in config.camera_shapes]
-        if with_action:
-            batch["action"] = randn(batch_size, config.chunk_size, config.action_dim)
-            steps = torch.arange(config.chunk_size)
-            n_padded = torch.arange(batch_size) % config.chunk_size
-            batch["action_is_pad"] = steps.unsqueeze(0) >= (config.chunk_size - n_padded).unsqueeze(1)
+        batch = case.make_batch(config, BatchSpec(batch_size, seed, pad="some"), dtype=dtype)
+        if not with_action:
+            del batch[ACTION], batch[ACTION_IS_PAD]
         return batch
 
     return make

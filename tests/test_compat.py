@@ -363,3 +363,80 @@ def test_inject_miscompile_really_miscompiles_on_cpu() -> None:
         healthy = torch.compile(net, backend="inductor")(x)  # the exit reset dropped the buggy graph
     assert (buggy - expected).abs().max().item() > 1.0
     torch.testing.assert_close(healthy, expected)
+
+
+# -- TF32 ------------------------------------------------------------------------------------------------------------
+def _fp32_precision_backends() -> SimpleNamespace:
+    """torch >= 2.9: per-op `fp32_precision` strings (cuDNN convolutions default to TF32)."""
+    op = SimpleNamespace
+    return SimpleNamespace(cuda=op(matmul=op(fp32_precision="none")),
+                           cudnn=op(conv=op(fp32_precision="tf32"), rnn=op(fp32_precision="tf32")))
+
+
+def _allow_tf32_backends() -> SimpleNamespace:
+    """torch <= 2.8: the `allow_tf32` booleans (cuDNN's on by default)."""
+    return SimpleNamespace(cuda=SimpleNamespace(matmul=SimpleNamespace(allow_tf32=False)),
+                           cudnn=SimpleNamespace(allow_tf32=True))
+
+
+def test_tf32_disabled_with_fp32_precision_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _fp32_precision_backends()
+    monkeypatch.setattr(compat, "_backends", lambda: fake)
+    assert compat.tf32_enabled()
+    with compat.tf32_disabled():
+        assert not compat.tf32_enabled()
+        assert fake.cuda.matmul.fp32_precision == fake.cudnn.conv.fp32_precision == "ieee"
+        assert not hasattr(fake.cudnn, "allow_tf32")  # never mixes in the legacy API
+    assert (fake.cuda.matmul.fp32_precision, fake.cudnn.conv.fp32_precision) == ("none", "tf32")
+
+
+def test_tf32_disabled_with_allow_tf32_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _allow_tf32_backends()
+    monkeypatch.setattr(compat, "_backends", lambda: fake)
+    assert compat.tf32_enabled()
+    with compat.tf32_disabled():
+        assert not compat.tf32_enabled()
+        assert fake.cuda.matmul.allow_tf32 is False and fake.cudnn.allow_tf32 is False
+    assert fake.cudnn.allow_tf32 is True
+
+
+def test_tf32_disabled_on_installed_torch_restores() -> None:
+    before = compat.tf32_enabled()
+    with compat.tf32_disabled():
+        assert not compat.tf32_enabled()
+    assert compat.tf32_enabled() == before
+
+
+# -- autocast support ------------------------------------------------------------------------------------------------
+def test_cpu_bfloat16_autocast_is_supported() -> None:
+    assert compat.autocast_supported("cpu", torch.bfloat16)
+
+
+def test_cpu_float16_autocast_is_supported_on_every_release_of_the_matrix() -> None:
+    assert compat.autocast_supported("cpu", torch.float16)
+
+
+def test_autocast_that_torch_would_disable_is_unsupported() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    assert not compat.autocast_supported("cuda", torch.bfloat16)  # torch warns and disables autocast
+    assert not compat.autocast_supported("cpu", torch.float64)
+
+
+# -- is_compiling ----------------------------------------------------------------------------------------------------
+def test_is_compiling_inside_and_outside_dynamo() -> None:
+    seen: list[bool] = []
+
+    def probe(x: torch.Tensor) -> torch.Tensor:
+        seen.append(compat.is_compiling())
+        return x + 1
+
+    probe(torch.ones(1))
+    torch.compile(probe, backend="eager", fullgraph=True)(torch.ones(1))
+    assert seen == [False, True]
+
+
+def test_is_compiling_before_torch_2_3(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compat, "_PUBLIC_IS_COMPILING", None)
+    monkeypatch.setattr(torch._dynamo, "is_compiling", lambda: True)
+    assert compat.is_compiling()

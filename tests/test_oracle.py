@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
 import torch
 
-from act_equiv import compat
+from act_equiv import compat, numerics
 from act_equiv.case import BatchSpec, Case
 from act_equiv.compare import compare
 from act_equiv.config import OBS_ENV_STATE, OBS_STATE
-from act_equiv.gate import Gate
+from act_equiv.gate import Gate, UsageError
 from act_equiv.models import ACT
 from act_equiv.suite import MUST_KEEP
 from act_equiv.targets import Target
@@ -88,6 +89,33 @@ class Renamed(ACT):
 class Raises(ACT):
     def encoder_inputs(self, batch, latent_sample):
         raise RuntimeError("boom in the target")
+
+
+class RaisesWhenCompiled(ACT):
+    """Correct eagerly; compiled, an out-of-range index that only the compiled code's run meets (tracing with
+    fake tensors cannot see index values, so it is no graph break)."""
+
+    def decode(self, tokens, pos_embed, batch_size):
+        if compat.is_compiling():
+            tokens = tokens + tokens.new_zeros(1).index_select(0, torch.full((1,), 5, device=tokens.device))
+        return super().decode(tokens, pos_embed, batch_size)
+
+
+class NoFloat64(ACT):
+    """Fine in float32, raises in float64: the rmse check's float64 reference cannot be built."""
+
+    def decode(self, tokens, pos_embed, batch_size):
+        if tokens.dtype == torch.float64:
+            raise RuntimeError("no float64 kernel")
+        return super().decode(tokens, pos_embed, batch_size)
+
+
+class DecoderOutsideAutocast(ACT):
+    """Switches autocast off around the decoder: full precision where the reference runs in half precision."""
+
+    def decode(self, tokens, pos_embed, batch_size):
+        with torch.autocast(tokens.device.type, enabled=False):
+            return super().decode(tokens.float(), pos_embed.float(), batch_size)
 
 
 def test_wrong_token_order_is_a_bitwise_mismatch() -> None:
@@ -189,3 +217,61 @@ def test_inductor_miscompile_is_caught() -> None:
         verdict = gate.verdict(case)
     assert not verdict.passed
     assert any(c.pair == "target/compiled" and not c.passed for c in verdict.checks)
+
+
+def test_compiled_only_failure_is_a_finding() -> None:
+    found = findings(gate_for(RaisesWhenCompiled), EVAL)
+    assert "compiled_raised" in found and "the compiled target raised" in found["compiled_raised"]
+
+
+def test_float64_reference_that_raises_is_a_finding() -> None:
+    """bf16 autocast training with aot_eager has an rmse tolerance, so the float64 reference is built."""
+    found = findings(gate_for(NoFloat64, autocast="bfloat16"), TRAIN)
+    assert "reference64_raised" in found and "no float64 kernel" in found["reference64_raised"]
+
+
+def test_autocast_switched_off_in_the_target_is_caught() -> None:
+    found = findings(gate_for(DecoderOutsideAutocast, autocast="bfloat16"), EVAL)
+    assert "dtypes differ: expected torch.bfloat16, actual torch.float32" in found["legacy/target:actions"]
+
+
+def test_autocast_that_never_took_effect_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch disables an unsupported autocast with a warning only; the run would then test full precision."""
+    monkeypatch.setattr(numerics, "autocast", lambda device, name: contextlib.nullcontext())
+    found = findings(gate_for(ACT, autocast="bfloat16"), EVAL)
+    assert "autocast_ran" in found and "did not take effect" in found["autocast_ran"]
+
+
+def test_autocast_runs_bitwise_where_the_kernels_are_the_same() -> None:
+    """Under bf16 autocast legacy/target stays bitwise, and aot_eager's forward too (eval)."""
+    verdict = gate_for(ACT, autocast="bfloat16").verdict(EVAL)
+    assert verdict.passed, verdict.summary()
+    assert all(c.tolerance.bitwise and c.max_abs == 0 for c in verdict.checks)
+
+
+@pytest.mark.compile
+def test_inductor_miscompile_under_autocast_is_caught() -> None:
+    gate = Gate(backend="inductor", autocast="bfloat16", explain=False)
+    case = Case(EVAL.config.replace(camera_shapes=[(3, 32, 32)]), BatchSpec(2, seed=3))
+    with compat.inject_miscompile("relu"):
+        verdict = gate.verdict(case)
+    assert not verdict.passed
+    assert any(c.pair == "target/compiled" and not c.passed for c in verdict.checks)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"autocast": "int8"}, "--autocast 'int8' is invalid: one of ['bfloat16', 'float16'] or none"),
+     ({"autocast": "bfloat16", "dtype": "float64"}, "--autocast bfloat16 needs --dtype float32")],
+)
+def test_bad_autocast_options_name_the_allowed_values(options: dict[str, str], message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        Gate(**options)
+    assert message in str(caught.value)
+
+
+def test_autocast_this_torch_would_disable_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compat, "autocast_supported", lambda device, dtype: dtype == torch.bfloat16)
+    with pytest.raises(UsageError, match=r"--autocast float16 is not supported on --device cpu .* supported here: "
+                                         r"\['bfloat16'\]"):
+        Gate(autocast="float16")
