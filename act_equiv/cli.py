@@ -78,7 +78,7 @@ def _check(args: argparse.Namespace) -> int:
               f"({verdict.info['seconds']:.1f}s, graphs compiled so far: {compiles})", flush=True)
 
     print(f"act-equiv check: target={args.target} backend={args.backend} device={args.device} "
-          f"dtype={args.dtype} profile={profile} max_examples={max_examples} "
+          f"dtype={args.dtype} autocast={args.autocast} profile={profile} max_examples={max_examples} "
           f"time_budget={args.time_budget or '-'}", flush=True)
     strategy = aes.cases(**profiles.scope())
     eager_examples = EAGER_SWEEP_FACTOR * max_examples

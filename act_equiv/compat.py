@@ -212,8 +212,18 @@ def fresh_modules_share_graphs() -> bool:
     """Whether dynamo inlines nn.Module calls (parameters become graph inputs), so fresh instances of one
     structure reuse one compiled graph. Default from torch 2.5, always on later; torch 2.2 guards on each
     instance instead, so every fresh model compiles its own graph (and the recompile-limit trap of sharing
-    one backend across many structures does not arise the same way)."""
-    return bool(getattr(_dynamo_config(), "inline_inbuilt_nn_modules", False))
+    one backend across many structures does not arise the same way).
+
+    The switch `inline_inbuilt_nn_modules` is absent before it existed (2.2) and deprecated as always-on in
+    2.14/2.15 (reading it warns); once it is removed, its absence means always on, so the version decides."""
+    import warnings
+
+    config = _dynamo_config()
+    if hasattr(config, "inline_inbuilt_nn_modules"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return bool(config.inline_inbuilt_nn_modules)
+    return torch_version() >= (2, 5)
 
 
 def reset() -> None:

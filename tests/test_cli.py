@@ -71,6 +71,8 @@ def test_bad_option_exits_2(tmp_path: Path) -> None:
     assert done.returncode == 2 and "invalid choice: 'tvm'" in done.stderr
     done = act_equiv("check", "--mode", "reduce-overhead", "--backend", "eager", cwd=tmp_path)
     assert done.returncode == 2 and "needs --backend inductor" in done.stderr
+    done = act_equiv("check", "--autocast", "bfloat16", "--dtype", "float64", cwd=tmp_path)
+    assert done.returncode == 2 and "--autocast bfloat16 needs --dtype float32" in done.stderr
 
 
 def test_target_that_raises_exits_1_and_is_reported(tmp_path: Path) -> None:

@@ -440,3 +440,35 @@ def test_is_compiling_before_torch_2_3(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(compat, "_PUBLIC_IS_COMPILING", None)
     monkeypatch.setattr(torch._dynamo, "is_compiling", lambda: True)
     assert compat.is_compiling()
+
+
+# -- module inlining -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("names", "version", "expected"), [
+    ({"inline_inbuilt_nn_modules": True}, "2.14.1", True),  # deprecated, always on
+    ({"inline_inbuilt_nn_modules": False}, "2.4.0", False),  # opt-in before 2.5
+    ({}, "2.2.2", False),  # not yet there: guards on each module instance
+    ({}, "2.20.0", True),  # removed: always on
+])
+def test_fresh_modules_share_graphs_by_release(monkeypatch: pytest.MonkeyPatch, names: dict[str, bool],
+                                               version: str, expected: bool) -> None:
+    monkeypatch.setattr(compat, "_dynamo_config", lambda: _old_dynamo(**names))
+    monkeypatch.setattr(torch, "__version__", version)
+    assert compat.fresh_modules_share_graphs() is expected
+
+
+# -- graph-break log and no-compiled-frames errors -------------------------------------------------------------------
+def test_graph_break_log_missing_in_a_release_reads_as_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(torch._dynamo.utils, "graph_break_reasons")
+    assert compat.graph_break_reasons_count() == 0
+    assert compat.graph_break_reasons_since(0) == []
+
+
+def test_no_compiled_frames_error_is_found_in_the_cause_chain() -> None:
+    try:
+        try:
+            raise RuntimeError("torch.compile with fullgraph=True found no compiled frames")
+        except RuntimeError as inner:
+            raise ValueError("wrapper") from inner
+    except ValueError as outer:
+        assert compat.is_no_compiled_frames_error(outer)
+    assert not compat.is_no_compiled_frames_error(RuntimeError("graph break"))
