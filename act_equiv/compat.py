@@ -18,8 +18,9 @@ Facts these functions rely on (checked against torch 2.13's source, and older so
 - TF32 is switched per backend op by `fp32_precision` ("ieee" / "tf32") since torch 2.9; older releases have the
   `allow_tf32` booleans. Mixing the two raises in 2.9+ ("you have used a mix of the legacy and new APIs").
 - `torch.autocast` only warns for a (device, dtype) pair it cannot apply (CUDA without a device, float64) and
-  then runs without autocast, which would make an autocast run test nothing. CPU bf16 and fp16 autocast both
-  apply in every release of the matrix (checked on 2.2.2 and 2.13.0).
+  then runs without autocast, which would make an autocast run test nothing. CPU fp16 autocast applies on 2.2.2
+  but layer_norm has no Half CPU kernel there ("LayerNormKernelImpl" not implemented for 'Half'); on 2.13.0
+  it runs. CPU bf16 runs on both.
 """
 
 from __future__ import annotations
@@ -285,17 +286,21 @@ def tf32_enabled() -> bool:
 
 
 def autocast_supported(device: str, dtype: torch.dtype) -> bool:
-    """Whether `torch.autocast(device, dtype)` really autocasts here, asked of a one-element linear: torch only
-    warns for a pair it cannot apply and runs without autocast."""
+    """Whether `torch.autocast(device, dtype)` really autocasts here and the kinds of op ACT is made of (linear,
+    conv2d, layer_norm, softmax) run under it. Asked, not assumed: torch only warns for a pair it cannot apply and
+    runs without autocast, and torch 2.2 autocasts CPU fp16 but has no Half CPU kernel for layer_norm."""
     import warnings
 
+    functional = torch.nn.functional
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             with torch.autocast(device, dtype=dtype):
                 one = torch.ones(1, 1, device=device)
-                out = torch.nn.functional.linear(one, one)
-        except (RuntimeError, AssertionError, ValueError):  # no such device in this build / machine
+                out = functional.linear(one, one)
+                image = functional.conv2d(one.view(1, 1, 1, 1), one.view(1, 1, 1, 1))
+                functional.softmax(functional.layer_norm(out, (1,)) + image.view(1, 1), dim=-1)
+        except (RuntimeError, AssertionError, ValueError):  # no such device, or no kernel for this dtype
             return False
     return out.dtype == dtype
 

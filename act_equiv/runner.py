@@ -212,7 +212,10 @@ class Runner:
 
     def _compiled(self, run: CaseRun, target: nn.Module, batch: dict[str, Any]) -> None:
         s, case = self.settings, run.case
-        if self._structure != case.structure_key():
+        # A new structure starts from a clean dynamo. So does every fresh model where dynamo guards on module
+        # instances (torch 2.2): each one compiles its own graph anyway, and a few cases of one structure would
+        # otherwise reach the recompile limit and run eagerly.
+        if self._structure != case.structure_key() or not compat.fresh_modules_share_graphs():
             compat.reset()
             self._structure = case.structure_key()
         form = CompiledForm(Probe(case.config, target), backend=s.backend, mode=s.mode, dynamic=s.dynamic,

@@ -7,7 +7,7 @@ Only one torch is installed, so older releases are imitated by replacing `compat
 from __future__ import annotations
 
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,7 +15,8 @@ import pytest
 import torch
 from torch import nn
 
-from act_equiv import compat
+from act_equiv import ACTConfig, compat
+from act_equiv.models import ACT, build
 
 
 @pytest.fixture(autouse=True)
@@ -412,8 +413,19 @@ def test_cpu_bfloat16_autocast_is_supported() -> None:
     assert compat.autocast_supported("cpu", torch.bfloat16)
 
 
-def test_cpu_float16_autocast_is_supported_on_every_release_of_the_matrix() -> None:
-    assert compat.autocast_supported("cpu", torch.float16)
+def test_cpu_float16_autocast_support_says_whether_act_can_run_under_it(
+        tiny_config: Callable[..., ACTConfig], make_batch: Callable[..., dict[str, Any]]) -> None:
+    """torch 2.2 autocasts CPU fp16 but cannot run ACT's LayerNorm in Half; the probe must tell."""
+    config = tiny_config()
+    batch = make_batch(config, with_action=False)
+    model = build(config, 0, ACT).eval()
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.float16):
+            actions, _ = model(batch)
+        ran = actions.dtype == torch.float16
+    except RuntimeError:
+        ran = False
+    assert compat.autocast_supported("cpu", torch.float16) == ran
 
 
 def test_autocast_that_torch_would_disable_is_unsupported() -> None:
