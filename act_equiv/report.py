@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA = "act_equiv.report/1"
+MARKDOWN_FAILURES = 10
+"""summary.md renders at most this many failures; report.json keeps them all."""
 
 
 def coverage(verdicts: Iterable[dict]) -> dict[str, dict[str, int]]:
@@ -149,7 +151,11 @@ def markdown(report: dict[str, Any]) -> str:
               f"{comp['graph_breaks_compiled']}",
               f"- eager forms traced by torch._dynamo.explain: {comp['explain'] or 'not measured in this run'}"]
     lines += [f"  - break reason: {reason}" for reason in comp["break_reasons"]]
-    for index, failure in enumerate(report["failures"]):
+    failures = report["failures"]
+    if len(failures) > MARKDOWN_FAILURES:
+        lines += ["", f"{len(failures)} failing verdicts (a pytest session records every shrinking step); the first "
+                      f"{MARKDOWN_FAILURES} follow, all are in report.json."]
+    for index, failure in enumerate(failures[:MARKDOWN_FAILURES]):
         lines += ["", f"## Failure {index}: {failure['describe']}", "",
                   f"Replay: `{failure.get('replay', '')}`", "", "```"]
         lines += [f"[{f['check']}] {f['message']}" for f in failure["findings"]]
