@@ -40,6 +40,7 @@ __all__ = [
     "ExplainResult",
     "autocast_supported",
     "backend_names",
+    "clear_skip_marks",
     "counter_delta",
     "describe_exception",
     "explain",
@@ -225,6 +226,25 @@ def fresh_modules_share_graphs() -> bool:
             warnings.simplefilter("ignore", FutureWarning)
             return bool(config.inline_inbuilt_nn_modules)
     return torch_version() >= (2, 5)
+
+
+def clear_skip_marks(module: Any) -> None:
+    """Let `module` compile again after a dynamo-disabled call, on releases that guard on module instances.
+
+    torch 2.2 marks every code object that ran while dynamo was disabled as skip-forever, and `reset()` does not
+    clear marks on code it never compiled: after one such call, nn.Module calls never compile again in the
+    process. This clears the marks of nn.Module's call machinery and of `module`'s forward. Releases that inline
+    modules clear them in `reset()` (checked: 2.13-2.15), and there resetting code would drop the graph that
+    fresh models of one structure share, so this does nothing.
+    """
+    if fresh_modules_share_graphs():
+        return
+    import torch._C._dynamo
+
+    calls = (torch.nn.Module._call_impl, getattr(torch.nn.Module, "_wrapped_call_impl", None), type(module).forward)
+    for function in calls:
+        if function is not None:
+            torch._C._dynamo.eval_frame.reset_code(function.__code__)
 
 
 def reset() -> None:

@@ -215,11 +215,12 @@ class Runner:
         # A new structure starts from a clean dynamo. So does every fresh model where dynamo guards on module
         # instances (torch 2.2): each one compiles its own graph anyway, and a few cases of one structure would
         # otherwise reach the recompile limit and run eagerly.
+        probe = Probe(case.config, target)
         if self._structure != case.structure_key() or not compat.fresh_modules_share_graphs():
             compat.reset()
+            compat.clear_skip_marks(probe)
             self._structure = case.structure_key()
-        form = CompiledForm(Probe(case.config, target), backend=s.backend, mode=s.mode, dynamic=s.dynamic,
-                            fullgraph=True)
+        form = CompiledForm(probe, backend=s.backend, mode=s.mode, dynamic=s.dynamic, fullgraph=True)
         run.compile_stats = form.stats
         with compat.fallback_random():
             outputs = self._guarded(run, "compiled", lambda: self._call(case, form, target, batch))

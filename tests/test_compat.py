@@ -484,3 +484,40 @@ def test_no_compiled_frames_error_is_found_in_the_cause_chain() -> None:
     except ValueError as outer:
         assert compat.is_no_compiled_frames_error(outer)
     assert not compat.is_no_compiled_frames_error(RuntimeError("graph break"))
+
+
+# -- skip marks after a dynamo-disabled call -------------------------------------------------------------------------
+def _compiled_graph_runs(net: nn.Module) -> int:
+    runs = []
+
+    def counting(gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]) -> Any:
+        def run(*args: Any) -> Any:
+            runs.append(1)
+            return gm.forward(*args)
+
+        return run
+
+    torch.compile(net, backend=counting)(torch.ones(2, 8))
+    return len(runs)
+
+
+def test_a_module_compiles_again_after_a_dynamo_disabled_call() -> None:
+    """torch 2.2 marks code run while dynamo is disabled as skip-forever; reset + clear_skip_marks undo it."""
+    net = _ReluNet()
+    with torch._dynamo.config.patch(disable=True):
+        assert _compiled_graph_runs(net) == 0
+    compat.reset()
+    compat.clear_skip_marks(net)
+    assert _compiled_graph_runs(net) == 1
+
+
+def test_clear_skip_marks_resets_module_call_code_only_where_modules_are_not_inlined(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cleared: list[str] = []
+    monkeypatch.setattr(torch._C._dynamo.eval_frame, "reset_code", lambda code: cleared.append(code.co_name))
+    monkeypatch.setattr(compat, "fresh_modules_share_graphs", lambda: True)
+    compat.clear_skip_marks(_ReluNet())
+    assert cleared == []
+    monkeypatch.setattr(compat, "fresh_modules_share_graphs", lambda: False)
+    compat.clear_skip_marks(_ReluNet())
+    assert "_call_impl" in cleared and "forward" in cleared
