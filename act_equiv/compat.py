@@ -220,12 +220,10 @@ def fresh_modules_share_graphs() -> bool:
     2.14/2.15 (reading it warns); once it is removed, its absence means always on, so the version decides."""
     import warnings
 
-    config = _dynamo_config()
-    if hasattr(config, "inline_inbuilt_nn_modules"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            return bool(config.inline_inbuilt_nn_modules)
-    return torch_version() >= (2, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # reading the deprecated switch warns, hasattr too
+        inlining = getattr(_dynamo_config(), "inline_inbuilt_nn_modules", None)
+    return torch_version() >= (2, 5) if inlining is None else bool(inlining)
 
 
 def clear_skip_marks(module: Any) -> None:
