@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from act_equiv.numerics import AUTOCAST_DTYPES
+
 __all__ = ["EAGER_ROUNDING", "EXACT", "Tolerance", "tolerance_for"]
 
 
@@ -73,7 +75,6 @@ _AUTOCAST_COMPILED = {
                          source="compiled under fp16 autocast; measured max abs: aot_eager grads 0.0625, inductor "
                                 "outputs 0.002, grads 0.0625; compiled rmse vs fp64 <= 2.3x eager's (tensors)"),
 }
-_AUTOCAST = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 _BITWISE_BACKENDS = ("eager", "aot_eager")
 
@@ -85,7 +86,7 @@ def tolerance_for(kind: str, dtype: torch.dtype, backend: str | None = None, eag
     if kind == "eager":
         if not eager_rounding:
             return EXACT
-        return EAGER_ROUNDING[_AUTOCAST[autocast]] if autocast else EAGER_ROUNDING[dtype]
+        return EAGER_ROUNDING[AUTOCAST_DTYPES[autocast]] if autocast else EAGER_ROUNDING[dtype]
     if kind != "compiled":
         raise ValueError(f"kind={kind!r} is invalid: 'eager' or 'compiled'")
     if autocast:
