@@ -21,7 +21,10 @@ class TensorCheck:
     pair: str
     tensor: str
     passed: bool
-    kind: str  # "close" | "mismatch" | "shape" | "dtype" | "nan" | "missing"
+    kind: str  # "close" | "mismatch" | "shape" | "dtype" | "nan" | "inf" | "missing"
+    """"nan" / "inf": a non-finite element that is not the same in both (NaN in one form only; an infinity where the
+    other has a finite value or the other infinity). Non-finite elements are compared by identity, never by a
+    tolerance."""
     tolerance: Tolerance
     max_abs: float = 0.0
     max_rel: float = 0.0
@@ -30,7 +33,11 @@ class TensorCheck:
     numel: int = 0
     ratio: float = 0.0
     """Worst |diff| / (atol + rtol * |expected|): <= 1 passes; inf when bitwise is required and it differs."""
-    rmse: dict[str, float] | None = None
+    rmse: dict[str, Any] | None = None
+    """The fp64-referenced check, when it ran: "compiled"/"eager" rmse vs float64, "multiplier" k, "bound"
+    (k x eager + atol/10), and the per-element rule's "eager_max" (eager's worst |eager - fp64|), "local_ratio"
+    (worst |compiled - fp64| over its allowance k x eager_max + atol + rtol |fp64|), "local_mismatched" (elements
+    over it) and "local_where" (the first of them, else the worst element)."""
     message: str = ""
 
     @property
