@@ -2,13 +2,24 @@
 
     pytest -n auto --act-target mypkg.modeling:make_act
 
-Options live in one group, `act-equiv`. Importing this module loads neither torch nor the package: that
-happens when a test asks for a fixture.
+Options live in one group, `act-equiv`. The entry point loads this plugin into every pytest session of an
+environment that has act-equiv installed (a LeRobot checkout's own run too), so it stays inert -- imports
+neither torch nor the package, touches no Hypothesis profile, writes nothing -- until the session asks for
+act_equiv, by any of:
+
+- an `--act-*` option on the command line (or in `addopts`/PYTEST_ADDOPTS);
+- importing `act_equiv.suite`, the property suite, which calls `activate()` before its decorators run;
+- a conftest calling `activate(config)` from its `pytest_configure`, as this repo's tests/conftest.py does.
+
+Activating registers act_equiv's Hypothesis profiles (its "ci" replaces Hypothesis's) and loads the default one,
+keeps each of several xdist workers to one intra-op thread, and records verdicts for the session's report.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +28,9 @@ import pytest
 
 SUITE = Path(__file__).with_name("suite.py")
 _SESSION = pytest.StashKey[str]()
+_ACTIVE = pytest.StashKey[bool]()
+# The running session's config, so that `activate()` called while the suite is imported can find it.
+_config: pytest.Config | None = None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -42,34 +56,85 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    """Remember the config (cheap, imports nothing); activate only if the session already asks for act_equiv."""
+    global _config
+    _config = config
+    if config.getoption("act_target") and str(SUITE) not in config.args:
+        config.args.append(str(SUITE))
+    if _asked_on_command_line(config) or "act_equiv.suite" in sys.modules:
+        activate(config)
+
+
+def activate(config: pytest.Config | None = None) -> None:
+    """Set this process up for act_equiv: its Hypothesis profiles, one intra-op thread per xdist worker and the
+    session's verdict sink. Idempotent. Without a pytest session (no config) only the profiles are set up."""
+    config = config if config is not None else _config
+    if config is None:
+        _load_profiles(chosen=None)
+        return
+    if config.stash.get(_ACTIVE, False):
+        return
+    config.stash[_ACTIVE] = True
+    _load_profiles(chosen=config.getoption("hypothesis_profile", None))
+    _one_thread_per_worker(config)
+    from act_equiv import record
+
+    record.open_sink(_record_dir(config), f"{_session(config)}-{_process_name(config)}")
+
+
+def _asked_on_command_line(config: pytest.Config) -> bool:
+    """Any `--act-*` option given (`--act-x v` or `--act-x=v`), even at its default value."""
+    args = [*shlex.split(os.environ.get("PYTEST_ADDOPTS", "")), *config.getini("addopts"),
+            *config.invocation_params.args]
+    return any(arg.startswith("--act-") for arg in args)
+
+
+def _load_profiles(chosen: str | None) -> None:
+    """Register act_equiv's profiles; load the default one unless `--hypothesis-profile` chose (Hypothesis loads
+    that; registering the loaded name reloads it, so a late activation still replaces Hypothesis's "ci")."""
+    from hypothesis import settings
+
     from act_equiv import profiles
 
     profiles.register()
-    if not config.getoption("hypothesis_profile", None):
-        from hypothesis import settings
-
+    if not chosen:
         settings.load_profile(profiles.default_profile())
-    if config.getoption("act_target") and str(SUITE) not in config.args:
-        config.args.append(str(SUITE))
+
+
+def _one_thread_per_worker(config: pytest.Config) -> None:
+    """N xdist workers x N intra-op threads oversubscribe the cores many times over."""
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None and workerinput.get("workercount", 1) > 1:
-        # One intra-op thread per worker: N workers x N threads oversubscribe the cores many times over.
         import torch
 
         torch.set_num_threads(1)
-    from act_equiv import record
 
-    # Each session writes under its own id, so sessions sharing the directory (a nested pytest run, a second
-    # terminal) never mix or delete each other's verdicts.
-    session = workerinput["act_equiv_session"] if workerinput else f"{os.getpid()}-{time.time_ns()}"
-    config.stash[_SESSION] = session
-    record.open_sink(_record_dir(config), f"{session}-{workerinput['workerid'] if workerinput else 'main'}")
+
+def _session(config: pytest.Config) -> str:
+    """This session's id (on xdist workers, the controller's). Each session writes its verdicts under its own id,
+    so sessions sharing the directory (a nested pytest run, a second terminal) never mix or delete each other's."""
+    if _SESSION not in config.stash:
+        workerinput = getattr(config, "workerinput", None)
+        config.stash[_SESSION] = workerinput["act_equiv_session"] if workerinput else f"{os.getpid()}-{time.time_ns()}"
+    return config.stash[_SESSION]
+
+
+def _process_name(config: pytest.Config) -> str:
+    workerinput = getattr(config, "workerinput", None)
+    return workerinput["workerid"] if workerinput else "main"
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """pytest-xdist: hand the controller's session id to each worker."""
-    node.workerinput["act_equiv_session"] = node.config.stash[_SESSION]
+    node.workerinput["act_equiv_session"] = _session(node.config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Forget the finished session, so that a later `activate()` cannot reach its config."""
+    global _config
+    if _config is config:
+        _config = None
 
 
 def _record_dir(config: pytest.Config) -> Path:
@@ -77,12 +142,18 @@ def _record_dir(config: pytest.Config) -> Path:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    """On the controlling process: aggregate every worker's verdicts into reports/pytest/."""
+    """On the controlling process: aggregate this session's verdicts, every worker's, into the report. Workers that
+    imported the suite recorded them even where this process never activated; with none, nothing is read or made."""
     if hasattr(config, "workerinput"):
         return
+    session_files = sorted(_record_dir(config).glob(f"verdicts-{_session(config)}-*.jsonl"))
+    if session_files:
+        _report(terminalreporter, config, session_files)
+
+
+def _report(terminalreporter: Any, config: pytest.Config, session_files: list[Path]) -> None:
     from act_equiv import record, report
 
-    session_files = sorted(_record_dir(config).glob(f"verdicts-{config.stash[_SESSION]}-*.jsonl"))
     verdicts = record.collect(session_files)
     for path in session_files:
         path.unlink()

@@ -21,7 +21,7 @@ def open_sink(directory: Path, name: str) -> None:
 
 
 def record(verdict: CaseVerdict) -> CaseVerdict:
-    """Append the verdict to this process's file (a no-op outside a pytest run with the plugin)."""
+    """Append the verdict to this process's file (a no-op unless the pytest plugin activated in this process)."""
     if _sink is not None:
         with _sink.open("a") as handle:
             handle.write(json.dumps(verdict.to_dict(), default=str) + "\n")

@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 import torch
 
-from act_equiv import ACTConfig, case
+from act_equiv import ACTConfig, case, plugin
 from act_equiv.case import BatchSpec
 from act_equiv.config import ACTION, ACTION_IS_PAD
+
+pytest_plugins = ["pytester"]
 
 # Small enough that a build + forward + backward of both forms takes milliseconds on CPU.
 TINY_CONFIG: dict[str, Any] = {
@@ -30,6 +32,13 @@ TINY_CONFIG: dict[str, Any] = {
     "latent_dim": 8,
     "dropout": 0.0,
 }
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """This repo's run relies on act_equiv's Hypothesis profiles and its session report, so it asks the plugin for
+    them; before Hypothesis's own pytest_configure, which loads a `--hypothesis-profile` only act_equiv defines."""
+    plugin.activate(config)
 
 
 @pytest.fixture
