@@ -14,10 +14,11 @@ from typing import Any
 
 import torch
 
-from act_equiv.config import ACTION, ACTION_IS_PAD, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE, ACTConfig
+from act_equiv.config import ACTION, ACTION_IS_PAD, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE, ACTConfig, feature_grid
 
 PAD_PATTERNS: tuple[str, ...] = ("none", "some", "all_but_one")
-"""`action_is_pad` per row: nothing padded, a random tail padded, or every step but the first padded."""
+"""`action_is_pad` per row: nothing padded; a random tail per row, the first row's at least one step long; or
+every step but the first padded. With `chunk_size` 1 nothing can be padded (the first step never is)."""
 
 
 @dataclass(frozen=True)
@@ -26,12 +27,17 @@ class BatchSpec:
     seed: int = 0
     scale: float = 1.0
     pad: str = "none"
+    actions: bool = True
+    """Whether the batch carries `action` and `action_is_pad`: training always does; inference does not, and a
+    validation pass in eval does (LeRobot computes validation losses that way)."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"BatchSpec.batch_size={self.batch_size} is invalid: an int >= 1")
         if self.pad not in PAD_PATTERNS:
             raise ValueError(f"BatchSpec.pad={self.pad!r} is invalid: one of {list(PAD_PATTERNS)}")
+        if not self.actions and self.pad != "none":
+            raise ValueError(f"BatchSpec.pad={self.pad!r} is invalid without actions: 'none'")
 
     def with_batch_size(self, batch_size: int) -> BatchSpec:
         return dataclasses.replace(self, batch_size=batch_size)
@@ -54,8 +60,9 @@ def make_batch(
         batch[OBS_ENV_STATE] = values(b, config.env_state_dim)
     if config.camera_shapes:
         batch[OBS_IMAGES] = [values(b, *shape) for shape in config.camera_shapes]
-    batch[ACTION] = values(b, config.chunk_size, config.action_dim)
-    batch[ACTION_IS_PAD] = _padding(spec.pad, b, config.chunk_size, gen).to(device)
+    if spec.actions:
+        batch[ACTION] = values(b, config.chunk_size, config.action_dim)
+        batch[ACTION_IS_PAD] = _padding(spec.pad, b, config.chunk_size, gen).to(device)
     return batch
 
 
@@ -67,7 +74,13 @@ def _padding(pattern: str, batch_size: int, chunk_size: int, gen: torch.Generato
         first_pad = torch.ones((batch_size, 1), dtype=torch.long)
     else:
         first_pad = torch.randint(1, chunk_size + 1, (batch_size, 1), generator=gen)
+        first_pad[0] = first_pad[0].clamp(max=max(chunk_size - 1, 1))
     return steps >= first_pad
+
+
+def has_padding(spec: BatchSpec, chunk_size: int) -> bool:
+    """Whether `make_batch` pads any step for this recipe (tests check it against the tensors themselves)."""
+    return spec.actions and spec.pad != "none" and chunk_size >= 2
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,28 @@ class Case:
     batch: BatchSpec = field(default_factory=BatchSpec)
     training: bool = False
     weight_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.training and not self.batch.actions:
+            raise ValueError("Case.batch.actions=False is invalid in training: the loss needs the actions (True)")
+
+    def features(self) -> dict[str, bool | int]:
+        """The values of the features that interact (`act_equiv.coverage.FACTORS`), as this case really has them:
+        padding only where a step is padded, distinct grids only where the backbone's feature maps differ."""
+        c, b = self.config, self.batch
+        return {
+            "use_vae": c.use_vae,
+            "training": self.training,
+            "actions": b.actions,
+            "padding": has_padding(b, c.chunk_size),
+            "state": c.state_dim is not None,
+            "env": c.env_state_dim is not None,
+            "cameras": len(c.camera_shapes),
+            "distinct_grids": len({feature_grid(h, w) for _, h, w in c.camera_shapes}) > 1,
+            "batch_gt1": b.batch_size > 1,
+            "dropout": c.dropout > 0,
+            "pre_norm": c.pre_norm,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -111,6 +146,6 @@ class Case:
             "state" if c.state_dim else "no-state",
             "env" if c.env_state_dim else "no-env",
             f"B={self.batch.batch_size}",
-            "train" if self.training else "eval",
+            "train" if self.training else ("eval" if self.batch.actions else "eval no-actions"),
         ]
         return " ".join(parts)

@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_DIVERGENCE, EXIT_USAGE = 0, 1, 2
-EAGER_SWEEP_FACTOR = 5
-"""The eager sweep draws this many times the compiled search's cases (eager cases cost milliseconds)."""
 
 
 def _gate_options(parser: argparse.ArgumentParser) -> None:
@@ -57,12 +55,15 @@ def _check(args: argparse.Namespace) -> int:
 
     from act_equiv import profiles, report
     from act_equiv import strategies as aes
-    from act_equiv.gate import search
+    from act_equiv.gate import EAGER_SWEEP_FACTOR, SHRINK_BUDGET, check
 
     profiles.register()
     profile = args.profile or profiles.default_profile()
     if profile not in profiles.PROFILES:
         raise _UsageError(f"--profile {profile!r} is invalid: one of {sorted(profiles.PROFILES)}")
+    shrink_budget = SHRINK_BUDGET if args.shrink_budget is None else args.shrink_budget
+    if shrink_budget < 0:
+        raise _UsageError(f"--shrink-budget {shrink_budget:g} is invalid: seconds >= 0")
     settings.load_profile(profile)
     gate = _gate(args)
     max_examples = args.max_examples or settings.get_profile(profile).max_examples
@@ -72,6 +73,8 @@ def _check(args: argparse.Namespace) -> int:
 
     def progress(verdict: Any, done: int) -> None:
         nonlocal compiles
+        if verdict.info["stage"] != "compiled":
+            return
         compiles += verdict.info.get("compile", {}).get("frames_compiled", 0)
         status = "skip" if "skipped" in verdict.info else ("PASS" if verdict.passed else "FAIL")
         print(f"[{done}/{max_examples}] {status} {verdict.case.describe()} "
@@ -79,32 +82,30 @@ def _check(args: argparse.Namespace) -> int:
 
     print(f"act-equiv check: target={args.target} backend={args.backend} device={args.device} "
           f"dtype={args.dtype} autocast={args.autocast} profile={profile} max_examples={max_examples} "
-          f"time_budget={args.time_budget or '-'}", flush=True)
-    strategy = aes.cases(**profiles.scope())
-    eager_examples = EAGER_SWEEP_FACTOR * max_examples
-    print(f"eager sweep: {eager_examples} cases, target eager vs legacy (no compile)", flush=True)
-    sweep = search(gate, strategy, eager_examples, args.time_budget, args.seed, profile, compiled=False)
-    result = sweep
-    if sweep.failure is None and gate.backend is not None:
-        print(f"compiled search: {max_examples} cases, backend {gate.backend}", flush=True)
-        budget_left = None if args.time_budget is None else max(0.0, args.time_budget - sweep.seconds)
-        result = search(gate, strategy, max_examples, budget_left, args.seed, profile, on_verdict=progress)
-        result.seconds += sweep.seconds
+          f"time_budget={args.time_budget or '-'} shrink_budget={shrink_budget:g}", flush=True)
+    scope = {**profiles.scope(), "scales": aes.scales_for(gate.autocast)}
+    stages = check(gate, scope, max_examples, args.time_budget, args.seed, profile, shrink_budget,
+                   announce=lambda line: print(line, flush=True), on_verdict=progress)
+    last = stages[-1]
+    seconds = sum(stage.seconds for stage in stages)
     failures = []
-    if result.failure is not None:
-        failure = result.failure.to_dict()
+    if last.failure is not None:
+        failure = last.failure.to_dict()
         failure["replay"] = f"act-equiv replay {directory / 'report.json'} --failure 0"
+        failure["shrink"] = last.shrink
         failures.append(failure)
+    verdicts = [v.to_dict() for stage in stages for v in stage.verdicts]
     run = {"kind": "check", "id": run_id, "command": shlex.join(["act-equiv", *sys.argv[1:]]),
-           "profile": profile, "max_examples": max_examples, "eager_sweep_cases": len(sweep.verdicts),
-           "time_budget": args.time_budget, "seed": args.seed,
-           "seconds": round(result.seconds, 1), "stopped_by": result.stopped_by}
-    built = report.build([v.to_dict() for v in result.verdicts], gate.environment(), run, failures)
+           "profile": profile, "max_examples": max_examples, "eager_sweep_cases": EAGER_SWEEP_FACTOR * max_examples,
+           "covering_rows": len(aes.covering_rows()), "time_budget": args.time_budget,
+           "shrink_budget": shrink_budget,
+           "seed": args.seed, "seconds": round(seconds, 1), "stopped_by": last.stopped_by}
+    built = report.build(verdicts, gate.environment(), run, failures)
     path = report.write(built, directory)
     if args.junitxml:
         _junit(built, Path(args.junitxml))
-    print(report.markdown(built) if failures else f"PASS: {len(result.verdicts)} cases, "
-          f"{built['compile']['distinct_compiled_structures']} compiled structures, {result.seconds:.0f}s")
+    print(report.markdown(built) if failures else f"PASS: {len(verdicts)} cases, "
+          f"{built['compile']['distinct_compiled_structures']} compiled structures, {seconds:.0f}s")
     print(f"report: {path}")
     return EXIT_DIVERGENCE if failures else EXIT_OK
 
@@ -154,7 +155,11 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="search for a divergence between the target and the legacy reference")
     _gate_options(check)
     check.add_argument("--max-examples", type=int, default=None, help="cases to draw (default: the profile's)")
-    check.add_argument("--time-budget", type=float, default=None, help="stop drawing new cases after SECONDS")
+    check.add_argument("--time-budget", type=float, default=None,
+                       help="stop drawing new random cases after SECONDS (the covering array always runs whole)")
+    check.add_argument("--shrink-budget", type=float, default=None,
+                       help="seconds a found failure may spend shrinking; then the smallest case so far is reported "
+                            "(default: act_equiv.gate.SHRINK_BUDGET, 60)")
     check.add_argument("--profile", default=None, help="hypothesis profile: ci, dev, thorough")
     check.add_argument("--seed", type=int, default=None, help="hypothesis seed (reproducible draws)")
     check.add_argument("--report-dir", default="reports", help="where reports/<run-id>/ is written")

@@ -22,6 +22,7 @@ __all__ = [
     "ConfigError",
     "FeatureType",
     "PolicyFeature",
+    "feature_grid",
 ]
 
 TINY_BACKBONE = "tiny_resnet"
@@ -39,6 +40,15 @@ OBS_ENV_STATE = "observation.environment_state"
 OBS_IMAGES = "observation.images"
 ACTION = "action"
 ACTION_IS_PAD = "action_is_pad"
+
+
+def feature_grid(height: int, width: int) -> tuple[int, int]:
+    """The (h, w) of a camera's backbone feature map (every backbone here has stride 32 in five stride-2 steps:
+    stem conv, max pool, layer2..4, each mapping n to ceil(n / 2)). Cameras of different pixel sizes can share a
+    grid (48 and 64 both give 2); only distinct grids give distinct 2-D position embeddings."""
+    for _ in range(5):
+        height, width = (height + 1) // 2, (width + 1) // 2
+    return height, width
 
 
 class ConfigError(ValueError):

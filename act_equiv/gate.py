@@ -1,18 +1,23 @@
 """The gate: a target, settings and the oracle, driven by Hypothesis until the budget runs out or a
 divergence is found and shrunk. Used by `act-equiv check`, by the pytest suite and by the mutant run.
+
+A check runs three stages: the covering array (every row of a strength-3 covering array over the features that
+interact, eager: no stream of random draws can miss a 3-way interaction), the eager sweep (random cases, eager)
+and the compiled search. A failure is shrunk within a time budget (`act_equiv.shrink`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from hypothesis import HealthCheck, assume, given, seed, settings
+from hypothesis import HealthCheck, Phase, assume, given, seed, settings
 from hypothesis import strategies as st
-from hypothesis.errors import Flaky
+from hypothesis.errors import Flaky, Unsatisfiable
 
 from act_equiv import compat
 from act_equiv.case import Case
@@ -21,8 +26,13 @@ from act_equiv.numerics import AUTOCAST_DTYPES, pinned_settings
 from act_equiv.oracle import judge
 from act_equiv.record import record
 from act_equiv.runner import DTYPES, Runner, RunSettings
+from act_equiv.shrink import ShrinkResult, shrink
 from act_equiv.targets import TargetError, resolve
+from act_equiv.tolerance import tolerance_for
 from act_equiv.verdict import CaseVerdict, Divergence
+
+SHRINK_BUDGET = 60.0
+"""Seconds a found failure may spend shrinking before the smallest case so far is reported."""
 
 
 class UsageError(ValueError):
@@ -59,7 +69,17 @@ class Gate:
         except TargetError as error:
             raise UsageError(str(error)) from error
         self.runner = Runner(resolved, RunSettings(self.device, self.dtype, self.backend, self.mode, self.dynamic,
-                                                   autocast=self.autocast, explain=self.explain))
+                                                   autocast=self.autocast, explain=self.explain,
+                                                   reference64=self._needs_reference64()))
+
+    def _needs_reference64(self) -> bool:
+        """Whether any compiled tolerance of these settings may fall back to the fp64-referenced check."""
+        if self.backend is None:
+            return False
+        dtype = DTYPES[self.dtype]
+        return any(tolerance_for("compiled", dtype, self.backend, autocast=self.autocast, training=training,
+                                 gradient=gradient).rmse_factor is not None
+                   for training in (False, True) for gradient in (False, True))
 
     def _check_autocast(self) -> None:
         if self.autocast is None:
@@ -83,9 +103,9 @@ class Gate:
         run.live.clear()
         return verdict
 
-    def assert_holds(self, case: Case) -> CaseVerdict:
+    def assert_holds(self, case: Case, compiled: bool = True) -> CaseVerdict:
         """The property: every form agrees on this case. Raises `Divergence` (Hypothesis shrinks on it)."""
-        verdict = record(self.verdict(case))
+        verdict = record(self.verdict(case, compiled))
         if not verdict.passed:
             raise Divergence(verdict)
         return verdict
@@ -127,7 +147,9 @@ class SearchResult:
     failure: CaseVerdict | None
     """The shrunk counterexample, if any."""
     seconds: float
-    stopped_by: str  # "examples" | "time budget" | "failure"
+    stopped_by: str  # "examples" | "time budget" | "failure" | "covering array"
+    shrink: dict[str, Any] | None = None
+    """How shrinking went: Hypothesis's pass and the greedy one (`act_equiv.shrink`), and whether the budget cut it."""
 
 
 def search(
@@ -139,43 +161,143 @@ def search(
     profile: str | None = None,
     on_verdict: Callable[[CaseVerdict, int], None] | None = None,
     compiled: bool = True,
+    stage: str = "compiled",
+    shrink_budget: float = SHRINK_BUDGET,
 ) -> SearchResult:
-    """Run the property on drawn cases; on a divergence, let Hypothesis shrink it and keep the smallest.
+    """Run the property on drawn cases; on a divergence, shrink it within `shrink_budget` seconds.
 
     `compiled=False` runs the eager stage only: an eager sweep costs milliseconds per case where a compile
-    costs seconds, so a diverging edit is found and shrunk before anything is compiled.
+    costs seconds, so a diverging edit is found and shrunk before anything is compiled. Eager failures are shrunk
+    by Hypothesis, then greedily (`act_equiv.shrink`); compiled ones by the greedy pass alone, whose candidates
+    are ordered by compile cost. `stage` labels the verdicts for the report.
     """
     verdicts: list[CaseVerdict] = []
-    failures: list[CaseVerdict] = []
+    failing: dict[str, CaseVerdict] = {}
     start = time.perf_counter()
+    found_at: float | None = None
     stopped_by = "examples"
+    cut = False
+    base = settings.get_profile(profile) if profile else settings()
+    phases = [p for p in base.phases if compiled is False or p is not Phase.shrink]
 
-    @settings(settings.get_profile(profile) if profile else settings(), max_examples=max_examples, deadline=None,
-              database=None, print_blob=False, report_multiple_bugs=False,
-              suppress_health_check=list(HealthCheck))
+    @settings(base, max_examples=max_examples, deadline=None, database=None, print_blob=False,
+              report_multiple_bugs=False, suppress_health_check=list(HealthCheck), phases=phases)
     @given(strategy)
     def prop(case: Case) -> None:
-        nonlocal stopped_by
-        if time_budget is not None and time.perf_counter() - start > time_budget and not failures:
+        nonlocal stopped_by, found_at, cut
+        known = failing.get(case.to_json())
+        if known is not None:
+            raise Divergence(known)
+        if found_at is not None and time.perf_counter() - found_at > shrink_budget:
+            cut = True
+            return  # over the shrink budget: an unseen candidate counts as passing, so Hypothesis stops soon
+        if found_at is None and time_budget is not None and time.perf_counter() - start > time_budget:
             stopped_by = "time budget"
-            assume(False)  # cheap rejections until Hypothesis stops; shrinking is never cut short
-        # Once an eager-stage failure is found, shrinking only needs the eager stage to reproduce it.
-        verdict = gate.verdict(case, compiled=compiled and (not failures or "compile" in failures[0].info))
+            assume(False)  # cheap rejections until Hypothesis stops
+        verdict = gate.verdict(case, compiled=compiled and (found_at is None or _compiled_failure(failing)))
+        verdict.info["stage"] = stage
         verdicts.append(verdict)
         if on_verdict is not None:
             on_verdict(verdict, len(verdicts))
         if not verdict.passed:
-            failures.append(verdict)
+            found_at = found_at or time.perf_counter()
+            failing[case.to_json()] = verdict
             raise Divergence(verdict)
 
     if seed_value is not None:
         prop = seed(seed_value)(prop)
     try:
         prop()
-    except Divergence as error:
+    except (Divergence, Flaky) as error:
         # Hypothesis re-runs the shrunk example last, so the error it raises carries the smallest case.
-        return SearchResult(verdicts, error.verdict, time.perf_counter() - start, "failure")
-    except Flaky:
-        return SearchResult(verdicts, failures[-1], time.perf_counter() - start, "failure")
-    return SearchResult(verdicts, None, time.perf_counter() - start, stopped_by)
+        failure = error.verdict if isinstance(error, Divergence) else list(failing.values())[-1]
+    except Unsatisfiable:  # the time budget ran out before a single case was drawn
+        return SearchResult(verdicts, None, time.perf_counter() - start, "time budget")
+    else:
+        return SearchResult(verdicts, None, time.perf_counter() - start, stopped_by)
+    hypothesis_seconds = time.perf_counter() - (found_at or start)
+    greedy = _shrink_greedily(gate, failure, compiled and "compile" in failure.info,
+                              max(0.0, shrink_budget - hypothesis_seconds), stage)
+    return SearchResult(verdicts, greedy.verdict, time.perf_counter() - start, "failure", {
+        "budget": shrink_budget, "hypothesis_seconds": round(hypothesis_seconds, 1),
+        "hypothesis_cut_at_budget": cut, "greedy": greedy.to_dict(),
+        "stopped_at_budget": cut or greedy.stopped_at_budget, "first": failing[next(iter(failing))].case.describe()})
 
+
+def _compiled_failure(failing: dict[str, CaseVerdict]) -> bool:
+    """Whether the first failure needed the compiled stage (then its shrinking needs it too)."""
+    return "compile" in next(iter(failing.values())).info
+
+
+def _shrink_greedily(gate: Gate, failure: CaseVerdict, compiled: bool, budget: float, stage: str) -> ShrinkResult:
+    def judge(case: Case) -> CaseVerdict:
+        verdict = gate.verdict(case, compiled=compiled)
+        verdict.info["stage"] = stage
+        return verdict
+
+    return shrink(judge, failure, budget)
+
+
+def sweep_covering(
+    gate: Gate,
+    rows: list[dict[str, Any]],
+    strategy_for: Callable[[dict[str, Any]], st.SearchStrategy[Case]],
+    examples_per_row: int = 2,
+    seed_value: int | None = None,
+    profile: str | None = None,
+    shrink_budget: float = SHRINK_BUDGET,
+    on_verdict: Callable[[CaseVerdict, int], None] | None = None,
+) -> SearchResult:
+    """Every covering-array row, eager: Hypothesis draws `examples_per_row` cases within the row's pinned features
+    (its first draw is the row's simplest case), and a failure is shrunk. Runs whatever the time budget."""
+    start = time.perf_counter()
+    verdicts: list[CaseVerdict] = []
+    for row in rows:
+        result = search(gate, strategy_for(row), examples_per_row, seed_value=seed_value, profile=profile,
+                        compiled=False, stage="covering", shrink_budget=shrink_budget, on_verdict=on_verdict)
+        verdicts += result.verdicts
+        if result.failure is not None:
+            return dataclasses.replace(result, verdicts=verdicts, seconds=time.perf_counter() - start)
+    return SearchResult(verdicts, None, time.perf_counter() - start, "covering array")
+
+
+EAGER_SWEEP_FACTOR = 5
+"""The eager sweep draws this many times the compiled search's cases (eager cases cost milliseconds)."""
+COVERING_EXAMPLES = 2
+"""Cases per covering-array row: Hypothesis's first draw is the row's simplest case, the second a random one."""
+
+
+def check(
+    gate: Gate,
+    scope: dict[str, Any],
+    max_examples: int,
+    time_budget: float | None = None,
+    seed_value: int | None = None,
+    profile: str | None = None,
+    shrink_budget: float = SHRINK_BUDGET,
+    announce: Callable[[str], None] = lambda line: None,
+    on_verdict: Callable[[CaseVerdict, int], None] | None = None,
+) -> list[SearchResult]:
+    """A whole check: the covering array, the eager sweep, the compiled search, each only while nothing failed.
+    Returns each stage's result; the last one holds the failure, if any. `scope` holds `strategies.cases` keywords;
+    `announce` hears one line as each stage starts; `on_verdict` sees each verdict (its `info["stage"]` says which)
+    with its number within the stage."""
+    from act_equiv import strategies as aes
+
+    rows = aes.covering_rows()
+    announce(f"covering array: {len(rows)} rows x {COVERING_EXAMPLES} cases, every 3-way combination of the "
+             "interacting features, target eager vs legacy")
+    stages = [sweep_covering(gate, rows, lambda row: aes.covering_cases(row, **scope), COVERING_EXAMPLES,
+                             seed_value, profile, shrink_budget, on_verdict)]
+    eager_examples = EAGER_SWEEP_FACTOR * max_examples
+    if stages[-1].failure is None:
+        announce(f"eager sweep: {eager_examples} random cases, target eager vs legacy (no compile)")
+        stages.append(search(gate, aes.cases(**scope), eager_examples, time_budget, seed_value, profile,
+                             on_verdict, compiled=False, stage="eager", shrink_budget=shrink_budget))
+    if stages[-1].failure is None and gate.backend is not None:
+        announce(f"compiled search: {max_examples} cases, backend {gate.backend}")
+        spent = sum(stage.seconds for stage in stages[1:])
+        budget_left = None if time_budget is None else max(0.0, time_budget - spent)
+        stages.append(search(gate, aes.cases(**scope), max_examples, budget_left, seed_value, profile,
+                             on_verdict=on_verdict, shrink_budget=shrink_budget))
+    return stages

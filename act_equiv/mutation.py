@@ -1,8 +1,8 @@
 """The mutant run: how many of the catalogued refactoring bugs (`act_equiv.mutants`) does the gate kill, and how fast?
 
 For every mutant, two test styles side by side:
-- property-based: `gate.search` with the profile's strategy (`strategies.cases(**profiles.scope())`) until the
-  first divergence (shrunk, unless `--no-shrink`), the per-mutant time budget or the example limit;
+- property-based: the stages of `act-equiv check` (`gate.check`: covering array, eager sweep, compiled search)
+  with the profile's scope and example count, until the first divergence (shrunk, unless `--no-shrink`);
 - a fixed-configuration baseline in the spirit of a classic parametrized test: VAE on/off x eval/train with one
   camera (3, 64, 64), state on, batch 2, no padding, eager, plus one compiled comparison (VAE on, eval).
   The baseline kills a mutant if any of its cases fails.
@@ -29,16 +29,6 @@ if TYPE_CHECKING:  # the CLI imports this module to build its parser: torch load
     from act_equiv.case import Case
     from act_equiv.gate import Gate
     from act_equiv.verdict import CaseVerdict
-
-MAX_EXAMPLES = 200
-"""Cases per mutant by default. A mutant's search stops at its first kill, so only a survivor costs all of them.
-
-Not the profile's own count (ci: 12, sized for a gate run that passes): bugs that need a conjunction of features
-(VAE and training, and padded actions) come late in some Hypothesis streams. Measured with the ci scope and the
-eager checks: 12 examples killed every eager-visible mutant in 7 of 11 streams (10 seeds and the derandomized one;
-the survivors were the VAE-in-training mutants), and the first kill of `vae_pad_mask_ignored` came at example 3..94
-over 32 streams of 12, 60 and 100 examples.
-"""
 
 BASELINE_CONFIG: dict[str, Any] = {
     "vision_backbone": "tiny_resnet", "state_dim": 4, "camera_shapes": [(3, 64, 64)], "action_dim": 4,
@@ -79,57 +69,52 @@ def _gate(name: str, backend: str | None, explain: bool, eager_rounding: bool = 
                 eager_rounding=eager_rounding)
 
 
-def _no_shrink_profile(profile: str) -> str:
-    """`profile` without the shrink phase, registered as `<profile>-noshrink`."""
-    from hypothesis import Phase, settings
-
-    name = f"{profile}-noshrink"
-    settings.register_profile(name, settings(settings.get_profile(profile),
-                                             phases=[p for p in settings.get_profile(profile).phases
-                                                     if p is not Phase.shrink]))
-    return name
-
-
-def property_run(name: str, *, profile: str = "ci", backend: str | None = "aot_eager", max_examples: int = MAX_EXAMPLES,
-                 time_budget: float | None = None, shrink: bool = True, explain: bool = False,
-                 eager_rounding: bool = False) -> dict[str, Any]:
-    """Search for a divergence of `mutant:<name>` from the reference with the profile's strategy.
+def property_run(name: str, *, profile: str = "ci", backend: str | None = "aot_eager",
+                 max_examples: int | None = None, time_budget: float | None = None, shrink: bool = True,
+                 explain: bool = False, eager_rounding: bool = False, seed: int | None = None) -> dict[str, Any]:
+    """Run `act-equiv check`'s stages (`gate.check`) against `mutant:<name>` with the profile's scope.
 
     `eager_rounding=True` judges target vs legacy with assert_close's rounding tolerance instead of bitwise: a mutant
-    still killed then is wrong beyond rounding (an equivalent reordering would survive it).
+    still killed then is wrong beyond rounding (an equivalent reordering would survive it). `shrink=False` gives
+    shrinking no time (the first failing case is reported).
     """
     from hypothesis import settings
 
     from act_equiv import profiles
     from act_equiv import strategies as aes
-    from act_equiv.gate import search
+    from act_equiv.gate import SHRINK_BUDGET, check
 
     profiles.register()
     previous = settings.get_current_profile_name()
     settings.load_profile(profile)  # `profiles.scope()` reads the loaded profile; restored right after
     try:
-        strategy = aes.cases(**profiles.scope())
+        scope = profiles.scope()
+        max_examples = max_examples or settings.get_profile(profile).max_examples
     finally:
         settings.load_profile(previous)
     gate = _gate(name, backend, explain, eager_rounding)
     first: dict[str, Any] = {}
+    judged = 0
     start = time.perf_counter()
 
     def on_verdict(verdict: CaseVerdict, done: int) -> None:
+        nonlocal judged
+        judged += 1
         if not verdict.passed and not first:
-            first.update(examples=done, seconds=time.perf_counter() - start, check=failed_check(verdict),
-                         case=verdict.case.describe())
+            first.update(examples=judged, seconds=time.perf_counter() - start, check=failed_check(verdict),
+                         case=verdict.case.describe(), stage=verdict.info["stage"])
 
-    result = search(gate, strategy, max_examples, time_budget=time_budget,
-                    profile=profile if shrink else _no_shrink_profile(profile), on_verdict=on_verdict)
-    failure = result.failure
+    stages = check(gate, {**scope, "scales": aes.scales_for(None)}, max_examples, time_budget, seed, profile,
+                   SHRINK_BUDGET if shrink else 0.0, on_verdict=on_verdict)
+    failure = stages[-1].failure
     return {
         "killed": failure is not None,
         "examples": first.get("examples"),
-        "examples_run": len(result.verdicts),
+        "examples_run": judged,
         "seconds_to_kill": round(first["seconds"], 2) if first else None,
-        "seconds": round(result.seconds, 2),
-        "stopped_by": result.stopped_by,
+        "seconds": round(sum(stage.seconds for stage in stages), 2),
+        "stopped_by": stages[-1].stopped_by,
+        "stage": first.get("stage"),
         "first_check": first.get("check"),
         "first_case": first.get("case"),
         "check": failed_check(failure) if failure else None,
@@ -237,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"[{i}/{len(names)}] {name}: {mutant.description}", flush=True)
         prop = property_run(name, profile=args.profile, backend=backend, max_examples=args.max_examples,
                             time_budget=args.time_budget, shrink=not args.no_shrink, explain=args.explain,
-                            eager_rounding=rounding)
+                            eager_rounding=rounding, seed=args.seed)
         base = None if args.no_baseline else baseline_run(name, backend, args.explain, rounding)
         if prop["killed"]:
             print(f"    killed in {prop['seconds_to_kill']} s after {prop['examples']} example(s) "
@@ -273,10 +258,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add `mutants` to the CLI's subcommands (`func=run`)."""
     parser = subparsers.add_parser("mutants", help="run the gate against every catalogued mutant and report kills")
     parser.add_argument("--profile", default="ci", help="hypothesis profile: ci, dev, thorough (default ci)")
-    parser.add_argument("--time-budget", type=float, default=None, help="stop drawing cases after SECONDS per mutant")
-    parser.add_argument("--max-examples", type=int, default=MAX_EXAMPLES,
-                        help=f"cases per mutant, the search stopping at the first kill (default {MAX_EXAMPLES}; "
-                             "pass the profile's own count, ci: 12, to measure that)")
+    parser.add_argument("--time-budget", type=float, default=None,
+                        help="stop drawing random cases after SECONDS per mutant (the covering array runs whole)")
+    parser.add_argument("--seed", type=int, default=None, help="hypothesis seed of every mutant's check")
+    parser.add_argument("--max-examples", type=int, default=None,
+                        help="compiled cases per mutant, as `check --max-examples` (default: the profile's)")
     parser.add_argument("--backend", default="aot_eager", choices=("inductor", "aot_eager", "eager", "none"),
                         help="torch.compile backend of the compiled form ('none': eager checks only)")
     parser.add_argument("--report-dir", default="reports", help="where reports/mutants-<timestamp>/ is written")

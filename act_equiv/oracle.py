@@ -4,8 +4,13 @@ Pairs judged:
 - legacy/target: the target eager against the frozen reference, bitwise by default;
 - target/target_repeat: eager run twice under the same seed must be bitwise equal, or nothing else can be
   trusted (PyTorch's accuracy checker's "eager_two_runs_differ");
-- target/compiled: the compiled target against its eager self, per the tolerance table, with the fp64 rmse
-  check for inductor.
+- target/compiled: the compiled target against its eager self, per the tolerance table (outputs and gradients
+  each their own), with the fp64-referenced check where a compiler may reorder floating point; in eval also
+  at every further batch size the compiled graph was called with (the dynamic-shape graph);
+- the reference must be finite: a NaN or inf in the legacy outputs leaves nothing to compare against.
+The fp64 reference is the target's own float64 run, or the legacy model's where the target cannot run in
+float64 (LeRobot's zero latent is hard-coded float32) and the target agrees with legacy bitwise: then both
+compute the same float32 numbers and the legacy float64 run is exact for both. The verdict says which served.
 Under autocast, the reference must really have run in mixed precision (else the run tests full precision).
 Compile hygiene: compiled code must have run (no silent eager fallback), no graph break, and recompiles
 within the allowance for the dynamic-shape setting when only the batch size changes.
@@ -15,11 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from act_equiv.compare import compare
+from act_equiv.compare import compare, non_finite
 from act_equiv.numerics import AUTOCAST_DTYPES
 from act_equiv.runner import CaseRun, ErrorRecord
-from act_equiv.tolerance import EXACT, tolerance_for
-from act_equiv.verdict import CaseVerdict, Finding
+from act_equiv.tolerance import EXACT, Tolerance, tolerance_for
+from act_equiv.verdict import CaseVerdict, Finding, TensorCheck
 
 
 def recompile_allowance(dynamic: bool | None, batch_sizes: list[int]) -> int:
@@ -39,25 +44,32 @@ def recompile_allowance(dynamic: bool | None, batch_sizes: list[int]) -> int:
 
 
 def judge(run: CaseRun, eager_rounding: bool = False) -> CaseVerdict:
-    verdict = CaseVerdict(run.case, info={"seconds": round(run.seconds, 3), "settings": run.settings.label()})
+    verdict = CaseVerdict(run.case, info={"seconds": round(run.seconds, 3), "settings": run.settings.label(),
+                                          "features": run.features})
     if run.skipped is not None:
         verdict.info["skipped"] = run.skipped
         return verdict
     settings = run.settings
-    dtype = settings.torch_dtype
     forms = run.forms
     for error in run.errors:
         finding = _error_finding(error, run)
         if finding is None:
-            verdict.info.setdefault("explain_errors", []).append(f"{error.stage}: {error.type}: {error.message}")
+            verdict.info.setdefault("not_judged", []).append(f"{error.stage}: {error.type}: {error.message}")
         else:
             verdict.findings.append(finding)
     if settings.autocast is not None:
         _judge_autocast(run, verdict)
+    broken = non_finite(forms["legacy"])
+    if broken:
+        verdict.findings.append(Finding(
+            "reference_not_finite", f"the legacy reference is not finite on {run.case.describe()} "
+            f"({', '.join(f'{name}: {info}' for name, info in sorted(broken.items()))}): nothing can be compared "
+            "with it", {"tensors": broken}))
     if "target" in forms:
-        verdict.checks += compare(forms["legacy"], forms["target"], "legacy/target",
-                                  tolerance_for("eager", dtype, eager_rounding=eager_rounding,
-                                                autocast=settings.autocast))
+        legacy = compare(forms["legacy"], forms["target"], "legacy/target",
+                         tolerance_for("eager", settings.torch_dtype, eager_rounding=eager_rounding,
+                                       autocast=settings.autocast))
+        verdict.checks += legacy
     if "target_repeat" in forms:
         repeat = compare(forms["target"], forms["target_repeat"], "target/target_repeat", EXACT)
         if not all(check.passed for check in repeat):
@@ -65,15 +77,45 @@ def judge(run: CaseRun, eager_rounding: bool = False) -> CaseVerdict:
                                             "results on two runs with the same seed; no comparison can be trusted"))
         verdict.checks += repeat
     if "compiled" in forms:
-        verdict.checks += compare(forms["target"], forms["compiled"], "target/compiled",
-                                  tolerance_for("compiled", dtype, settings.backend, autocast=settings.autocast,
-                                                training=run.case.training),
-                                  forms.get("reference64"))
+        verdict.checks += _judge_compiled(run, verdict)
     if run.compile_stats is not None:
         _judge_compile(run, verdict)
     if run.explain:
         verdict.info["explain"] = run.explain
     return verdict
+
+
+def _judge_compiled(run: CaseRun, verdict: CaseVerdict) -> list[TensorCheck]:
+    """Compiled vs eager target at the case's batch size and at each further one the graph was called with."""
+    s, forms = run.settings, run.forms
+
+    def tolerance(tensor: str) -> Tolerance:
+        return tolerance_for("compiled", s.torch_dtype, s.backend, autocast=s.autocast,
+                             training=run.case.training, gradient=tensor.startswith("grad/"))
+
+    checks = []
+    for size in run.batch_sizes or [run.case.batch.batch_size]:
+        suffix = "" if size == run.case.batch.batch_size else f"@batch{size}"
+        pair = f"target/compiled{suffix}"
+        checks += compare(forms[f"target{suffix}"], forms[f"compiled{suffix}"], pair, tolerance,
+                          _reference64(run, verdict, suffix))
+    return checks
+
+
+def _reference64(run: CaseRun, verdict: CaseVerdict, suffix: str) -> dict | None:
+    """The float64 reference the fp64-referenced check may use, and which form served (recorded in the verdict)."""
+    forms = run.forms
+    if f"reference64{suffix}" in forms:
+        verdict.info["reference64"] = "target float64"
+        return forms[f"reference64{suffix}"]
+    if f"legacy64{suffix}" in forms:
+        legacy_bitwise = all(c.passed and c.max_abs == 0 for c in verdict.checks if c.pair == "legacy/target")
+        if legacy_bitwise:
+            verdict.info["reference64"] = "legacy float64 (the target cannot run in float64)"
+            return forms[f"legacy64{suffix}"]
+        verdict.info["reference64"] = ("none: the target cannot run in float64 and differs from the legacy reference "
+                                       "in float32, so no float64 run is exact for it (element-wise tolerance only)")
+    return None
 
 
 def _judge_autocast(run: CaseRun, verdict: CaseVerdict) -> None:
@@ -90,17 +132,19 @@ def _error_finding(error: ErrorRecord, run: CaseRun) -> Finding | None:
     detail = {"stage": error.stage, "type": error.type, "traceback": error.traceback}
     if error.stage.startswith("explain:"):
         return None
-    if error.stage == "load_state_dict":
-        layout = run.layout or {}
+    if error.stage == "load_state_dict" and run.layout is not None:
+        layout = run.layout
         return Finding("layout", "checkpoint layout changed: the reference state_dict does not load strict=True "
-                       f"(missing {layout.get('missing', [])[:5]}, unexpected {layout.get('unexpected', [])[:5]})",
+                       f"(missing {layout['missing'][:5]}, unexpected {layout['unexpected'][:5]})",
                        {**detail, **layout})
     if error.type in ("RecompileLimitError", "NotCompiledError"):
         return Finding("compiled_ran", f"compiled code could not run: {error.message}", detail)
     if error.type == "GraphBreakError":
         return Finding("graph_break", f"graph break under fullgraph=True: {error.message}", detail)
-    if error.stage == "reference64":
-        return Finding("reference64_raised", "the float64 copy of the target (the rmse check's reference) raised "
+    if error.stage.startswith("reference64"):
+        return None  # the target cannot run in float64: the legacy model's float64 run stands in (judged above)
+    if error.stage.startswith("legacy64"):
+        return Finding("reference64_raised", "no float64 reference could run: the legacy model in float64 raised "
                        f"{error.type}: {error.message}", detail)
     if error.stage.startswith("compiled"):
         return Finding("compiled_raised", f"the compiled target raised {error.type}: {error.message}", detail)

@@ -12,30 +12,44 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-SCHEMA = "act_equiv.report/1"
+from act_equiv.coverage import describe_exclusions, interactions
+
+SCHEMA = "act_equiv.report/2"
 MARKDOWN_FAILURES = 10
 """summary.md renders at most this many failures; report.json keeps them all."""
 
 
-def coverage(verdicts: Iterable[dict]) -> dict[str, dict[str, int]]:
-    """How many cases per feature value, so a reader sees what the run actually exercised."""
+STAGES = {"covering": "covering array", "eager": "eager sweep", "compiled": "compiled search"}
+"""Verdicts by the stage that drew them (a pytest session's verdicts carry no stage: "suite")."""
+
+
+def coverage(verdicts: Iterable[dict]) -> dict[str, dict[str, Any]]:
+    """Per stage: cases per value of each interacting feature (as the cases really had them: padding only where a
+    step was padded, distinct grids only where the feature maps differ), other draws, and the 3-way interactions
+    hit. The eager stages (covering array and eager sweep) are also counted together: they judge the same forms."""
+    by_stage: dict[str, list[dict]] = defaultdict(list)
+    for v in verdicts:
+        if v["info"].get("features"):
+            stage = v["info"].get("stage", "suite")
+            by_stage[stage].append(v)
+            if stage in ("covering", "eager"):
+                by_stage["eager stages"].append(v)
+    return {stage: _stage_coverage(items) for stage, items in by_stage.items()}
+
+
+def _stage_coverage(verdicts: list[dict]) -> dict[str, Any]:
     counts: dict[str, Counter] = defaultdict(Counter)
     for v in verdicts:
+        for name, value in v["info"]["features"].items():
+            counts[name][str(value)] += 1
         case = v["case"]
-        config = case["config"]
-        counts["use_vae"][str(config["use_vae"])] += 1
-        counts["cameras"][str(len(config["camera_shapes"]))] += 1
-        counts["different_camera_resolutions"][
-            str(len({tuple(s) for s in config["camera_shapes"]}) > 1)] += 1
-        counts["state"][str(config["state_dim"] is not None)] += 1
-        counts["env"][str(config["env_state_dim"] is not None)] += 1
         counts["batch_size"][str(case["batch"]["batch_size"])] += 1
-        counts["mode"]["train" if case["training"] else "eval"] += 1
         counts["pad"][case["batch"]["pad"]] += 1
         counts["scale"][f"{case['batch']['scale']:g}"] += 1
-        counts["dropout"][str(config["dropout"] > 0)] += 1
-        counts["backbone"][config["vision_backbone"]] += 1
-    return {name: dict(sorted(counter.items())) for name, counter in sorted(counts.items())}
+        counts["backbone"][case["config"]["vision_backbone"]] += 1
+    table = interactions([v["info"]["features"] for v in verdicts])
+    return {"cases": len(verdicts), "features": {name: dict(sorted(c.items())) for name, c in counts.items()},
+            "interactions": table}
 
 
 def pair_errors(verdicts: Iterable[dict]) -> dict[str, dict[str, Any]]:
@@ -65,6 +79,7 @@ def pair_errors(verdicts: Iterable[dict]) -> dict[str, dict[str, Any]]:
 
 def compile_summary(verdicts: list[dict]) -> dict[str, Any]:
     compiled = [v for v in verdicts if "compile" in v["info"]]
+    references = Counter(v["info"]["reference64"] for v in verdicts if "reference64" in v["info"])
     seconds = [v["info"]["compile"]["compile_seconds"] for v in compiled]
     structures = {(json.dumps(v["case"]["config"], sort_keys=True), v["case"]["training"]) for v in compiled}
     explains: dict[str, Counter] = defaultdict(Counter)
@@ -90,6 +105,7 @@ def compile_summary(verdicts: list[dict]) -> dict[str, Any]:
         "graph_breaks_compiled": sum(v["info"]["compile"]["graph_breaks"] for v in compiled),
         "explain": {form: dict(counter) for form, counter in explains.items()},
         "break_reasons": sorted(reasons),
+        "reference64": dict(references),
     }
 
 
@@ -103,6 +119,7 @@ def build(verdicts: list[dict], environment: dict[str, Any], run: dict[str, Any]
         "result": {"passed": not failures, "cases": len(verdicts),
                    "skipped": sum("skipped" in v["info"] for v in verdicts), "failures": len(failures)},
         "coverage": coverage(verdicts),
+        "exclusions": describe_exclusions(),
         "pairs": pair_errors(verdicts),
         "compile": compile_summary(verdicts),
         "failures": failures,
@@ -130,11 +147,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"Cases: {result['cases']} ({result['skipped']} skipped), failures: {result['failures']}, "
         f"seconds: {report['run'].get('seconds', '?')}, stopped by: {report['run'].get('stopped_by', '-')}",
         "",
-        "## Coverage (cases per feature value)",
-        "",
     ]
-    lines += [f"- {name}: " + ", ".join(f"{k}: {n}" for k, n in values.items())
-              for name, values in report["coverage"].items()]
+    lines += _coverage_markdown(report)
     lines += ["", "## Form pairs", "", "| pair | tensors | max abs | max rel | tolerance | least margin | failed |",
               "|---|---|---|---|---|---|---|"]
     for pair, e in report["pairs"].items():
@@ -149,7 +163,8 @@ def markdown(report: dict[str, Any]) -> str:
               f"- recompiles per case (count: cases): {comp['recompiles']}",
               f"- silent eager fallbacks: {comp['fell_back_to_eager']}, graph breaks when compiled: "
               f"{comp['graph_breaks_compiled']}",
-              f"- eager forms traced by torch._dynamo.explain: {comp['explain'] or 'not measured in this run'}"]
+              f"- eager forms traced by torch._dynamo.explain: {comp['explain'] or 'not measured in this run'}",
+              f"- float64 reference of the fp64-referenced check (cases): {comp['reference64'] or 'none needed'}"]
     lines += [f"  - break reason: {reason}" for reason in comp["break_reasons"]]
     failures = report["failures"]
     if len(failures) > MARKDOWN_FAILURES:
@@ -160,9 +175,51 @@ def markdown(report: dict[str, Any]) -> str:
                   f"Replay: `{failure.get('replay', '')}`", "", "```"]
         lines += [f"[{f['check']}] {f['message']}" for f in failure["findings"]]
         lines += [f"[{c['pair']}] {c['message']}" for c in failure["checks"] if not c["passed"]][:6]
-        lines += ["```", "", "Shrunk case:", "", "```json", json.dumps(failure["case"], indent=1), "```"]
+        lines += ["```", "", *_shrink_markdown(failure.get("shrink")), "Shrunk case:", "", "```json",
+                  json.dumps(failure["case"], indent=1), "```"]
         lines += _compiler_hints(report)
     return "\n".join(lines) + "\n"
+
+
+def _coverage_markdown(report: dict[str, Any]) -> list[str]:
+    stages = report["coverage"]
+    if not stages:
+        return []
+    names = list(stages)
+    lines = ["## Coverage", "", "Cases per feature value, by stage (features as the cases really had them).", "",
+             "| feature | " + " | ".join(f"{STAGES.get(n, n)} ({stages[n]['cases']})" for n in names) + " |",
+             "|---|" + "---|" * len(names)]
+    features = dict.fromkeys(name for n in names for name in stages[n]["features"])
+    for feature in features:
+        cells = [", ".join(f"{k}: {c}" for k, c in stages[n]["features"].get(feature, {}).items()) for n in names]
+        lines.append(f"| {feature} | " + " | ".join(cells) + " |")
+    lines += ["", "3-way interactions of the features above (valid combinations hit / total):", "",
+              "| stage | hit / total | |", "|---|---|---|"]
+    for n in names:
+        table = stages[n]["interactions"]
+        lines.append(f"| {STAGES.get(n, n)} | {table['hit']} / {table['total']} | "
+                     f"{100 * table['hit'] / table['total']:.1f}% |")
+    for n in names:
+        missing = {fs: e for fs, e in stages[n]["interactions"]["by_factors"].items() if e["hit"] < e["total"]}
+        if missing:
+            lines += ["", f"<details><summary>{STAGES.get(n, n)}: {len(missing)} feature triples not fully covered"
+                          "</summary>", "", "| features | hit / total | missing (first few) |", "|---|---|---|"]
+            lines += [f"| {fs} | {e['hit']} / {e['total']} | {'; '.join(e['missing'])} |" for fs, e in missing.items()]
+            lines += ["", "</details>"]
+    lines += ["", "Excluded from the totals (no valid case can have them):", ""]
+    lines += [f"- {e['reason']}: {e['excluded']} combinations" for e in report.get("exclusions", [])]
+    return lines
+
+
+def _shrink_markdown(shrink: dict[str, Any] | None) -> list[str]:
+    if not shrink:
+        return []
+    greedy = shrink["greedy"]
+    text = (f"Shrinking: Hypothesis {shrink['hypothesis_seconds']} s, then {greedy['steps']} greedy candidates in "
+            f"{greedy['seconds']} s (budget {shrink['budget']:g} s); first failing case: {shrink['first']}.")
+    if shrink["stopped_at_budget"]:
+        text += " **Shrinking stopped at the budget: the case below is the smallest found so far.**"
+    return [text, ""]
 
 
 def _compiler_hints(report: dict[str, Any]) -> list[str]:

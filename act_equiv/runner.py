@@ -1,7 +1,9 @@
 """Runs one case through every form and records what each produced. It judges nothing.
 
 Forms: the legacy reference (eager), the target (eager, twice: eager must be deterministic before anything
-is compared with it), the target compiled, and the target in float64 (the reference for the rmse check).
+is compared with it), the target compiled, and, when the settings ask for it, a float64 run (the reference for
+the fp64-referenced check): the target's own, or the legacy model's where the target cannot run in float64.
+In eval the compiled form is also called at further batch sizes, each beside the eager target at that size.
 Each run goes through `Probe` (model forward + policy loss) so one compiled graph covers both, and in
 training every parameter's gradient is recorded too.
 """
@@ -13,6 +15,7 @@ import dataclasses
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,10 +25,9 @@ from torch import nn
 from act_equiv import compat, numerics
 from act_equiv.case import Case, make_batch
 from act_equiv.compiled import CompiledForm, CompileStats
-from act_equiv.config import ACTConfig
+from act_equiv.config import ACTION, ACTION_IS_PAD, ACTConfig
 from act_equiv.models import ACTPolicy, LegacyACT, build
 from act_equiv.targets import Target
-from act_equiv.tolerance import tolerance_for
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
 
@@ -44,7 +46,11 @@ class RunSettings:
     mode: str | None = None
     dynamic: bool | None = None
     extra_batch_sizes: int = 2
-    """Compiled calls at this many further batch sizes (eval only), to count recompiles."""
+    """Compiled calls at this many further batch sizes (eval only), each compared with the eager target at that
+    size: a graph that is wrong only once the batch dimension is symbolic shows there; recompiles are counted."""
+    reference64: bool = False
+    """Run a float64 reference beside the compiled form (the gate asks when a compiled tolerance may fall back to
+    the fp64-referenced check)."""
     autocast: str | None = None
     """"bfloat16" / "float16": every form but the float64 reference runs under `torch.autocast` (float32 weights)."""
     explain: bool = True
@@ -83,12 +89,16 @@ class CaseRun:
     case: Case
     settings: RunSettings
     forms: dict[str, Outputs] = field(default_factory=dict)
-    """"legacy", "target", "target_repeat", "compiled", "reference64": named output tensors."""
+    """"legacy", "target", "target_repeat", "compiled" and the float64 reference ("reference64" from the target,
+    or "legacy64" where the target cannot run in float64), at the case's batch size; the eager target, compiled
+    and float64 forms at a further batch size N are named "<form>@batchN"."""
     errors: list[ErrorRecord] = field(default_factory=list)
     layout: dict[str, list[str]] | None = None
     """Missing/unexpected keys when the reference weights did not load strictly."""
     compile_stats: CompileStats | None = None
     batch_sizes: list[int] = field(default_factory=list)
+    features: dict[str, bool | int] = field(default_factory=dict)
+    """The interacting features as the case really had them (`Case.features`, padding read off the batch)."""
     explain: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     skipped: str | None = None
@@ -105,9 +115,12 @@ class Probe(nn.Module):
 
     def forward(self, batch: dict[str, Any]) -> Outputs:
         output = self.policy.model(batch)
-        loss, terms = self.policy.loss(batch, output)
         actions, (mu, log_sigma_x2) = output
-        return {"actions": actions, "mu": mu, "log_sigma_x2": log_sigma_x2, "loss": loss, **terms}
+        outputs = {"actions": actions, "mu": mu, "log_sigma_x2": log_sigma_x2}
+        if ACTION in batch:  # inference batches carry no actions, so there is no loss to compute
+            loss, terms = self.policy.loss(batch, output)
+            outputs.update(loss=loss, **terms)
+        return outputs
 
 
 class Runner:
@@ -140,20 +153,34 @@ class Runner:
         run.seconds += time.perf_counter() - start
 
     def _run_compiled(self, run: CaseRun) -> None:
-        s, case, target, batch = self.settings, run.case, run.live["target"], run.live["batch"]
+        s, target, batch = self.settings, run.live["target"], run.live["batch"]
         if s.explain:
             self._explain(run, run.live["reference"], target, batch)
         if s.backend is None:
             return
-        self._compiled(run, target, batch)
-        tolerance = tolerance_for("compiled", s.torch_dtype, s.backend, autocast=s.autocast, training=case.training)
-        if tolerance.rmse_factor is not None:
-            # The float64 reference is the exact answer: full precision, no autocast.
-            target64 = copy.deepcopy(target).to(torch.float64)
-            outputs = self._guarded(run, "reference64", lambda: self._call(
-                case, Probe(case.config, target64), target64, cast_batch(batch, torch.float64), autocast=False))
+        self._compiled(run, target)
+        if s.reference64:
+            for size in run.batch_sizes:
+                suffix = "" if size == run.case.batch.batch_size else f"@batch{size}"
+                self._reference64(run, self._batch(run.case, size), suffix)
+
+    def _reference64(self, run: CaseRun, batch: dict[str, Any], suffix: str) -> None:
+        """The exact answer: full precision, no autocast, the float32 run's random draws. The target's own float64
+        run where it has one; else the legacy model's (an exact reference for the target too once the two agree
+        bitwise in float32, which the oracle checks before it uses it)."""
+        case = run.case
+        batch64 = cast_batch(batch, torch.float64)
+        for form, model in (("reference64", run.live["target"]), ("legacy64", run.live["reference"])):
+            outputs = self._guarded(run, form + suffix, lambda m=model: self._call64(case, m, batch64))
             if outputs is not None:
-                run.forms["reference64"] = outputs
+                run.forms[form + suffix] = outputs
+                return
+
+    def _call64(self, case: Case, model: nn.Module, batch64: dict[str, Any]) -> Outputs:
+        model64 = copy.deepcopy(model).to(torch.float64)
+        sampling = numerics.float32_sampling() if self.settings.torch_dtype != torch.float64 else nullcontext()
+        with sampling:
+            return self._call(case, Probe(case.config, model64), model64, batch64, autocast=False)
 
     def run(self, case: Case) -> CaseRun:
         run = self.run_eager(case)
@@ -165,17 +192,11 @@ class Runner:
         case, s = run.case, self.settings
         reference = build(case.config, case.weight_seed, LegacyACT).to(s.device, s.torch_dtype)
         state = reference.state_dict()
-        batch = make_batch(case.config, case.batch, s.device, s.torch_dtype)
+        batch = self._batch(case, case.batch.batch_size)
+        run.features = {**case.features(), "padding": ACTION_IS_PAD in batch and bool(batch[ACTION_IS_PAD].any())}
         run.forms["legacy"] = self._call(case, Probe(case.config, reference), reference, batch)
-        target = self._guarded(run, "build", lambda: self.target.factory(case.config))
-        if target is None:
-            return
-        try:
-            target.to(s.device, s.torch_dtype).load_state_dict(state, strict=True)
-        except RuntimeError as error:
-            keys = target.state_dict().keys()
-            run.layout = {"missing": sorted(set(state) - set(keys)), "unexpected": sorted(set(keys) - set(state))}
-            run.errors.append(ErrorRecord.capture("load_state_dict", error))
+        target = self._guarded(run, "build", lambda: self.target.factory(case.config).to(s.device, s.torch_dtype))
+        if target is None or self._guarded(run, "load_state_dict", lambda: self._load(run, target, state)) is None:
             return
         probe = Probe(case.config, target)
         for name in ("target", "target_repeat"):
@@ -184,6 +205,19 @@ class Runner:
                 return
             run.forms[name] = outputs
         run.live = {"reference": reference, "target": target, "batch": batch}
+
+    @staticmethod
+    def _load(run: CaseRun, target: nn.Module, state: dict[str, torch.Tensor]) -> bool:
+        """Load the reference weights strictly; a different key set is recorded as the layout change it is."""
+        keys = set(target.state_dict())
+        if keys != set(state):
+            run.layout = {"missing": sorted(set(state) - keys), "unexpected": sorted(keys - set(state))}
+        target.load_state_dict(state, strict=True)
+        return True
+
+    def _batch(self, case: Case, size: int) -> dict[str, Any]:
+        return make_batch(case.config, case.batch.with_batch_size(size), self.settings.device,
+                          self.settings.torch_dtype)
 
     @staticmethod
     def _guarded(run: CaseRun, stage: str, fn: Callable[[], Any]) -> Any:
@@ -210,7 +244,7 @@ class Runner:
                 outputs.update({f"grad/{n}": p.grad for n, p in model.named_parameters() if p.requires_grad})
         return {k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in outputs.items()}
 
-    def _compiled(self, run: CaseRun, target: nn.Module, batch: dict[str, Any]) -> None:
+    def _compiled(self, run: CaseRun, target: nn.Module) -> None:
         s, case = self.settings, run.case
         # A new structure starts from a clean dynamo. So does every fresh model where dynamo guards on module
         # instances (torch 2.2): each one compiles its own graph anyway, and a few cases of one structure would
@@ -223,7 +257,7 @@ class Runner:
         form = CompiledForm(probe, backend=s.backend, mode=s.mode, dynamic=s.dynamic, fullgraph=True)
         run.compile_stats = form.stats
         with compat.fallback_random():
-            outputs = self._guarded(run, "compiled", lambda: self._call(case, form, target, batch))
+            outputs = self._guarded(run, "compiled", lambda: self._call(case, form, target, run.live["batch"]))
             if outputs is None:
                 return
             run.forms["compiled"] = outputs
@@ -232,10 +266,15 @@ class Runner:
                 return
             first = max(case.batch.batch_size, 2)
             for size in range(first + 1, first + 1 + s.extra_batch_sizes):
-                other = make_batch(case.config, case.batch.with_batch_size(size), s.device, s.torch_dtype)
-                outputs = self._guarded(run, f"compiled@batch{size}", lambda b=other: self._call(case, form, target, b))
-                if outputs is None:
+                other = self._batch(case, size)
+                compiled = self._guarded(run, f"compiled@batch{size}",
+                                         lambda b=other: self._call(case, form, target, b))
+                if compiled is None:
                     return
+                eager = self._guarded(run, f"target@batch{size}", lambda b=other: self._call(case, probe, target, b))
+                if eager is None:
+                    return
+                run.forms[f"compiled@batch{size}"], run.forms[f"target@batch{size}"] = compiled, eager
                 run.batch_sizes.append(size)
 
     def _explain(self, run: CaseRun, reference: nn.Module, target: nn.Module, batch: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import torch
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from act_equiv import compat, profiles
@@ -21,7 +21,11 @@ from act_equiv.config import ACTConfig, ConfigError
 from act_equiv.gate import Gate
 from act_equiv.models import ACTPolicy, LegacyACT, build
 from act_equiv.numerics import AUTOCAST_DTYPES
+from act_equiv.plugin import activate
 from act_equiv.record import record
+
+# Before any decorator below: a Hypothesis settings object copies the profile loaded when it is created.
+activate()
 
 # Kept in every run, whatever is drawn: the shapes that bugs in token assembly need (two cameras of
 # different resolutions with state and env, batch > 1, padded actions), in both modes.
@@ -96,8 +100,23 @@ SHARDS = [(cameras, training) for cameras in range(4) for training in (False, Tr
 def test_forms_agree(act_gate: Gate, cameras: int, training: bool, data: st.DataObject) -> None:
     """legacy == target (eager, bitwise); compiled ~ target (tolerance table); gradients in training; compiled
     code ran; no graph break; recompiles within the allowance when only the batch size changes."""
-    case = data.draw(_cases(cameras=min(cameras, profiles.scope()["max_cameras"]), training=training), "case")
+    case = data.draw(_cases(cameras=min(cameras, profiles.scope()["max_cameras"]), training=training,
+                            scales=aes.scales_for(act_gate.autocast)), "case")
     act_gate.assert_holds(case)
+
+
+ROWS = aes.covering_rows()
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[f"row{i}" for i in range(len(ROWS))])
+@settings(max_examples=2)
+@given(data=st.data())
+def test_covering_array_eager(act_gate: Gate, row: dict[str, object], data: st.DataObject) -> None:
+    """Every row of the strength-3 covering array (`act_equiv.coverage`): legacy == target eager, whatever the
+    rest of the case; the session report's 3-way table counts what these rows and the properties covered."""
+    scope = {**profiles.scope(), "scales": aes.scales_for(act_gate.autocast)}
+    case = data.draw(aes.covering_cases(row, **scope), "case")
+    act_gate.assert_holds(case, compiled=False)
 
 
 @pytest.mark.compile
@@ -117,7 +136,7 @@ def test_forms_agree_inductor(act_gate_inductor: Gate, case: Case) -> None:
 
 @pytest.mark.compile
 @settings(max_examples=3)
-@given(case=_cases(cameras=st.integers(0, 2), max_layers=1))
+@given(case=_cases(cameras=st.integers(0, 2), max_layers=1, scales=aes.FLOAT16_SCALES))
 @example(case=MUST_KEEP[1])
 def test_forms_agree_autocast(act_gate_autocast: Gate, case: Case) -> None:
     """Mixed precision: legacy == target bitwise under autocast; compiled within the autocast tolerance (its
@@ -127,7 +146,7 @@ def test_forms_agree_autocast(act_gate_autocast: Gate, case: Case) -> None:
 
 @pytest.mark.compile
 @settings(max_examples=1)
-@given(case=_cases(cameras=st.integers(0, 2), max_layers=1))
+@given(case=_cases(cameras=st.integers(0, 2), max_layers=1, scales=aes.FLOAT16_SCALES))
 def test_forms_agree_inductor_autocast(act_gate_inductor_autocast: Gate, case: Case) -> None:
     """Inductor under autocast: the autocast tolerance and its fp64-referenced check on generated code."""
     act_gate_inductor_autocast.assert_holds(case)
@@ -138,13 +157,14 @@ def test_forms_agree_inductor_autocast(act_gate_inductor_autocast: Gate, case: C
 @given(case=_cases())
 @example(case=MUST_KEEP[1])
 def test_forms_agree_cuda(act_gate_cuda: Gate, case: Case) -> None:
+    assume(case.batch.scale in aes.scales_for(act_gate_cuda.autocast))
     act_gate_cuda.assert_holds(case)
 
 
 @pytest.mark.cuda
 @pytest.mark.compile
 @settings(max_examples=4)
-@given(case=_cases(cameras=st.integers(0, 2)))
+@given(case=_cases(cameras=st.integers(0, 2), scales=aes.FLOAT16_SCALES))
 @example(case=MUST_KEEP[1])
 def test_forms_agree_cuda_autocast(act_gate_cuda_autocast: Gate, case: Case) -> None:
     act_gate_cuda_autocast.assert_holds(case)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from act_equiv import compat
 from act_equiv.config import OBS_IMAGES
 from act_equiv.models import ACT
 
@@ -23,3 +24,12 @@ class CameraTokensReversed(ACT):
 class Raises(ACT):
     def forward(self, batch):
         raise RuntimeError("this ACT edit is broken")
+
+
+class GraphBreakWithCameras(ACT):
+    """A compiled-only bug that the simplest case (no camera) does not show: a graph break in the camera loop."""
+
+    def encoder_inputs(self, batch, latent_sample):
+        if OBS_IMAGES in batch:
+            compat.graph_break()
+        return super().encoder_inputs(batch, latent_sample)

@@ -32,8 +32,13 @@ def test_clean_target_exits_0_with_a_report(tmp_path: Path) -> None:
                      str(junit), cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     report = only_report(tmp_path / "out")
-    assert report["schema"] == "act_equiv.report/1" and report["result"]["passed"]
-    assert report["result"]["cases"] == 2 and report["compile"]["compiled_cases"] == 2
+    assert report["schema"] == "act_equiv.report/2" and report["result"]["passed"]
+    stages = report["coverage"]
+    assert stages["covering"]["cases"] == 2 * report["run"]["covering_rows"] and stages["eager"]["cases"] == 10
+    assert stages["compiled"]["cases"] == 2 and report["compile"]["compiled_cases"] == 2
+    eager = stages["eager stages"]["interactions"]
+    assert eager["hit"] == eager["total"] > 1000  # every valid 3-way combination, whatever the seed
+    assert report["result"]["cases"] == sum(stages[s]["cases"] for s in ("covering", "eager", "compiled"))
     assert (next((tmp_path / "out").glob("*/summary.md"))).read_text().startswith("# act_equiv check: PASS")
     assert "<testsuite" in junit.read_text()
     assert "[1/2]" in done.stdout  # progress
@@ -73,6 +78,28 @@ def test_bad_option_exits_2(tmp_path: Path) -> None:
     assert done.returncode == 2 and "needs --backend inductor" in done.stderr
     done = act_equiv("check", "--autocast", "bfloat16", "--dtype", "float64", cwd=tmp_path)
     assert done.returncode == 2 and "--autocast bfloat16 needs --dtype float32" in done.stderr
+
+
+def test_a_time_budget_spent_before_the_compiled_search_still_reports(tmp_path: Path) -> None:
+    """The covering array always runs whole; a budget it used up ends the random stages cleanly (Hypothesis raised
+    `Unsatisfiable` here before, and no report was written)."""
+    done = act_equiv("check", "--time-budget", "0.001", "--profile", "ci", "--report-dir", "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = only_report(tmp_path / "out")
+    assert report["run"]["stopped_by"] == "time budget" and report["result"]["passed"]
+    assert report["coverage"]["covering"]["cases"] == 2 * report["run"]["covering_rows"]
+
+
+@pytest.mark.compile
+def test_shrinking_stops_at_its_budget_and_says_so(tmp_path: Path) -> None:
+    """A compiled-only bug that needs a camera: with no shrink budget the report comes at once and says that its
+    case is only the smallest found so far."""
+    done = act_equiv("check", "--target", "gate_targets:GraphBreakWithCameras", "--profile", "ci",
+                     "--shrink-budget", "0", "--report-dir", "out", cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    (failure,) = only_report(tmp_path / "out")["failures"]
+    assert failure["shrink"]["stopped_at_budget"] and failure["findings"][0]["check"] == "graph_break"
+    assert "Shrinking stopped at the budget" in next((tmp_path / "out").glob("*/summary.md")).read_text()
 
 
 def test_target_that_raises_exits_1_and_is_reported(tmp_path: Path) -> None:

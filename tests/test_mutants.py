@@ -1,10 +1,9 @@
 """The mutation self-test: the gate must kill every catalogued refactoring bug under the `ci` profile.
 
-The kill test runs one property search per mutant (parametrized, so pytest-xdist spreads them) with the ci
-profile's settings and scope, derandomized, stopping at the first divergence (no shrinking: the full
-`act-equiv mutants` run shrinks and reports) and allowed `mutation.MAX_EXAMPLES` cases, not the profile's 12
-(see there why). Mutants that only a compiled comparison can see run with aot_eager; the others with the eager
-checks alone, which judge them identically and cost no compile.
+The kill test runs `act-equiv check`'s stages per mutant (parametrized, so pytest-xdist spreads them) with the ci
+profile's settings, scope and example count, derandomized, stopping at the first divergence (no shrinking: the
+full `act-equiv mutants` run shrinks and reports). Mutants that only a compiled comparison can see run with
+aot_eager; the others with the eager checks alone, which judge them identically and cost no compile.
 """
 
 from __future__ import annotations

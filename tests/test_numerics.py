@@ -42,11 +42,43 @@ def test_cuda_pinning_restores_after_an_error() -> None:
 
 
 @pytest.mark.usefixtures("workspace_unset")
-def test_cpu_runs_change_nothing() -> None:
+def test_cpu_pinning_runs_one_thread_deterministically() -> None:
+    """A multi-threaded convolution backward is not deterministic on CPU: one thread; nothing CUDA is touched."""
+    before = (torch.are_deterministic_algorithms_enabled(), torch.get_num_threads())
     with numerics.pinned("cpu"):
-        assert not torch.are_deterministic_algorithms_enabled()
+        assert torch.are_deterministic_algorithms_enabled() and torch.get_num_threads() == 1
         assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
-    assert numerics.pinned_settings("cpu")["tf32"] == "n/a (cpu)"
+    assert (torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()) == before
+    assert numerics.pinned_settings("cpu") == {"tf32": "n/a (cpu)", "deterministic": True, "intra_op_threads": 1}
+
+
+def test_float64_sampling_facts_hold_on_this_torch() -> None:
+    """Why `float32_sampling` exists, and why it leaves dropout alone: float64 `randn` is another sample once a
+    tensor has 16 elements; bernoulli masks are the same in both dtypes."""
+    def draw(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        torch.manual_seed(7)
+        normal = torch.randn(64, dtype=dtype)
+        torch.manual_seed(7)
+        return normal, torch.nn.functional.dropout(torch.ones(64, dtype=dtype), 0.3)
+
+    (normal32, mask32), (normal64, mask64) = draw(torch.float32), draw(torch.float64)
+    assert not torch.allclose(normal32.double(), normal64)
+    assert torch.equal(mask32 != 0, mask64 != 0)
+
+
+def test_float32_sampling_gives_a_float64_run_the_float32_draws() -> None:
+    like = torch.zeros(4, 8, dtype=torch.float64)
+    torch.manual_seed(3)
+    expected = [torch.randn(4, 8), torch.rand(4, 8), torch.randn(5), torch.empty(20).normal_(),
+                torch.empty(3).uniform_()]
+    torch.manual_seed(3)
+    with numerics.float32_sampling():
+        drawn = [torch.randn_like(like), torch.rand_like(like), torch.randn(5, dtype=torch.float64),
+                 torch.empty(20, dtype=torch.float64).normal_(), torch.empty(3, dtype=torch.float64).uniform_()]
+        float32_untouched = torch.randn(3)
+    for want, got in zip(expected, drawn, strict=True):
+        assert got.dtype == torch.float64 and torch.equal(got, want.double())
+    assert float32_untouched.dtype == torch.float32
 
 
 def test_pinned_settings_state_what_cuda_runs_use() -> None:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 
 import pytest
 import torch
 
-from act_equiv import compat, numerics
+from act_equiv import compat, numerics, runner
 from act_equiv.case import BatchSpec, Case
 from act_equiv.compare import compare
-from act_equiv.config import OBS_ENV_STATE, OBS_STATE
+from act_equiv.config import OBS_ENV_STATE, OBS_STATE, ACTConfig
 from act_equiv.gate import Gate, UsageError
-from act_equiv.models import ACT
+from act_equiv.models import ACT, LegacyACT
+from act_equiv.mutants import ZeroLatentFloat32
+from act_equiv.oracle import judge
+from act_equiv.runner import Runner, RunSettings
 from act_equiv.suite import MUST_KEEP
 from act_equiv.targets import Target
 from act_equiv.tolerance import EXACT, tolerance_for
@@ -224,12 +228,6 @@ def test_compiled_only_failure_is_a_finding() -> None:
     assert "compiled_raised" in found and "the compiled target raised" in found["compiled_raised"]
 
 
-def test_float64_reference_that_raises_is_a_finding() -> None:
-    """bf16 autocast training with aot_eager has an rmse tolerance, so the float64 reference is built."""
-    found = findings(gate_for(NoFloat64, autocast="bfloat16"), TRAIN)
-    assert "reference64_raised" in found and "no float64 kernel" in found["reference64_raised"]
-
-
 def test_autocast_switched_off_in_the_target_is_caught() -> None:
     found = findings(gate_for(DecoderOutsideAutocast, autocast="bfloat16"), EVAL)
     assert "dtypes differ: expected torch.bfloat16, actual torch.float32" in found["legacy/target:actions"]
@@ -275,3 +273,105 @@ def test_autocast_this_torch_would_disable_is_refused(monkeypatch: pytest.Monkey
     with pytest.raises(UsageError, match=r"--autocast float16 is not supported on --device cpu .* supported here: "
                                          r"\['bfloat16'\]"):
         Gate(autocast="float16")
+
+
+# -- soundness: each test below passed on the oracle before these loopholes were closed -----------------------------
+class LatentShiftedWhenCompiled(ACT):
+    """Compiled training with the VAE only: the latent sample shifted by 1e-3 relative. Before, the float64
+    reference drew another latent sample, so eager's own "error" was as large as the signal and the fp64 check
+    accepted this."""
+
+    def latent(self, batch, batch_size):
+        sample, mu, log_sigma_x2 = super().latent(batch, batch_size)
+        return (sample * (1 + 1e-3) if compat.is_compiling() else sample), mu, log_sigma_x2
+
+
+VAE_TRAIN = Case(ACTConfig(env_state_dim=3, camera_shapes=[], action_dim=3, vision_backbone="tiny_resnet",
+                           dim_model=16, n_heads=2, dim_feedforward=16, chunk_size=4, n_action_steps=4,
+                           n_encoder_layers=1, n_decoder_layers=1, n_vae_encoder_layers=1, latent_dim=8, dropout=0.1),
+                 BatchSpec(batch_size=4, seed=2, pad="some"), training=True, weight_seed=5)
+
+
+@pytest.mark.compile
+def test_compiled_vae_latent_shift_fails_under_inductor_and_the_clean_target_passes() -> None:
+    """The float64 reference draws the float32 run's latent sample (and dropout masks), so it is the same
+    computation done exactly: eager's error against it is rounding, and a 1e-3 shift is a miscompile."""
+    clean = gate_for(ACT, backend="inductor").verdict(VAE_TRAIN)
+    assert clean.passed, clean.summary()
+    found = findings(gate_for(LatentShiftedWhenCompiled, backend="inductor"), VAE_TRAIN)
+    assert any(key.startswith("target/compiled:") and "miscompile" in text for key, text in found.items()), found
+
+
+def test_non_finite_reference_is_its_own_finding() -> None:
+    """Inputs at 1e30 overflow float32 inside the model: legacy and target are equally NaN, which compared as equal
+    before; now nothing is compared with a reference that is not finite."""
+    case = dataclasses.replace(EVAL, batch=dataclasses.replace(EVAL.batch, scale=1e30))
+    found = findings(gate_for(ACT), case)
+    assert "reference_not_finite" in found and case.describe() in found["reference_not_finite"]
+
+
+class WrongOnceBatchIsSymbolic(ACT):
+    """Compiled code that is right at the first batch size and wrong at the sizes of the dynamic-shape graph."""
+
+    def decode(self, tokens, pos_embed, batch_size):
+        actions = super().decode(tokens, pos_embed, batch_size)
+        return actions * 1.001 if compat.is_compiling() and batch_size >= 3 else actions
+
+
+def test_dynamic_batch_graph_outputs_are_compared() -> None:
+    """The compiled calls at further batch sizes were made only to count recompiles, their outputs thrown away."""
+    case = dataclasses.replace(EVAL, batch=dataclasses.replace(EVAL.batch, batch_size=1))
+    verdict = gate_for(WrongOnceBatchIsSymbolic).verdict(case)
+    failed = {c.pair for c in verdict.checks if not c.passed}
+    assert failed == {"target/compiled@batch3", "target/compiled@batch4"}, verdict.summary()
+
+
+class LoadRaisesValueError(ACT):
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        raise ValueError("this loader only reads safetensors")
+
+
+def test_a_target_whose_loader_raises_anything_is_a_finding() -> None:
+    """Only RuntimeError was caught around load_state_dict; a ValueError crashed the tool."""
+    found = findings(gate_for(LoadRaisesValueError), EVAL)
+    assert "load_state_dict" in found["target_raised"] and "safetensors" in found["target_raised"]
+
+
+class NoDeepcopy(ACT):
+    def __deepcopy__(self, memo):
+        raise TypeError("holds a handle that cannot be copied")
+
+
+@pytest.mark.parametrize("target", [NoDeepcopy, NoFloat64, ZeroLatentFloat32])
+def test_a_target_without_float64_gets_the_legacy_float64_reference(target: type) -> None:
+    """A target that cannot be copied to float64, or run in it (LeRobot's zero latent is hard-coded float32), is
+    fine in float32: once it agrees with legacy bitwise, the legacy model's float64 run is an exact reference for
+    it. Before, each of these failed every run that needed a float64 reference (`reference64_raised`)."""
+    case = dataclasses.replace(EVAL, config=dataclasses.replace(EVAL.config, use_vae=False))
+    run = Runner(Target(target.__name__, target), RunSettings(backend="eager", reference64=True)).run(case)
+    verdict = judge(run)
+    assert verdict.passed, verdict.summary()
+    assert verdict.info["reference64"].startswith("legacy float64") and "legacy64" in run.forms
+
+
+class NoFloat64Legacy(LegacyACT):
+    def decode(self, tokens, pos_embed, batch_size):
+        if tokens.dtype == torch.float64:
+            raise RuntimeError("no float64 kernel in the legacy model either")
+        return super().decode(tokens, pos_embed, batch_size)
+
+
+def test_no_float64_reference_at_all_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "LegacyACT", NoFloat64Legacy)
+    found = findings(gate_for(NoFloat64, autocast="bfloat16"), TRAIN)
+    assert "reference64_raised" in found and "legacy model either" in found["reference64_raised"]
+
+
+def test_aot_eager_autocast_outputs_stay_bitwise_in_training() -> None:
+    """Forward outputs of aot_eager under autocast are measured bitwise; only its gradients get the autocast
+    tolerance (before, every tensor of a training case did)."""
+    verdict = gate_for(ACT, autocast="bfloat16").verdict(TRAIN)
+    assert verdict.passed, verdict.summary()
+    compiled = {c.tensor: c.tolerance for c in verdict.checks if c.pair == "target/compiled"}
+    assert compiled["actions"].bitwise and compiled["loss"].bitwise
+    assert not compiled["grad/action_head.weight"].bitwise

@@ -7,10 +7,14 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from act_equiv.config import TINY_BACKBONE, ACTConfig
+from act_equiv.config import TINY_BACKBONE, ACTConfig, feature_grid
 
 # Image sides for the tiny backbone: its stride is 32, so 32..96 gives 1..3 feature cells per side.
 _SIDES = (32, 48, 64, 96)
+_SIDES_BY_CELLS: dict[int, tuple[int, ...]] = {
+    cells: tuple(side for side in _SIDES if feature_grid(side, side)[0] == cells)
+    for cells in sorted({feature_grid(side, side)[0] for side in _SIDES})
+}
 _WIDTHS = (8, 16, 24, 32, 48, 64)
 
 
@@ -25,6 +29,7 @@ def configs(
     cameras: int | st.SearchStrategy[int] | None = None,
     state: bool | st.SearchStrategy[bool] | None = None,
     env: bool | st.SearchStrategy[bool] | None = None,
+    distinct_grids: bool | None = None,
     max_cameras: int = 3,
     max_layers: int = 2,
     backbones: tuple[str, ...] = (TINY_BACKBONE,),
@@ -32,6 +37,8 @@ def configs(
 ) -> ACTConfig:
     """Valid `ACTConfig`s. Pin anything: a feature count (`cameras=2`, `state=True`, `env=False`) or any
     `ACTConfig` field (`use_vae=True`, `dim_model=st.sampled_from([16, 32])`), as a value or a strategy.
+    `distinct_grids=True` draws cameras whose backbone feature grids are not all equal, `False` cameras that
+    share one grid (their pixel sizes may still differ).
 
     Draws are ordered so that shrinking goes to: no VAE, fewest cameras, small dims, one layer, eval-friendly.
     """
@@ -43,11 +50,7 @@ def configs(
     has_state = draw(_as_strategy(state) if state is not None else st.booleans())
     # At least one camera or the environment state (LeRobot's rule): forced on without cameras.
     has_env = draw(_as_strategy(env) if env is not None else (st.booleans() if n_cameras else st.just(True)))
-    camera_shapes = pick(
-        "camera_shapes",
-        st.lists(st.tuples(st.just(3), st.sampled_from(_SIDES), st.sampled_from(_SIDES)),
-                 min_size=n_cameras, max_size=n_cameras),
-    )
+    camera_shapes = pick("camera_shapes", _camera_shapes(n_cameras, distinct_grids))
     dim_model = pick("dim_model", st.sampled_from((8, 16, 32)))
     n_heads = pick("n_heads", st.sampled_from([h for h in (1, 2, 4, 8) if dim_model % h == 0]))
     chunk_size = pick("chunk_size", st.integers(1, 8))
@@ -81,6 +84,17 @@ def configs(
     for name in list(pinned):
         values[name] = draw(_as_strategy(pinned.pop(name)))
     return ACTConfig(**values)
+
+
+def _camera_shapes(n: int, distinct_grids: bool | None) -> st.SearchStrategy[list[tuple[int, int, int]]]:
+    if distinct_grids is False:
+        return st.tuples(st.sampled_from(sorted(_SIDES_BY_CELLS)), st.sampled_from(sorted(_SIDES_BY_CELLS))).flatmap(
+            lambda cells: st.lists(st.tuples(st.just(3), st.sampled_from(_SIDES_BY_CELLS[cells[0]]),
+                                             st.sampled_from(_SIDES_BY_CELLS[cells[1]])), min_size=n, max_size=n))
+    shapes = st.lists(st.tuples(st.just(3), st.sampled_from(_SIDES), st.sampled_from(_SIDES)), min_size=n, max_size=n)
+    if distinct_grids:
+        return shapes.filter(lambda drawn: len({feature_grid(h, w) for _, h, w in drawn}) > 1)
+    return shapes
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,366 @@
+"""Strength-t covering array over ACT's interacting features, and the t-way coverage a run reached.
+
+Why: ACT's bugs live in interactions (the VAE encoder only in training, padding masks only with actions, the
+per-camera feature grids only with two cameras or more, pre-norm with dropout ...). Random generation hits the
+common combinations again and again and may never hit a rare triple; a covering array names a small set of
+configurations that contains every valid 3-way combination of the factors below, and `interactions` measures how
+many of those combinations a run actually exercised.
+
+Validity: a full row is valid when no definitional `EXCLUSIONS` rule applies to it and the `valid` hook accepts it;
+a t-way combination is valid when it extends to at least one valid full row. The hook decides LeRobot's config
+rules: the default, `config_rule_mirror`, only mirrors `ACTConfig`'s camera-or-environment rule so that this module
+stays pure Python; callers that can import the model pass a hook that builds an `act_equiv.ACTConfig` for the row
+and returns its `ConfigError` message, so the real rules decide. The hook sees only rows that the definitional
+rules accept. Every excluded combination is reported with its reason (`describe_exclusions`), none silently.
+
+Pure Python by design (no torch, no hypothesis): the report renderer imports it.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import random
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from operator import itemgetter
+from types import MappingProxyType
+
+__all__ = [
+    "EXCLUSIONS",
+    "FACTORS",
+    "MISSING_SHOWN",
+    "Exclusion",
+    "Validator",
+    "config_rule_mirror",
+    "covering_array",
+    "describe_exclusions",
+    "format_combo",
+    "interactions",
+]
+
+FACTORS: Mapping[str, tuple[object, ...]] = MappingProxyType({
+    "use_vae": (False, True),
+    "training": (False, True),
+    "actions": (True, False),  # the batch carries `action`/`action_is_pad` (eval may omit them; training never does)
+    "padding": (False, True),  # some `action_is_pad` entry is actually True
+    "state": (False, True),  # robot state feature present
+    "env": (False, True),  # environment state feature present
+    "cameras": (0, 1, 2, 3),
+    "distinct_grids": (False, True),  # the cameras' backbone feature grids (h, w) are not all equal
+    "batch_gt1": (False, True),
+    "dropout": (False, True),  # dropout > 0
+    "pre_norm": (False, True),
+})
+"""Factor name -> levels, simplest level first."""
+
+Validator = Callable[[Mapping[str, object]], str | None]
+"""A full row (every factor of `FACTORS` set) -> the reason it is rejected, or None; deterministic and hashable."""
+
+MISSING_SHOWN = 5
+"""How many missing combinations `interactions` lists per factor set."""
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """A rule that rejects full rows, with the reason the report prints."""
+
+    reason: str
+    applies: Callable[[Mapping[str, object]], bool]
+
+
+EXCLUSIONS: tuple[Exclusion, ...] = (
+    Exclusion("distinct feature grids need two cameras or more",
+              lambda row: bool(row["distinct_grids"]) and row["cameras"] in (0, 1)),
+    Exclusion("training needs actions (the loss is computed from them)",
+              lambda row: bool(row["training"]) and not row["actions"]),
+    Exclusion("padding is part of the actions", lambda row: bool(row["padding"]) and not row["actions"]),
+)
+"""The definitional rules: what the factors mean makes these rows impossible, whatever the config allows."""
+
+_CAMERA_OR_ENV = "LeRobot's config rule: at least one camera or the environment state"
+
+
+def config_rule_mirror(row: Mapping[str, object]) -> str | None:
+    """Default `valid` hook, mirroring `ACTConfig`'s rule that a camera or the environment state is required.
+
+    A stand-in that keeps this module free of torch; callers replace it with a hook that builds the real
+    `ACTConfig` for the row and returns its `ConfigError` message.
+    """
+    return _CAMERA_OR_ENV if row["cameras"] == 0 and not row["env"] else None
+
+
+def format_combo(combo: Mapping[str, object]) -> str:
+    """`use_vae=True, training=False, actions=True`: one combination as the report prints it."""
+    return ", ".join(f"{name}={value}" for name, value in combo.items())
+
+
+_NAMES = tuple(FACTORS)
+_LEVELS = tuple(FACTORS.values())
+_REPAIR_MOVES = 300
+"""Local-search moves `_shrink` spends trying to repair an array one row shorter before it settles."""
+_NOISE = 0.1
+"""Probability that `_shrink` takes a move that uncovers more than it covers (to leave local minima)."""
+
+_Levels = tuple[int, ...]
+"""A (partial) row as level indices into `FACTORS`."""
+
+
+def _as_row(levels: _Levels) -> dict[str, object]:
+    return {name: values[level] for name, values, level in zip(_NAMES, _LEVELS, levels, strict=True)}
+
+
+def _rejection(levels: _Levels, valid: Validator) -> tuple[int, tuple[str, ...]]:
+    """(how many definitional rules the row breaks, the reasons it is rejected); `(0, ())` for a valid row.
+
+    The hook is asked only when no definitional rule applies, so its reason comes with a count of 0.
+    """
+    row = _as_row(levels)
+    broken = tuple(exclusion.reason for exclusion in EXCLUSIONS if exclusion.applies(row))
+    if broken:
+        return len(broken), broken
+    reason = valid(row)
+    return 0, () if reason is None else (reason,)
+
+
+def _factor_sets(strength: int) -> list[tuple[int, ...]]:
+    if not 1 <= strength <= len(_NAMES):
+        raise ValueError(f"strength must be between 1 and {len(_NAMES)}, got {strength}")
+    return list(itertools.combinations(range(len(_NAMES)), strength))
+
+
+def _projection(factors: tuple[int, ...]) -> Callable[[_Levels], _Levels]:
+    """levels -> the levels at `factors` (`itemgetter` is fast, but returns a bare item for a single factor)."""
+    if len(factors) == 1:
+        (only,) = factors
+        return lambda levels: (levels[only],)
+    return itemgetter(*factors)
+
+
+@dataclass(frozen=True)
+class _Space:
+    """Every full row classified, and the valid t-way combinations numbered, for one (strength, valid) pair."""
+
+    factor_sets: list[tuple[int, ...]]
+    rows: list[_Levels]  # the valid full rows, in product order
+    index: dict[_Levels, int]  # valid full row -> its position in `rows`
+    rejected: dict[_Levels, tuple[int, tuple[str, ...]]]  # invalid full row -> `_rejection`
+    combos: list[tuple[tuple[int, ...], _Levels]]  # combination id -> (factor set, levels); ids grouped by factor set
+    row_combos: list[list[int]]  # valid row -> the ids of its combinations, one per factor set, in `factor_sets` order
+    rows_of: list[list[int]]  # combination id -> the valid rows containing it
+
+
+@functools.lru_cache(maxsize=8)
+def _space(strength: int, valid: Validator) -> _Space:
+    """Classify every full row (the hook runs once per row the definitional rules accept) and number the combos."""
+    factor_sets = _factor_sets(strength)
+    rows: list[_Levels] = []
+    rejected: dict[_Levels, tuple[int, tuple[str, ...]]] = {}
+    for levels in itertools.product(*(range(len(values)) for values in _LEVELS)):
+        rejection = _rejection(levels, valid)
+        if rejection[1]:
+            rejected[levels] = rejection
+        else:
+            rows.append(levels)
+    combos: list[tuple[tuple[int, ...], _Levels]] = []
+    row_combos: list[list[int]] = [[] for _ in rows]
+    rows_of: list[list[int]] = []
+    for factors in factor_sets:
+        ids: dict[_Levels, int] = {}
+        for r, key in enumerate(map(_projection(factors), rows)):
+            c = ids.get(key)
+            if c is None:
+                c = ids[key] = len(combos)
+                combos.append((factors, key))
+                rows_of.append([])
+            row_combos[r].append(c)
+            rows_of[c].append(r)
+    index = {levels: r for r, levels in enumerate(rows)}
+    return _Space(factor_sets, rows, index, rejected, combos, row_combos, rows_of)
+
+
+def _greedy(space: _Space) -> list[int]:
+    """Density greedy: repeatedly take the valid row that covers the most uncovered combinations.
+
+    The space is small (4 * 2**10 rows), so every valid row is scored exactly, the scores kept up to date
+    incrementally; ties go to the first row in product order.
+    """
+    score = [len(ids) for ids in space.row_combos]
+    covered = [False] * len(space.combos)
+    left = len(space.combos)
+    chosen: list[int] = []
+    while left:
+        best = max(range(len(score)), key=score.__getitem__)
+        chosen.append(best)
+        for c in space.row_combos[best]:
+            if not covered[c]:
+                covered[c] = True
+                left -= 1
+                for r in space.rows_of[c]:
+                    score[r] -= 1
+    return chosen
+
+
+def _times(space: _Space, chosen: list[int]) -> list[int]:
+    """How many of the chosen rows contain each combination."""
+    times = [0] * len(space.combos)
+    for r in chosen:
+        for c in space.row_combos[r]:
+            times[c] += 1
+    return times
+
+
+def _shrink(space: _Space, chosen: list[int], rng: random.Random) -> list[int]:
+    """Drop rows while a local search can repair the array: the smallest complete array found.
+
+    Each round removes the row that covers the fewest combinations alone, then repeatedly picks an uncovered
+    combination and rewrites one row to contain it (the valid rewrite that uncovers the fewest others), for at
+    most `_REPAIR_MOVES` moves.
+    """
+    best = list(chosen)
+    rows = list(chosen)
+    while rows:
+        times = _times(space, rows)
+        drop = min(range(len(rows)), key=lambda i: sum(times[c] == 1 for c in space.row_combos[rows[i]]))
+        for c in space.row_combos[rows.pop(drop)]:
+            times[c] -= 1
+        uncovered = [c for c, n in enumerate(times) if n == 0]
+        for _ in range(_REPAIR_MOVES):
+            if not uncovered:
+                break
+            factors, levels = space.combos[rng.choice(uncovered)]
+            fewest, moves = math.inf, []
+            for i, r in enumerate(rows):
+                rewritten = list(space.rows[r])
+                for f, level in zip(factors, levels, strict=True):
+                    rewritten[f] = level
+                new = space.index.get(tuple(rewritten))
+                if new is None:
+                    continue
+                delta = sum((times[a] == 1) - (times[b] == 0)
+                            for a, b in zip(space.row_combos[r], space.row_combos[new], strict=True) if a != b)
+                if delta < fewest:
+                    fewest, moves = delta, [(i, new)]
+                elif delta == fewest:
+                    moves.append((i, new))
+            if not moves or (fewest > 0 and rng.random() >= _NOISE):
+                continue
+            i, new = rng.choice(moves)
+            for a, b in zip(space.row_combos[rows[i]], space.row_combos[new], strict=True):
+                times[a] -= 1
+                times[b] += 1
+            rows[i] = new
+            uncovered = [c for c, n in enumerate(times) if n == 0]
+        if uncovered:
+            break
+        best = list(rows)
+    return best
+
+
+def _drop_redundant(space: _Space, chosen: list[int]) -> list[int]:
+    """Remove, last first, each row whose combinations the remaining rows all contain."""
+    times = _times(space, chosen)
+    kept = []
+    for r in reversed(chosen):
+        if all(times[c] > 1 for c in space.row_combos[r]):
+            for c in space.row_combos[r]:
+                times[c] -= 1
+        else:
+            kept.append(r)
+    return kept
+
+
+def _cost(levels: _Levels) -> tuple[int, int, _Levels]:
+    """Sort key putting cheap, simple rows first: fewer cameras, then fewer non-simplest levels."""
+    return levels[_NAMES.index("cameras")], sum(level != 0 for level in levels), levels
+
+
+@functools.lru_cache(maxsize=8)
+def _array(strength: int, valid: Validator) -> tuple[_Levels, ...]:
+    space = _space(strength, valid)
+    chosen = _shrink(space, _drop_redundant(space, _greedy(space)), random.Random(0))
+    return tuple(sorted((space.rows[r] for r in chosen), key=_cost))
+
+
+def covering_array(strength: int = 3, valid: Validator = config_rule_mirror) -> list[dict[str, object]]:
+    """Valid full rows that together contain every valid `strength`-way combination of `FACTORS`.
+
+    Deterministic (greedy, then a seeded local search that drops rows) and cached per (strength, valid): pass the
+    same hook object each time. Rows come cheapest first (fewer cameras, fewer non-simplest levels).
+    """
+    return [_as_row(levels) for levels in _array(strength, valid)]
+
+
+def _level_indices(row: Mapping[str, object]) -> tuple[int, ...]:
+    try:
+        return tuple(levels.index(row[name]) for name, levels in FACTORS.items())
+    except ValueError:
+        bad = next(name for name, levels in FACTORS.items() if row[name] not in levels)
+        raise ValueError(f"factor {bad!r}: observed {row[bad]!r} is not one of {FACTORS[bad]}") from None
+
+
+def _combo_text(factors: tuple[int, ...], levels: tuple[int, ...]) -> str:
+    return format_combo({_NAMES[f]: _LEVELS[f][level] for f, level in zip(factors, levels, strict=True)})
+
+
+def interactions(rows: Iterable[Mapping[str, object]], strength: int = 3,
+                 valid: Validator = config_rule_mirror) -> dict[str, object]:
+    """The valid `strength`-way combinations that the observed feature rows of a run contain, in all and per factors.
+
+    Returns `{"strength", "hit", "total", "by_factors": {"a × b × c": {"hit", "total", "missing"}}}`; `missing`
+    lists at most `MISSING_SHOWN` combinations. Only valid combinations count, so `hit <= total`.
+    """
+    space = _space(strength, valid)
+    seen: set[tuple[tuple[int, ...], _Levels]] = set()
+    projections = [(factors, _projection(factors)) for factors in space.factor_sets]
+    for row in rows:
+        levels = _level_indices(row)
+        seen.update((factors, project(levels)) for factors, project in projections)
+    wanted: dict[tuple[int, ...], list[_Levels]] = {factors: [] for factors in space.factor_sets}
+    for factors, levels in space.combos:
+        wanted[factors].append(levels)
+    by_factors: dict[str, dict[str, object]] = {}
+    hit = 0
+    for factors, combos in wanted.items():
+        missing = sorted(levels for levels in combos if (factors, levels) not in seen)
+        hit += len(combos) - len(missing)
+        by_factors[" × ".join(_NAMES[f] for f in factors)] = {
+            "hit": len(combos) - len(missing),
+            "total": len(combos),
+            "missing": [_combo_text(factors, levels) for levels in missing[:MISSING_SHOWN]],
+        }
+    return {"strength": strength, "hit": hit, "total": len(space.combos), "by_factors": by_factors}
+
+
+def describe_exclusions(strength: int = 3, valid: Validator = config_rule_mirror,
+                        examples: int = 3) -> list[dict[str, object]]:
+    """Each rule that rejects rows, its reason, and the `strength`-way combinations it leaves out of the totals.
+
+    A combination is left out when every full row containing it is rejected. It is charged to the reasons of the
+    rows containing it that break the fewest definitional rules: `cameras=0, env=False, distinct_grids=True` goes to
+    the distinct-grids rule alone (it is impossible whatever the config says), `cameras=0, env=False, state=True` to
+    the config rule. Definitional rules are listed even when they leave nothing out at this strength.
+    Entries: `{"reason", "excluded" (count), "examples" (at most `examples` combinations as strings)}`.
+    """
+    space = _space(strength, valid)
+    valid_combos = set(space.combos)
+    charged: dict[str, list[str]] = {exclusion.reason: [] for exclusion in EXCLUSIONS}
+    for _, reasons in space.rejected.values():
+        charged.update((reason, []) for reason in reasons if reason not in charged)
+    for factors in space.factor_sets:
+        fewest: dict[_Levels, tuple[int, set[str]]] = {}
+        project = _projection(factors)
+        for levels, (broken, reasons) in space.rejected.items():
+            key = project(levels)
+            if (factors, key) in valid_combos:
+                continue
+            if key not in fewest or broken < fewest[key][0]:
+                fewest[key] = broken, set(reasons)
+            elif broken == fewest[key][0]:
+                fewest[key][1].update(reasons)
+        for key, (_, reasons) in fewest.items():
+            for reason in reasons:
+                charged[reason].append(_combo_text(factors, key))
+    return [{"reason": reason, "excluded": len(texts), "examples": texts[:examples]}
+            for reason, texts in charged.items()]

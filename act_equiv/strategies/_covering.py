@@ -1,0 +1,50 @@
+"""Cases for the rows of the strength-3 covering array (`act_equiv.coverage`): every feature of the row pinned,
+everything else drawn by Hypothesis, so a row's cases differ from run to run and still shrink."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hypothesis import strategies as st
+
+from act_equiv import coverage
+from act_equiv.case import Case
+from act_equiv.config import TINY_BACKBONE, ACTConfig, ConfigError
+from act_equiv.strategies._batches import cases
+
+
+def config_rules(row: Mapping[str, object]) -> str | None:
+    """`ACTConfig`'s own verdict on the row's feature set (its error message), so no combination is excluded by
+    a hand-written copy of LeRobot's rules."""
+    try:
+        ACTConfig(state_dim=1 if row["state"] else None, env_state_dim=1 if row["env"] else None,
+                  camera_shapes=[(3, 32, 32)] * int(row["cameras"]), vision_backbone=TINY_BACKBONE,
+                  use_vae=bool(row["use_vae"]), pre_norm=bool(row["pre_norm"]),
+                  dropout=0.1 if row["dropout"] else 0.0)
+    except ConfigError as error:
+        return str(error)
+    return None
+
+
+def covering_rows(strength: int = 3) -> list[dict[str, object]]:
+    """The covering array every check starts with, its exclusions decided by the config rules."""
+    return coverage.covering_array(strength, valid=config_rules)
+
+
+def covering_cases(row: Mapping[str, object], max_batch_size: int = 4, **scope: Any) -> st.SearchStrategy[Case]:
+    """Cases with the row's features (`act_equiv.coverage.FACTORS`) pinned; `scope` as in `configs`."""
+    padding = bool(row["padding"])
+    pins: dict[str, Any] = {
+        "use_vae": row["use_vae"], "pre_norm": row["pre_norm"], "dropout": 0.1 if row["dropout"] else 0.0,
+        "cameras": row["cameras"], "state": row["state"], "env": row["env"],
+        "distinct_grids": bool(row["distinct_grids"]) if int(row["cameras"]) >= 2 else None,
+    }
+    if padding:
+        pins["chunk_size"] = st.integers(2, 8)  # one step is never padded, so padding needs two
+    batch = {
+        "actions": row["actions"],
+        "batch_size": st.integers(2, max_batch_size) if row["batch_gt1"] else 1,
+        "pad": st.sampled_from(("some", "all_but_one")) if padding else "none",
+    }
+    return cases(training=row["training"], batch=batch, **pins, **scope)

@@ -1,0 +1,61 @@
+"""Greedy shrinking: cheapest candidates first, the same failure kept, the budget honoured."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from act_equiv.case import BatchSpec, Case
+from act_equiv.config import ACTConfig
+from act_equiv.shrink import candidates, shrink, structure_cost
+from act_equiv.suite import MUST_KEEP
+from act_equiv.verdict import CaseVerdict, Finding
+
+TRAIN = MUST_KEEP[1]
+
+
+def test_candidates_keep_the_structure_first_then_cheapest_structures() -> None:
+    """Batch changes reuse the compiled graph (no recompile), so they come before any new structure, and new
+    structures come cheapest first: a shrinking compiled failure compiles the fastest candidates first."""
+    listed = candidates(TRAIN)
+    same = [c for c in listed if c.config == TRAIN.config]
+    assert listed[: len(same)] == same and len(same) >= 4
+    costs = [structure_cost(c.config) for c in listed[len(same):]]
+    assert costs == sorted(costs) and costs[0] < structure_cost(TRAIN.config)
+    assert all(c != TRAIN for c in listed)
+
+
+def test_candidates_respect_the_config_rules() -> None:
+    """Dropping the only camera of a config without an environment state would break LeRobot's rule: not offered."""
+    case = Case(ACTConfig(state_dim=2, camera_shapes=[(3, 32, 32)], vision_backbone="tiny_resnet", dim_model=8,
+                          n_heads=1, dim_feedforward=8, chunk_size=2, n_action_steps=2), BatchSpec())
+    assert all(c.config.camera_shapes or c.config.env_state_dim for c in candidates(case))
+
+
+def verdict_for(case: Case, check: str | None) -> CaseVerdict:
+    return CaseVerdict(case, findings=[Finding(check, "injected")] if check else [])
+
+
+def test_shrink_keeps_only_candidates_that_fail_the_same_way() -> None:
+    """A failure needs two cameras; candidates failing another way (a different finding) are not taken."""
+    def judge(case: Case) -> CaseVerdict:
+        if len(case.config.camera_shapes) >= 2:
+            return verdict_for(case, "graph_break")
+        return verdict_for(case, "target_raised" if case.config.use_vae else None)
+
+    result = shrink(judge, verdict_for(TRAIN, "graph_break"), budget=60)
+    best = result.verdict.case
+    assert len(best.config.camera_shapes) == 2 and not best.training and best.batch.batch_size == 1
+    assert not best.config.use_vae and best.config.state_dim is None and best.config.env_state_dim is None
+    assert not result.stopped_at_budget
+
+
+def test_shrink_stops_at_its_budget_with_the_best_case_so_far() -> None:
+    judged = []
+
+    def judge(case: Case) -> CaseVerdict:
+        judged.append(case)
+        return verdict_for(case, "graph_break")
+
+    result = shrink(judge, verdict_for(TRAIN, "graph_break"), budget=0.0)
+    assert result.stopped_at_budget and result.verdict.case == TRAIN and not judged
+    assert dataclasses.asdict(result.verdict.findings[0])["check"] == "graph_break"
