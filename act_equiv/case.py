@@ -148,4 +148,6 @@ class Case:
             f"B={self.batch.batch_size}",
             "train" if self.training else ("eval" if self.batch.actions else "eval no-actions"),
         ]
+        if has_padding(self.batch, c.chunk_size):
+            parts.append("padded")
         return " ".join(parts)

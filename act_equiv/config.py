@@ -15,8 +15,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from act_equiv.errors import ConfigError
+
 __all__ = [
+    "ACTION",
+    "ACTION_IS_PAD",
+    "ACTIVATIONS",
     "BACKBONES",
+    "OBS_ENV_STATE",
+    "OBS_IMAGES",
+    "OBS_STATE",
     "TINY_BACKBONE",
     "ACTConfig",
     "ConfigError",
@@ -49,16 +57,6 @@ def feature_grid(height: int, width: int) -> tuple[int, int]:
     for _ in range(5):
         height, width = (height + 1) // 2, (width + 1) // 2
     return height, width
-
-
-class ConfigError(ValueError):
-    """An invalid configuration value; the message names the field and what is allowed."""
-
-    def __init__(self, field_name: str, value: Any, allowed: str) -> None:
-        self.field = field_name
-        self.value = value
-        self.allowed = allowed
-        super().__init__(f"ACTConfig.{field_name}={value!r} is invalid: {allowed}")
 
 
 class FeatureType(str, enum.Enum):

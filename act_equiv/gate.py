@@ -21,22 +21,19 @@ from hypothesis.errors import Flaky, Unsatisfiable
 
 from act_equiv import compat
 from act_equiv.case import Case
-from act_equiv.compiled import BACKENDS
-from act_equiv.numerics import AUTOCAST_DTYPES, pinned_settings
-from act_equiv.oracle import judge
-from act_equiv.record import record
-from act_equiv.runner import DTYPES, Runner, RunSettings
+from act_equiv.errors import UsageError
+from act_equiv.oracle.judge import judge
+from act_equiv.oracle.tolerance import tolerance_for
+from act_equiv.oracle.verdict import CaseVerdict, Divergence
+from act_equiv.run.compiled import BACKENDS
+from act_equiv.run.environment import gate_environment
+from act_equiv.run.numerics import AUTOCAST_DTYPES
+from act_equiv.run.runner import DTYPES, Runner, RunSettings
 from act_equiv.shrink import ShrinkResult, shrink
-from act_equiv.targets import TargetError, resolve
-from act_equiv.tolerance import tolerance_for
-from act_equiv.verdict import CaseVerdict, Divergence
+from act_equiv.targets import resolve
 
 SHRINK_BUDGET = 60.0
 """Seconds a found failure may spend shrinking before the smallest case so far is reported."""
-
-
-class UsageError(ValueError):
-    """A bad option: the CLI exits 2 with this message."""
 
 
 @dataclass
@@ -54,20 +51,17 @@ class Gate:
 
     def __post_init__(self) -> None:
         if self.device not in ("cpu", "cuda"):
-            raise UsageError(f"--device {self.device!r} is invalid: cpu or cuda")
+            raise UsageError(f"device={self.device!r} is invalid: cpu or cuda", "device")
         if self.device == "cuda" and not torch.cuda.is_available():
-            raise UsageError("--device cuda: no CUDA device is available to this torch build")
+            raise UsageError("device='cuda': no CUDA device is available to this torch build", "device")
         if self.dtype not in DTYPES:
-            raise UsageError(f"--dtype {self.dtype!r} is invalid: one of {sorted(DTYPES)}")
+            raise UsageError(f"dtype={self.dtype!r} is invalid: one of {sorted(DTYPES)}", "dtype")
         if self.backend is not None and self.backend not in BACKENDS:
-            raise UsageError(f"--backend {self.backend!r} is invalid: one of {list(BACKENDS)} or none")
+            raise UsageError(f"backend={self.backend!r} is invalid: one of {list(BACKENDS)} or none", "backend")
         if self.mode is not None and self.backend != "inductor":
-            raise UsageError(f"--mode {self.mode!r} needs --backend inductor (got {self.backend})")
+            raise UsageError(f"mode={self.mode!r} needs backend='inductor' (got {self.backend!r})", "mode", "backend")
         self._check_autocast()
-        try:
-            resolved = resolve(self.target)
-        except TargetError as error:
-            raise UsageError(str(error)) from error
+        resolved = resolve(self.target)
         self.runner = Runner(resolved, RunSettings(self.device, self.dtype, self.backend, self.mode, self.dynamic,
                                                    autocast=self.autocast, explain=self.explain,
                                                    reference64=self._needs_reference64()))
@@ -85,13 +79,15 @@ class Gate:
         if self.autocast is None:
             return
         if self.autocast not in AUTOCAST_DTYPES:
-            raise UsageError(f"--autocast {self.autocast!r} is invalid: one of {list(AUTOCAST_DTYPES)} or none")
+            raise UsageError(f"autocast={self.autocast!r} is invalid: one of {list(AUTOCAST_DTYPES)} or none",
+                             "autocast")
         if self.dtype != "float32":
-            raise UsageError(f"--autocast {self.autocast} needs --dtype float32 (got {self.dtype}): autocast "
-                             "lowers float32 ops only")
+            raise UsageError(f"autocast={self.autocast!r} needs dtype='float32' (got {self.dtype!r}): autocast "
+                             "lowers float32 ops only", "autocast", "dtype")
         if not compat.autocast_supported(self.device, AUTOCAST_DTYPES[self.autocast]):
-            raise UsageError(f"--autocast {self.autocast} is not supported on --device {self.device} by torch "
-                             f"{torch.__version__}; supported here: {autocast_dtypes(self.device) or 'none'}")
+            raise UsageError(f"autocast={self.autocast!r} is not supported on device={self.device!r} by torch "
+                             f"{torch.__version__}; supported here: {autocast_dtypes(self.device) or 'none'}",
+                             "autocast", "device")
 
     def verdict(self, case: Case, compiled: bool = True) -> CaseVerdict:
         """Eager forms first; the compiled stage only when they agree (a divergence needs no compile)."""
@@ -103,42 +99,15 @@ class Gate:
         run.live.clear()
         return verdict
 
-    def assert_holds(self, case: Case, compiled: bool = True) -> CaseVerdict:
-        """The property: every form agrees on this case. Raises `Divergence` (Hypothesis shrinks on it)."""
-        verdict = record(self.verdict(case, compiled))
-        if not verdict.passed:
-            raise Divergence(verdict)
-        return verdict
-
     def environment(self) -> dict[str, Any]:
-        return environment(self.target, self.device, self.dtype, self.backend, self.mode, self.dynamic,
-                           self.eager_rounding, self.autocast)
+        """What a report states about this gate's run (`act_equiv.run.environment`)."""
+        return gate_environment(self.target, self.device, self.dtype, self.backend, self.mode, self.dynamic,
+                                self.eager_rounding, self.autocast)
 
 
 def autocast_dtypes(device: str) -> list[str]:
     """The `--autocast` values this torch really applies on `device`."""
     return [name for name, dtype in AUTOCAST_DTYPES.items() if compat.autocast_supported(device, dtype)]
-
-
-def environment(target: str, device: str, dtype: str, backend: str | None, mode: str | None,
-                dynamic: bool | None, eager_rounding: bool, autocast: str | None = None) -> dict[str, Any]:
-    """What a report states about the run: versions, machine and the gate's settings."""
-    import platform
-
-    return {
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
-        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
-        "target": target,
-        "backend": backend,
-        "mode": mode,
-        "dtype": dtype,
-        "autocast": autocast,
-        "dynamic": dynamic,
-        "eager_tolerance": "rounding" if eager_rounding else "bitwise",
-        **pinned_settings(device),
-    }
 
 
 @dataclass

@@ -2,10 +2,11 @@
 
     pytest -n auto --act-target mypkg.modeling:make_act
 
-Options live in one group, `act-equiv`. The entry point loads this plugin into every pytest session of an
-environment that has act-equiv installed (a LeRobot checkout's own run too), so it stays inert -- imports
-neither torch nor the package, touches no Hypothesis profile, writes nothing -- until the session asks for
-act_equiv, by any of:
+Options live in one group, `act-equiv`: the command line's gate options (`act_equiv.cli.options`) as `--act-*`,
+and `--act-report-dir`. A bad one stops the session before any test, as a pytest usage error naming the `--act-*`
+flag. The entry point loads this plugin into every pytest session of an environment that has act-equiv installed
+(a LeRobot checkout's own run too), so it stays inert -- imports no torch and of the package only its option
+table, touches no Hypothesis profile, writes nothing -- until the session asks for act_equiv, by any of:
 
 - an `--act-*` option on the command line (or in `addopts`/PYTEST_ADDOPTS);
 - importing `act_equiv.suite`, the property suite, which calls `activate()` before its decorators run;
@@ -26,7 +27,12 @@ from typing import Any
 
 import pytest
 
+from act_equiv.cli import options
+from act_equiv.errors import UsageError
+
 SUITE = Path(__file__).with_name("suite.py")
+PREFIX = "--act-"
+"""The plugin's flags: `act_equiv.cli.options`' table as `--act-<name>`."""
 _SESSION = pytest.StashKey[str]()
 _ACTIVE = pytest.StashKey[bool]()
 # The running session's config, so that `activate()` called while the suite is imported can find it.
@@ -34,35 +40,26 @@ _config: pytest.Config | None = None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("act-equiv", "act_equiv: differential testing of ACT forms")
-    group.addoption("--act-target", default=None,
-                    help="model under test: MODULE:ATTR (ACTConfig -> nn.Module) or a built-in name; "
-                         "adds act_equiv's property suite to the run (default target: concat)")
-    group.addoption("--act-device", default="cpu", choices=("cpu", "cuda"), help="device for every form")
-    group.addoption("--act-dtype", default="float32", choices=("float32", "float64"), help="model and input dtype")
-    group.addoption("--act-backend", default="aot_eager", choices=("inductor", "aot_eager", "eager", "none"),
-                    help="torch.compile backend for the compiled form ('none': no compiled form)")
-    group.addoption("--act-autocast", default="none", choices=("none", "bfloat16", "float16"),
-                    help="run every form but the float64 reference under torch.autocast in this dtype")
-    group.addoption("--act-mode", default=None, choices=("default", "reduce-overhead", "max-autotune"),
-                    help="torch.compile mode (inductor only)")
-    group.addoption("--act-dynamic", default="auto", choices=("auto", "true", "false"),
-                    help="torch.compile dynamic= (auto: None, dynamo decides)")
+    group = parser.getgroup("act-equiv", "act_equiv: differential testing of ACT forms (--act-target adds its "
+                                         "property suite to the run)")
+    options.add_to_group(group, options.GATE, PREFIX)
     group.addoption("--act-report-dir", default="reports/pytest",
                     help="where the session's report goes (relative to the rootdir)")
-    group.addoption("--act-eager-tolerance", default="bitwise", choices=("bitwise", "rounding"),
-                    help="target eager vs legacy: bitwise (default) or assert_close rounding")
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """Remember the config (cheap, imports nothing); activate only if the session already asks for act_equiv."""
+    """Remember the config (cheap, imports nothing); activate only if the session already asks for act_equiv, and
+    check the options given on the command line once, on the controlling process."""
     global _config
     _config = config
-    if config.getoption("act_target") and str(SUITE) not in config.args:
+    flags = _act_flags(config)
+    if "--act-target" in flags and str(SUITE) not in config.args:
         config.args.append(str(SUITE))
-    if _asked_on_command_line(config) or "act_equiv.suite" in sys.modules:
+    if flags or "act_equiv.suite" in sys.modules:
         activate(config)
+    if flags and not hasattr(config, "workerinput"):
+        _check_options(config)
 
 
 def activate(config: pytest.Config | None = None) -> None:
@@ -82,11 +79,11 @@ def activate(config: pytest.Config | None = None) -> None:
     record.open_sink(_record_dir(config), f"{_session(config)}-{_process_name(config)}")
 
 
-def _asked_on_command_line(config: pytest.Config) -> bool:
-    """Any `--act-*` option given (`--act-x v` or `--act-x=v`), even at its default value."""
+def _act_flags(config: pytest.Config) -> set[str]:
+    """The `--act-*` options given (`--act-x v` or `--act-x=v`), even at their default values."""
     args = [*shlex.split(os.environ.get("PYTEST_ADDOPTS", "")), *config.getini("addopts"),
             *config.invocation_params.args]
-    return any(arg.startswith("--act-") for arg in args)
+    return {arg.split("=")[0] for arg in args if arg.startswith(PREFIX)}
 
 
 def _load_profiles(chosen: str | None) -> None:
@@ -159,9 +156,9 @@ def _report(terminalreporter: Any, config: pytest.Config, session_files: list[Pa
         path.unlink()
     if not verdicts:
         return
-    from act_equiv.gate import environment
+    from act_equiv.run.environment import gate_environment
 
-    env = environment(**_options(config))
+    env = gate_environment(**_options(config))
     built = report.build(verdicts, env, {"kind": "pytest", "command": " ".join(["pytest", *config.args])})
     path = report.write(built, _record_dir(config))
     compiled = built["compile"]
@@ -179,15 +176,16 @@ def act_options(pytestconfig: pytest.Config) -> dict[str, Any]:
 
 
 def _options(config: pytest.Config) -> dict[str, Any]:
-    get = config.getoption
-    backend = get("act_backend")
-    return {
-        "target": get("act_target") or "concat",
-        "device": get("act_device"),
-        "dtype": get("act_dtype"),
-        "backend": None if backend == "none" else backend,
-        "mode": get("act_mode"),
-        "dynamic": {"auto": None, "true": True, "false": False}[get("act_dynamic")],
-        "eager_rounding": get("act_eager_tolerance") == "rounding",
-        "autocast": None if get("act_autocast") == "none" else get("act_autocast"),
-    }
+    return options.gate_keywords({option.name: config.getoption(option.dest(PREFIX)) for option in options.GATE})
+
+
+def _check_options(config: pytest.Config) -> None:
+    """Build the session's gate once, up front: a bad `--act-*` option (an unknown target, autocast with float64)
+    then stops the run before any test, on xdist's controller too, as a pytest usage error (exit code 4) that
+    names the plugin's flag: `--act-target 'x:Y': cannot import module 'x'`."""
+    from act_equiv.gate import Gate
+
+    try:
+        Gate(**_options(config), explain=False)
+    except UsageError as error:
+        raise pytest.UsageError(f"act-equiv: {error.for_flags(PREFIX)}") from None

@@ -1,15 +1,18 @@
 """Verdicts of a pytest run, one JSON line each, so the run's report can count what was covered.
 
-Each process (every pytest-xdist worker too) appends to its own file in the directory the plugin sets;
-the controlling process aggregates them into a report at the end of the session.
+The property suite (`act_equiv.suite`) records what it judges; the gate itself records nothing. Each process
+(every pytest-xdist worker too) appends to its own file in the directory the plugin sets; the controlling process
+aggregates them into a report at the end of the session.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from act_equiv.verdict import CaseVerdict
+if TYPE_CHECKING:  # the plugin opens the sink when it activates, which costs no torch import
+    from act_equiv.oracle.verdict import CaseVerdict
 
 _sink: Path | None = None
 

@@ -1,22 +1,30 @@
-"""Reports: verdicts (as dicts) in, `report.json` and `summary.md` out. Renders; never judges.
+"""Reports: verdicts (as dicts) in, `report.json`, `summary.md` and JUnit XML out. Lays out; never judges, and
+renders no failure or tolerance text of its own: a verdict carries its `failures` lines and each check its
+`tolerance.describe` (`act_equiv.oracle.verdict`). Imports no torch.
 
-Schema `act_equiv.report/1` is documented in reports/README.md.
+Schema `act_equiv.report/2` is documented in reports/README.md.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
+import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from act_equiv.coverage import describe_exclusions, interactions
+
+if TYPE_CHECKING:  # verdict.py imports torch; the report reads verdicts as dicts
+    from act_equiv.oracle.verdict import FindingKind
 
 SCHEMA = "act_equiv.report/2"
 MARKDOWN_FAILURES = 10
 """summary.md renders at most this many failures; report.json keeps them all."""
+MARKDOWN_FAILURE_LINES = 8
+"""...and at most this many of each failure's lines."""
 
 
 STAGES = {"covering": "covering array", "eager": "eager sweep", "compiled": "compiled search"}
@@ -30,11 +38,12 @@ def coverage(verdicts: Iterable[dict]) -> dict[str, dict[str, Any]]:
     by_stage: dict[str, list[dict]] = defaultdict(list)
     for v in verdicts:
         if v["info"].get("features"):
-            stage = v["info"].get("stage", "suite")
-            by_stage[stage].append(v)
-            if stage in ("covering", "eager"):
-                by_stage["eager stages"].append(v)
-    return {stage: _stage_coverage(items) for stage, items in by_stage.items()}
+            by_stage[v["info"].get("stage", "suite")].append(v)
+    if "covering" in by_stage and "eager" in by_stage:
+        by_stage["eager stages"] = by_stage["covering"] + by_stage["eager"]
+    order = [*STAGES, "eager stages"]
+    stages = sorted(by_stage, key=lambda name: order.index(name) if name in order else len(order))
+    return {stage: _stage_coverage(by_stage[stage]) for stage in stages}
 
 
 def _stage_coverage(verdicts: list[dict]) -> dict[str, Any]:
@@ -69,9 +78,7 @@ def pair_errors(verdicts: Iterable[dict]) -> dict[str, dict[str, Any]]:
                     entry["max_abs"], entry["worst_tensor"] = check["max_abs"], check["tensor"]
                 entry["max_rel"] = max(entry["max_rel"], check["max_rel"])
             entry["min_margin"] = min(entry["min_margin"], check["margin"])
-            tol = check["tolerance"]
-            entry["tolerance"].add("bitwise" if tol["rtol"] == tol["atol"] == 0
-                                   else f"rtol={tol['rtol']:g}, atol={tol['atol']:g}")
+            entry["tolerance"].add(check["tolerance"]["describe"])
     for entry in pairs.values():
         entry["tolerance"] = sorted(entry["tolerance"])
     return dict(sorted(pairs.items()))
@@ -173,12 +180,29 @@ def markdown(report: dict[str, Any]) -> str:
     for index, failure in enumerate(failures[:MARKDOWN_FAILURES]):
         lines += ["", f"## Failure {index}: {failure['describe']}", "",
                   f"Replay: `{failure.get('replay', '')}`", "", "```"]
-        lines += [f"[{f['check']}] {f['message']}" for f in failure["findings"]]
-        lines += [f"[{c['pair']}] {c['message']}" for c in failure["checks"] if not c["passed"]][:6]
+        lines += failure["failures"][:MARKDOWN_FAILURE_LINES]
+        if len(failure["failures"]) > MARKDOWN_FAILURE_LINES:
+            lines.append(f"... {len(failure['failures']) - MARKDOWN_FAILURE_LINES} more in report.json")
         lines += ["```", "", *_shrink_markdown(failure.get("shrink")), "Shrunk case:", "", "```json",
                   json.dumps(failure["case"], indent=1), "```"]
         lines += _compiler_hints(report)
     return "\n".join(lines) + "\n"
+
+
+def junit(report: dict[str, Any], path: Path) -> None:
+    """A JUnit XML file for CI systems: one testcase per failure (type: its finding kinds, or `divergence` where
+    only tensors differ; message: its replay command; text: its `failures` lines) and one for the passing cases."""
+    suite = ET.Element("testsuite", name="act-equiv", tests=str(report["result"]["cases"]),
+                       failures=str(report["result"]["failures"]))
+    for failure in report["failures"]:
+        case = ET.SubElement(suite, "testcase", classname="act_equiv.check", name=failure["describe"])
+        kinds: list[FindingKind] = [finding["check"] for finding in failure["findings"]]
+        ET.SubElement(case, "failure", message=failure.get("replay", ""),
+                      type=", ".join(kinds) or "divergence").text = "\n".join(failure["failures"])
+    passed = report["result"]["cases"] - len(report["failures"])
+    ET.SubElement(suite, "testcase", classname="act_equiv.check", name=f"{passed} passing cases")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(suite).write(path, encoding="unicode", xml_declaration=True)
 
 
 def _coverage_markdown(report: dict[str, Any]) -> list[str]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from act_equiv.case import Case
 from act_equiv.config import ACTConfig, ConfigError
-from act_equiv.verdict import CaseVerdict
+from act_equiv.oracle.verdict import CaseVerdict
 
 Judge = Callable[[Case], CaseVerdict]
 

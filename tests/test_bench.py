@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from act_equiv.bench import FORMS
-from act_equiv.cli import main
+from act_equiv.cli import main, parser
+from act_equiv.cli.bench import FORMS
 
 
 @pytest.mark.parametrize("training", [False, True], ids=["inference", "training"])
@@ -31,6 +31,15 @@ def test_bench_reports_every_form(tmp_path: Path, training: bool, capsys: pytest
 
 
 def test_bench_rejects_bad_options(capsys: pytest.CaptureFixture) -> None:
-    assert main(["bench", "--compile-mode", "max-autotune", "--backend", "eager"]) == 2
-    assert "needs --backend inductor" in capsys.readouterr().err
+    assert main(["bench", "--mode", "max-autotune", "--backend", "eager"]) == 2
+    assert "act-equiv bench: --mode 'max-autotune' needs --backend 'inductor' (got 'eager')" in capsys.readouterr().err
     assert main(["bench", "--num-runs", "0"]) == 2
+    assert "--num-runs 0 is invalid" in capsys.readouterr().err
+
+
+def test_bench_takes_the_option_tables_gate_options() -> None:
+    """`--device`, `--backend` and `--mode` are the table's (bench compiles, so its backend is never `none`)."""
+    args = parser().parse_args(["bench"])
+    assert (args.device, args.backend, args.mode, args.report_dir) == ("cpu", "inductor", None, "reports")
+    with pytest.raises(SystemExit):
+        parser().parse_args(["bench", "--backend", "none"])

@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from act_equiv.cli import main, options
+from act_equiv.run.compiled import BACKENDS
+from act_equiv.run.environment import gate_environment
+
 TESTS = Path(__file__).parent
 
 
@@ -75,9 +79,29 @@ def test_bad_option_exits_2(tmp_path: Path) -> None:
     done = act_equiv("check", "--backend", "tvm", cwd=tmp_path)
     assert done.returncode == 2 and "invalid choice: 'tvm'" in done.stderr
     done = act_equiv("check", "--mode", "reduce-overhead", "--backend", "eager", cwd=tmp_path)
-    assert done.returncode == 2 and "needs --backend inductor" in done.stderr
+    assert done.returncode == 2 and "needs --backend 'inductor'" in done.stderr
     done = act_equiv("check", "--autocast", "bfloat16", "--dtype", "float64", cwd=tmp_path)
-    assert done.returncode == 2 and "--autocast bfloat16 needs --dtype float32" in done.stderr
+    assert done.returncode == 2 and "--autocast 'bfloat16' needs --dtype 'float32'" in done.stderr
+
+
+def test_a_bad_profile_names_the_flag(capsys: pytest.CaptureFixture) -> None:
+    assert main(["check", "--profile", "nope"]) == 2
+    assert "act-equiv check: --profile 'nope' is invalid: one of ['ci', 'dev', 'thorough']" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("keywords", [
+    {"backend": "aot_eager", "dynamic": None, "eager_rounding": False, "autocast": None},
+    {"backend": None, "dynamic": True, "eager_rounding": True, "autocast": "bfloat16"},
+    {"backend": "inductor", "mode": "max-autotune", "dynamic": False, "eager_rounding": False, "dtype": "float64"},
+], ids=["defaults", "no-backend", "inductor"])
+def test_replay_reads_a_reports_environment_back_through_the_option_table(keywords: dict) -> None:
+    """What a report states (`backend: null`, `eager_tolerance: rounding`) maps back to the same `Gate` keywords."""
+    gate = {"target": "concat", "device": "cpu", "dtype": "float32", "mode": None, "autocast": None, **keywords}
+    assert options.gate_keywords(options.option_values(gate_environment(**gate))) == gate
+
+
+def test_the_option_tables_backends_are_torch_compiles() -> None:
+    assert options.COMPILED_BACKENDS == BACKENDS
 
 
 def test_a_time_budget_spent_before_the_compiled_search_still_reports(tmp_path: Path) -> None:

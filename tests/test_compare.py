@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from act_equiv.compare import compare, non_finite
-from act_equiv.tolerance import EAGER_ROUNDING, EXACT, Tolerance, tolerance_for
-from act_equiv.verdict import TensorCheck
+from act_equiv.oracle.compare import compare, non_finite
+from act_equiv.oracle.tolerance import EAGER_ROUNDING, EXACT, Tolerance, tolerance_for
+from act_equiv.oracle.verdict import TensorCheck
 
 INF, NAN = math.inf, math.nan
 INDUCTOR_FP32 = tolerance_for("compiled", torch.float32, "inductor")

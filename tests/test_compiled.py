@@ -1,4 +1,4 @@
-"""act_equiv.compiled: CompiledForm proves compiled code ran, and says why when it did not."""
+"""act_equiv.run.compiled: CompiledForm proves compiled code ran, and says why when it did not."""
 
 from __future__ import annotations
 
@@ -10,15 +10,18 @@ import torch
 from torch import nn
 
 from act_equiv import ACTConfig, compat
-from act_equiv.compiled import (
+from act_equiv.models import ACT, build
+from act_equiv.run.compiled import (
     CompiledForm,
     CompileStats,
     CountingBackend,
     GraphBreakError,
+    NotCompiledError,
     RecompileLimitError,
     counting_backend,
+    error_kind,
 )
-from act_equiv.models import ACT, build
+from act_equiv.run.runner import ErrorRecord
 
 
 @pytest.fixture(autouse=True)
@@ -182,6 +185,7 @@ def test_recompile_limit_under_fullgraph_raises_our_error() -> None:
         with pytest.raises(RecompileLimitError, match=r"recompile_limit=1|cache_size_limit=1") as info:
             form(torch.randn(3, 4))
     assert "\n" not in info.value.reason
+    assert error_kind(info.value) == "not_compiled"
 
 
 def test_fail_switch_turns_the_silent_fallback_into_an_error() -> None:
@@ -202,6 +206,32 @@ def test_graph_break_under_fullgraph_raises_graph_break_error() -> None:
     reason = info.value.reason
     assert "graph_break" in reason and "test_compiled.py" in reason and "in forward" in reason
     assert "\n" not in reason
+    assert error_kind(info.value) == "graph_break"
+
+
+class _OtherNamedBreakError(GraphBreakError):
+    """Another name for the same failure: the oracle must still see a graph break."""
+
+
+@pytest.mark.parametrize(("error", "kind"), [
+    (NotCompiledError("dynamo disabled"), "not_compiled"),
+    (RecompileLimitError("limit"), "not_compiled"),
+    (GraphBreakError("break"), "graph_break"),
+    (_OtherNamedBreakError("break"), "graph_break"),
+    (RuntimeError("GraphBreakError"), "raised"),
+])
+def test_error_kind_is_decided_by_class_not_by_name(error: Exception, kind: str) -> None:
+    assert error_kind(error) == kind
+    record = ErrorRecord.capture("compiled", error)
+    assert record.kind == kind and record.type == type(error).__name__
+
+
+def test_dynamo_s_own_graph_break_error_is_a_graph_break() -> None:
+    """A target that compiles itself raises dynamo's exception, not ours: classified through `compat`."""
+    with pytest.raises(Exception) as info:  # whatever dynamo raises: its kind is the point
+        torch.compile(_Breaking(), backend="eager", fullgraph=True)(torch.randn(2, 4))
+    assert not isinstance(info.value, GraphBreakError)
+    assert error_kind(info.value) == "graph_break"
 
 
 def test_graph_break_without_fullgraph_is_counted_and_explained() -> None:

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from act_equiv import mutation
 from act_equiv.case import BatchSpec, make_batch
+from act_equiv.cli import mutants as mutant_run
 from act_equiv.config import ACTConfig
 from act_equiv.models import ACT, LegacyACT, build, reference_state_dict
-from act_equiv.mutants import MUTANTS, _VAELatent
 from act_equiv.targets import resolve
+from act_equiv.targets.mutants import MUTANTS, _VAELatent
 
 SMALL = {
     "vision_backbone": "tiny_resnet", "state_dim": 3, "env_state_dim": 2, "camera_shapes": [(3, 64, 96), (3, 96, 64)],
@@ -69,14 +69,14 @@ def test_vae_mutant_scaffold_is_correct() -> None:
 @pytest.mark.parametrize("name", [pytest.param(name, marks=[pytest.mark.compile] if mutant.compiled else [])
                                   for name, mutant in MUTANTS.items()])
 def test_mutant_is_killed_under_ci_profile(name: str) -> None:
-    result = mutation.property_run(name, profile="ci", backend="aot_eager" if MUTANTS[name].compiled else None,
+    result = mutant_run.property_run(name, profile="ci", backend="aot_eager" if MUTANTS[name].compiled else None,
                                    time_budget=120, shrink=False)
     assert result["killed"], f"mutant {name} survived {result['examples_run']} examples ({result['stopped_by']})"
 
 
 def test_mutants_command_writes_report(tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
-    mutation.add_parser(parser.add_subparsers(dest="command"))
+    mutant_run.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["mutants", "--only", "device_from_state", "--backend", "none", "--no-shrink",
                               "--report-dir", str(tmp_path)])
     assert args.func(args) == 0

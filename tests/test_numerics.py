@@ -7,7 +7,8 @@ import os
 import pytest
 import torch
 
-from act_equiv import compat, numerics
+from act_equiv import compat
+from act_equiv.run import numerics
 
 
 @pytest.fixture

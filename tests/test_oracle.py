@@ -9,18 +9,20 @@ import math
 import pytest
 import torch
 
-from act_equiv import compat, numerics, runner
+from act_equiv import compat
 from act_equiv.case import BatchSpec, Case
-from act_equiv.compare import compare
 from act_equiv.config import OBS_ENV_STATE, OBS_STATE, ACTConfig
-from act_equiv.gate import Gate, UsageError
+from act_equiv.errors import UsageError
+from act_equiv.gate import Gate
 from act_equiv.models import ACT, LegacyACT
-from act_equiv.mutants import ZeroLatentFloat32
-from act_equiv.oracle import judge
-from act_equiv.runner import Runner, RunSettings
+from act_equiv.oracle.compare import compare
+from act_equiv.oracle.judge import judge
+from act_equiv.oracle.tolerance import EXACT, tolerance_for
+from act_equiv.run import numerics, runner
+from act_equiv.run.runner import Runner, RunSettings
 from act_equiv.suite import MUST_KEEP
 from act_equiv.targets import Target
-from act_equiv.tolerance import EXACT, tolerance_for
+from act_equiv.targets.mutants import ZeroLatentFloat32
 
 EVAL, TRAIN = MUST_KEEP
 
@@ -259,18 +261,20 @@ def test_inductor_miscompile_under_autocast_is_caught() -> None:
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [({"autocast": "int8"}, "--autocast 'int8' is invalid: one of ['bfloat16', 'float16'] or none"),
-     ({"autocast": "bfloat16", "dtype": "float64"}, "--autocast bfloat16 needs --dtype float32")],
+    [({"autocast": "int8"}, "autocast='int8' is invalid: one of ['bfloat16', 'float16'] or none"),
+     ({"autocast": "bfloat16", "dtype": "float64"}, "autocast='bfloat16' needs dtype='float32'")],
 )
 def test_bad_autocast_options_name_the_allowed_values(options: dict[str, str], message: str) -> None:
+    """The library names its settings; the command line shows its own flags for them."""
     with pytest.raises(UsageError) as caught:
         Gate(**options)
     assert message in str(caught.value)
+    assert message.replace("autocast=", "--autocast ").replace("dtype=", "--dtype ") in caught.value.for_flags()
 
 
 def test_autocast_this_torch_would_disable_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(compat, "autocast_supported", lambda device, dtype: dtype == torch.bfloat16)
-    with pytest.raises(UsageError, match=r"--autocast float16 is not supported on --device cpu .* supported here: "
+    with pytest.raises(UsageError, match=r"autocast='float16' is not supported on device='cpu' .* supported here: "
                                          r"\['bfloat16'\]"):
         Gate(autocast="float16")
 

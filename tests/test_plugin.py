@@ -10,6 +10,9 @@ import json
 
 import pytest
 
+from act_equiv.cli import options, parser
+from act_equiv.plugin import PREFIX
+
 # A foreign project's tests: Hypothesis as it ships, torch never imported, the plugin loaded all the same.
 FOREIGN = """
 import sys
@@ -39,12 +42,12 @@ IMPORTS_SUITE = """
 from hypothesis import settings
 
 from act_equiv.gate import Gate
-from act_equiv.suite import MUST_KEEP
+from act_equiv.suite import MUST_KEEP, assert_holds
 
 
 def test_one_case(act_options):
     assert settings.get_current_profile_name() == "dev"
-    Gate(**{**act_options, "backend": None}, explain=False).assert_holds(MUST_KEEP[0])
+    assert_holds(Gate(**{**act_options, "backend": None}, explain=False), MUST_KEEP[0])
 """
 
 
@@ -82,3 +85,41 @@ def test_importing_the_suite_activates(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1)
     report = json.loads((pytester.path / "reports/pytest/report.json").read_text())
     assert report["result"]["cases"] == 1
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist"])
+def test_a_bad_act_option_is_a_usage_error_naming_the_act_flag(pytester: pytest.Pytester, workers: list[str]) -> None:
+    """The gate's `UsageError` (`target=...`) reaches the user as a pytest usage error with the plugin's flag."""
+    pytester.makeini("[pytest]\n")
+    result = pytester.runpytest_subprocess("--act-target", "no_such_module:X", "-k", "must_keep", *workers)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: act-equiv: --act-target 'no_such_module:X': cannot import module *"])
+    assert "target=" not in result.stderr.str()
+
+
+def test_a_fixture_conflicting_with_the_session_options_skips(pytester: pytest.Pytester) -> None:
+    """`--act-dtype float64` is a good option; the autocast fixtures' `autocast=` cannot run with it: they skip."""
+    pytester.makeini("[pytest]\n")
+    result = pytester.runpytest_subprocess("--act-target", "concat", "--act-dtype", "float64", "-rs",
+                                           "-k", "test_forms_agree_autocast")
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(["*autocast='bfloat16' needs dtype='float32'*"])
+
+
+def test_the_option_table_drives_the_command_line_and_the_plugin(pytester: pytest.Pytester) -> None:
+    """Every gate option of `act_equiv.cli.options` is `--name` of `act-equiv check` and `--act-name` of the plugin,
+    with the table's choices and default, and both map their values to `Gate` keywords the same way."""
+    check = parser().parse_args(["check"])
+    config = pytester.parseconfig()
+    plugin_help = " ".join(pytester.runpytest_subprocess("--help").stdout.str().split())
+    check_help = " ".join(parser()._subparsers._group_actions[0].choices["check"].format_help().split())
+    for option in options.GATE:
+        assert getattr(check, option.name) == config.getoption(option.dest(PREFIX)) == option.default, option
+        if option.choices:
+            choices = "{" + ",".join(option.choices) + "}"
+            assert f"{option.flag('--')} {choices}" in check_help and f"{option.flag(PREFIX)}={choices}" in plugin_help
+        else:
+            assert option.flag("--") in check_help and option.flag(PREFIX) in plugin_help
+    from act_equiv.plugin import _options
+
+    assert _options(config) == options.gate_keywords(vars(check))

@@ -1,21 +1,63 @@
-"""Reports render verdicts: a long failing pytest session still gives a readable summary.md."""
+"""Reports render verdicts: a long failing pytest session still gives a readable summary.md; summary.md, JUnit and
+the pair table print the verdict's own rendered text, never text of their own."""
 
 from __future__ import annotations
 
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
 from gate_targets import Raises
 
 from act_equiv import report
 from act_equiv.gate import Gate
+from act_equiv.oracle.verdict import FINDING_KINDS
 from act_equiv.suite import MUST_KEEP
 from act_equiv.targets import Target
 
+ROOT = Path(__file__).parent.parent
 
-def test_summary_renders_at_most_its_limit_of_failures_and_says_so() -> None:
+
+@pytest.fixture(scope="module")
+def raising() -> tuple[Gate, dict]:
+    """A gate whose target raises, and the verdict dict of one case (a `target_raised` finding)."""
     gate = Gate(backend=None, explain=False)
     gate.runner.target = Target("raises", Raises)
-    failing = gate.verdict(MUST_KEEP[0]).to_dict()
+    return gate, gate.verdict(MUST_KEEP[0]).to_dict()
+
+
+def test_summary_renders_at_most_its_limit_of_failures_and_says_so(raising: tuple[Gate, dict]) -> None:
+    gate, failing = raising
     built = report.build([failing] * (report.MARKDOWN_FAILURES + 5), gate.environment(), {"kind": "pytest"})
     text = report.markdown(built)
     assert built["result"]["failures"] == report.MARKDOWN_FAILURES + 5
     assert text.count("## Failure ") == report.MARKDOWN_FAILURES
     assert f"{report.MARKDOWN_FAILURES + 5} failing verdicts" in text and "all are in report.json" in text
+
+
+def test_markdown_and_junit_print_the_verdicts_own_failure_lines(raising: tuple[Gate, dict], tmp_path: Path) -> None:
+    gate, failing = raising
+    (line,) = failing["failures"]
+    assert line.startswith("[target_raised] the target raised ")
+    built = report.build([failing], gate.environment(), {"kind": "check"}, [{**failing, "replay": "act-equiv replay"}])
+    assert f"```\n{line}\n```" in report.markdown(built)
+    report.junit(built, tmp_path / "junit.xml")
+    (failure,) = ET.parse(tmp_path / "junit.xml").getroot().iter("failure")
+    assert failure.text == line and failure.get("type") == "target_raised"
+    assert failure.get("message") == "act-equiv replay"
+
+
+def test_the_pair_table_shows_each_checks_own_tolerance_text() -> None:
+    verdict = Gate(backend=None, explain=False).verdict(MUST_KEEP[0], compiled=False).to_dict()
+    assert verdict["passed"] and verdict["failures"] == []
+    assert {check["tolerance"]["describe"] for check in verdict["checks"]} == {"bitwise"}
+    assert all(entry["tolerance"] == ["bitwise"] for entry in report.pair_errors([verdict]).values())
+
+
+def test_finding_kinds_are_the_oracles_and_documented() -> None:
+    """`FindingKind` lists exactly the kinds act_equiv/oracle/judge.py emits; reports/README.md names each."""
+    emitted = set(re.findall(r'Finding\(\s*"(\w+)"', (ROOT / "act_equiv/oracle/judge.py").read_text()))
+    assert emitted == set(FINDING_KINDS)
+    readme = (ROOT / "reports/README.md").read_text()
+    assert all(kind in readme for kind in FINDING_KINDS)

@@ -6,9 +6,9 @@ import dataclasses
 
 from act_equiv.case import BatchSpec, Case
 from act_equiv.config import ACTConfig
+from act_equiv.oracle.verdict import CaseVerdict, Finding
 from act_equiv.shrink import candidates, shrink, structure_cost
 from act_equiv.suite import MUST_KEEP
-from act_equiv.verdict import CaseVerdict, Finding
 
 TRAIN = MUST_KEEP[1]
 

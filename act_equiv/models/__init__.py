@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from act_equiv.config import ACTConfig
 from act_equiv.models.backbone import FrozenBatchNorm2d
@@ -43,8 +42,3 @@ def build(config: ACTConfig, seed: int = 0, form: type[ACTBase] = ACT) -> ACTBas
 def reference_state_dict(config: ACTConfig, seed: int = 0) -> dict[str, torch.Tensor]:
     """The seeded weights of the legacy reference, to load `strict=True` into any target."""
     return build(config, seed, LegacyACT).state_dict()
-
-
-def load_reference(model: nn.Module, config: ACTConfig, seed: int = 0) -> nn.Module:
-    model.load_state_dict(reference_state_dict(config, seed), strict=True)
-    return model

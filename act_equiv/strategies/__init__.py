@@ -2,7 +2,7 @@
 
 - `configs(**pins)`: valid ACTConfigs (pin `cameras=2`, `use_vae=True`, any field, values or strategies).
 - `invalid_configs()`: configs with one rule broken, and the field the error must name.
-- `batch_specs(config)` / `batches(config)`: batch recipes / tensors (batch size from 1, magnitudes, padding).
+- `batch_specs()` / `batches(config)`: batch recipes / tensors (batch size from 1, magnitudes, padding).
 - `scales_for(autocast)`: the input magnitudes a run in that precision can hold.
 - `cases(**pins)`: config + batch recipe + train/eval + weight seed, what the oracle runs.
 - `covering_rows()` / `covering_cases(row)`: the strength-3 covering array over the interacting features, and

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from act_equiv.case import PAD_PATTERNS, BatchSpec, Case, make_batch
 from act_equiv.config import ACTConfig
-from act_equiv.strategies._configs import _as_strategy, configs
+from act_equiv.strategies._configs import CONFIG_KEYWORDS, configs
+from act_equiv.strategies._util import as_strategy, eager_composite, keywords
 
 # Magnitudes of inputs: unit scale and large values (LayerNorm and attention softmax must cope with both).
 SCALES = (1.0, 100.0, 1e4)
@@ -25,10 +26,9 @@ def scales_for(autocast: str | None) -> tuple[float, ...]:
     return FLOAT16_SCALES if autocast == "float16" else SCALES
 
 
-@st.composite
+@eager_composite()
 def batch_specs(
     draw: st.DrawFn,
-    config: ACTConfig | None = None,
     *,
     batch_size: int | st.SearchStrategy[int] | None = None,
     max_batch_size: int = 4,
@@ -37,14 +37,16 @@ def batch_specs(
     actions: bool | st.SearchStrategy[bool] = True,
     scales: tuple[float, ...] = SCALES,
 ) -> BatchSpec:
-    """Batch recipes: sizes from 1, seeds, input magnitudes, `action_is_pad` patterns, with or without actions."""
-    has_actions = draw(_as_strategy(actions))
+    """Batch recipes: sizes from 1, seeds, input magnitudes, `action_is_pad` patterns, with or without actions.
+    A recipe fits any config (`make_batch` reads the shapes from it). Shrinks to one row, seed 0, scale 1, no
+    padding."""
+    has_actions = draw(as_strategy(actions))
     default_pad = st.sampled_from(PAD_PATTERNS) if has_actions else st.just("none")
     return BatchSpec(
-        batch_size=draw(_as_strategy(batch_size) if batch_size is not None else st.integers(1, max_batch_size)),
+        batch_size=draw(as_strategy(batch_size) if batch_size is not None else st.integers(1, max_batch_size)),
         seed=draw(st.integers(0, 2**16)),
-        scale=draw(_as_strategy(scale) if scale is not None else st.sampled_from(scales)),
-        pad=draw(_as_strategy(pad) if pad is not None else default_pad),
+        scale=draw(as_strategy(scale) if scale is not None else st.sampled_from(scales)),
+        pad=draw(as_strategy(pad) if pad is not None else default_pad),
         actions=has_actions,
     )
 
@@ -53,10 +55,10 @@ def batches(
     config: ACTConfig, *, device: str = "cpu", dtype: torch.dtype = torch.float32, **spec_pins: Any
 ) -> st.SearchStrategy[dict[str, Any]]:
     """Batches as LeRobot's ACT reads them (a dict of tensors), for properties of your own."""
-    return batch_specs(config, **spec_pins).map(lambda spec: make_batch(config, spec, device, dtype))
+    return batch_specs(**spec_pins).map(lambda spec: make_batch(config, spec, device, dtype))
 
 
-@st.composite
+@eager_composite(pins=CONFIG_KEYWORDS, batch=keywords(batch_specs))
 def cases(
     draw: st.DrawFn,
     *,
@@ -67,14 +69,14 @@ def cases(
 ) -> Case:
     """Whole examples: a config (pins as in `configs`), a batch recipe (pins in `batch=`, input magnitudes from
     `scales`) and a mode. Training batches carry actions; eval batches with or without them (inference, or a
-    validation loss)."""
+    validation loss). Shrinks to `configs`' minimum, in eval, without actions, weight seed 0."""
     config = draw(configs(**config_pins))
-    is_training = draw(_as_strategy(training) if training is not None else st.booleans())
+    is_training = draw(as_strategy(training) if training is not None else st.booleans())
     pins = batch or {}
     spec_pins = {"actions": True if is_training or "pad" in pins else st.booleans(), "scales": scales, **pins}
     return Case(
         config=config,
-        batch=draw(batch_specs(config, **spec_pins)),
+        batch=draw(batch_specs(**spec_pins)),
         training=is_training,
         weight_seed=draw(st.integers(0, 2**16)),
     )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import strategies as st
 
 from act_equiv.config import TINY_BACKBONE, ACTConfig, feature_grid
+from act_equiv.strategies._util import as_strategy, eager_composite, keywords
 
 # Image sides for the tiny backbone: its stride is 32, so 32..96 gives 1..3 feature cells per side.
 _SIDES = (32, 48, 64, 96)
@@ -16,13 +18,10 @@ _SIDES_BY_CELLS: dict[int, tuple[int, ...]] = {
     for cells in sorted({feature_grid(side, side)[0] for side in _SIDES})
 }
 _WIDTHS = (8, 16, 24, 32, 48, 64)
+_FIELDS = frozenset(field.name for field in dataclasses.fields(ACTConfig))
 
 
-def _as_strategy(value: Any) -> st.SearchStrategy:
-    return value if isinstance(value, st.SearchStrategy) else st.just(value)
-
-
-@st.composite
+@eager_composite(pins=_FIELDS)
 def configs(
     draw: st.DrawFn,
     *,
@@ -40,16 +39,19 @@ def configs(
     `distinct_grids=True` draws cameras whose backbone feature grids are not all equal, `False` cameras that
     share one grid (their pixel sizes may still differ).
 
-    Draws are ordered so that shrinking goes to: no VAE, fewest cameras, small dims, one layer, eval-friendly.
+    Shrinks to the smallest config LeRobot accepts: no VAE, no camera (so the environment state, which one of
+    them requires), no robot state, action_dim 1, chunk_size 1, dim_model 8 with one head, feedforward width 8,
+    relu, post-norm, one layer of each kind, latent_dim 1, no dropout, no temporal ensembling, the first of
+    `backbones`. Pinned cameras shrink to 32x32 images and no environment state.
     """
 
     def pick(name: str, default: st.SearchStrategy) -> Any:
-        return draw(_as_strategy(pinned.pop(name)) if name in pinned else default)
+        return draw(as_strategy(pinned.pop(name)) if name in pinned else default)
 
-    n_cameras = draw(_as_strategy(cameras) if cameras is not None else st.integers(0, max_cameras))
-    has_state = draw(_as_strategy(state) if state is not None else st.booleans())
+    n_cameras = draw(as_strategy(cameras) if cameras is not None else st.integers(0, max_cameras))
+    has_state = draw(as_strategy(state) if state is not None else st.booleans())
     # At least one camera or the environment state (LeRobot's rule): forced on without cameras.
-    has_env = draw(_as_strategy(env) if env is not None else (st.booleans() if n_cameras else st.just(True)))
+    has_env = draw(as_strategy(env) if env is not None else (st.booleans() if n_cameras else st.just(True)))
     camera_shapes = pick("camera_shapes", _camera_shapes(n_cameras, distinct_grids))
     dim_model = pick("dim_model", st.sampled_from((8, 16, 32)))
     n_heads = pick("n_heads", st.sampled_from([h for h in (1, 2, 4, 8) if dim_model % h == 0]))
@@ -82,8 +84,12 @@ def configs(
         "kl_weight": pick("kl_weight", st.sampled_from((10.0, 1.0))),
     }
     for name in list(pinned):
-        values[name] = draw(_as_strategy(pinned.pop(name)))
+        values[name] = draw(as_strategy(pinned.pop(name)))
     return ACTConfig(**values)
+
+
+CONFIG_KEYWORDS = keywords(configs) | _FIELDS
+"""What `configs` accepts, so what `cases` and `covering_cases` pass on to it."""
 
 
 def _camera_shapes(n: int, distinct_grids: bool | None) -> st.SearchStrategy[list[tuple[int, int, int]]]:
@@ -128,7 +134,7 @@ _BREAKERS: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 
 
-@st.composite
+@eager_composite()
 def invalid_configs(draw: st.DrawFn) -> InvalidConfig:
     """A valid config's keywords with exactly one rule broken."""
     base = draw(configs()).to_dict()

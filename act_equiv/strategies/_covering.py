@@ -12,6 +12,8 @@ from act_equiv import coverage
 from act_equiv.case import Case
 from act_equiv.config import TINY_BACKBONE, ACTConfig, ConfigError
 from act_equiv.strategies._batches import cases
+from act_equiv.strategies._configs import CONFIG_KEYWORDS
+from act_equiv.strategies._util import check_keywords, keywords
 
 
 def config_rules(row: Mapping[str, object]) -> str | None:
@@ -33,7 +35,8 @@ def covering_rows(strength: int = 3) -> list[dict[str, object]]:
 
 
 def covering_cases(row: Mapping[str, object], max_batch_size: int = 4, **scope: Any) -> st.SearchStrategy[Case]:
-    """Cases with the row's features (`act_equiv.coverage.FACTORS`) pinned; `scope` as in `configs`."""
+    """Cases with the row's features (`act_equiv.coverage.FACTORS`) pinned; `scope` as in `cases` (config pins,
+    `scales`), less what the row decides."""
     padding = bool(row["padding"])
     pins: dict[str, Any] = {
         "use_vae": row["use_vae"], "pre_norm": row["pre_norm"], "dropout": 0.1 if row["dropout"] else 0.0,
@@ -47,4 +50,5 @@ def covering_cases(row: Mapping[str, object], max_batch_size: int = 4, **scope: 
         "batch_size": st.integers(2, max_batch_size) if row["batch_gt1"] else 1,
         "pad": st.sampled_from(("some", "all_but_one")) if padding else "none",
     }
+    check_keywords("covering_cases()", scope, (keywords(cases) | CONFIG_KEYWORDS) - {"training", "batch", *pins})
     return cases(training=row["training"], batch=batch, **pins, **scope)

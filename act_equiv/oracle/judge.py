@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from act_equiv.compare import compare, non_finite
-from act_equiv.numerics import AUTOCAST_DTYPES
-from act_equiv.runner import CaseRun, ErrorRecord
-from act_equiv.tolerance import EXACT, Tolerance, tolerance_for
-from act_equiv.verdict import CaseVerdict, Finding, TensorCheck
+from act_equiv.oracle.compare import compare, non_finite
+from act_equiv.oracle.tolerance import EXACT, Tolerance, tolerance_for
+from act_equiv.oracle.verdict import CaseVerdict, Finding, TensorCheck
+from act_equiv.run.numerics import AUTOCAST_DTYPES
+from act_equiv.run.runner import CaseRun, ErrorRecord
 
 
 def recompile_allowance(dynamic: bool | None, batch_sizes: list[int]) -> int:
@@ -137,9 +137,9 @@ def _error_finding(error: ErrorRecord, run: CaseRun) -> Finding | None:
         return Finding("layout", "checkpoint layout changed: the reference state_dict does not load strict=True "
                        f"(missing {layout['missing'][:5]}, unexpected {layout['unexpected'][:5]})",
                        {**detail, **layout})
-    if error.type in ("RecompileLimitError", "NotCompiledError"):
+    if error.kind == "not_compiled":
         return Finding("compiled_ran", f"compiled code could not run: {error.message}", detail)
-    if error.type == "GraphBreakError":
+    if error.kind == "graph_break":
         return Finding("graph_break", f"graph break under fullgraph=True: {error.message}", detail)
     if error.stage.startswith("reference64"):
         return None  # the target cannot run in float64: the legacy model's float64 run stands in (judged above)

@@ -21,10 +21,11 @@ from typing import Any
 from torch import nn
 
 from act_equiv.config import ACTION, OBS_ENV_STATE, OBS_STATE, TINY_BACKBONE, ACTConfig
+from act_equiv.errors import TargetError
 from act_equiv.models.backbone import ResNetBackbone
-from act_equiv.targets import Target, TargetError, register
+from act_equiv.targets.target import Target
 
-__all__ = ["INSTALL", "MAPPED_BACKBONE", "build", "lerobot_config", "mapping"]
+__all__ = ["INSTALL", "LEROBOT_FIELDS", "MAPPED_BACKBONE", "build", "lerobot_config", "load", "mapping"]
 
 INSTALL = (
     "`--target lerobot` needs LeRobot: run `tox -e lerobot`, or in a Python 3.11 venv "
@@ -88,14 +89,12 @@ def build(config: ACTConfig) -> nn.Module:
     return model
 
 
-def _load() -> Target:
+def load(spec: str = "lerobot") -> Target:
+    """The `lerobot` target (`act_equiv.targets.BUILTIN`); a usage error naming the install steps without LeRobot."""
     try:
         import lerobot.policies.act.modeling_act  # noqa: F401
     except ImportError as error:
         raise TargetError(f"{INSTALL} ({type(error).__name__}: {error})") from error
     # No `unsupported`: act_equiv's ACTConfig is stricter than LeRobot's (it rejects glu, dilation on
     # BasicBlock ResNets, pretrained weights), so every config it accepts is expressible, tiny_resnet via `mapping`.
-    return Target("lerobot", build)
-
-
-register("lerobot", _load)
+    return Target(spec, build)

@@ -17,7 +17,7 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -30,10 +30,12 @@ __all__ = [
     "CompileStats",
     "CompiledForm",
     "CountingBackend",
+    "ErrorKind",
     "GraphBreakError",
     "NotCompiledError",
     "RecompileLimitError",
     "counting_backend",
+    "error_kind",
 ]
 
 BACKENDS: tuple[str, ...] = ("inductor", "aot_eager", "eager")
@@ -58,6 +60,24 @@ class NotCompiledError(CompileError):
 
 class RecompileLimitError(CompileError):
     """Dynamo hit the recompile limit and refused to compile (fullgraph=True, or the fail switch was on)."""
+
+
+ErrorKind = Literal["not_compiled", "graph_break", "raised"]
+
+
+def error_kind(error: BaseException) -> ErrorKind:
+    """What an exception from running a form means: compiled code could not run (`not_compiled`), a graph break
+    under fullgraph=True (`graph_break`), or the code itself raised (`raised`). Decided by class, so a subclass or
+    a renamed class still counts; dynamo's own exceptions (a target that compiles itself) through `compat`."""
+    if isinstance(error, (NotCompiledError, RecompileLimitError)):
+        return "not_compiled"
+    if isinstance(error, GraphBreakError):
+        return "graph_break"
+    if compat.is_recompile_limit_error(error) or compat.is_no_compiled_frames_error(error):
+        return "not_compiled"
+    if compat.is_graph_break_error(error):
+        return "graph_break"
+    return "raised"
 
 
 class CountingBackend:

@@ -1,4 +1,5 @@
-"""The mutant run: how many of the catalogued refactoring bugs (`act_equiv.mutants`) does the gate kill, and how fast?
+"""The mutant run: how many of the catalogued refactoring bugs (`act_equiv.targets.mutants`) does the gate kill,
+and how fast?
 
 For every mutant, two test styles side by side:
 - property-based: the stages of `act-equiv check` (`gate.check`: covering array, eager sweep, compiled search)
@@ -25,10 +26,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from act_equiv.cli import options
+
 if TYPE_CHECKING:  # the CLI imports this module to build its parser: torch loads only when a run starts
     from act_equiv.case import Case
     from act_equiv.gate import Gate
-    from act_equiv.verdict import CaseVerdict
+    from act_equiv.oracle.verdict import CaseVerdict
 
 BASELINE_CONFIG: dict[str, Any] = {
     "vision_backbone": "tiny_resnet", "state_dim": 4, "camera_shapes": [(3, 64, 64)], "action_dim": 4,
@@ -62,7 +65,7 @@ def _gate(name: str, backend: str | None, explain: bool, eager_rounding: bool = 
     """`Gate` for `mutant:<name>` in the dtype the mutant needs; `explain=False` skips the runner's per-structure
     `torch._dynamo.explain` pass, which the oracle reports but never judges (~5 s per structure on 2 cores)."""
     from act_equiv.gate import Gate
-    from act_equiv.mutants import MUTANTS
+    from act_equiv.targets.mutants import MUTANTS
 
     mutant = MUTANTS[name]
     return Gate(target=mutant.target, backend=backend, dtype=mutant.dtype, explain=explain,
@@ -201,26 +204,22 @@ def run(args: argparse.Namespace) -> int:
     """`act-equiv mutants`: 0 if the property-based run killed every mutant, else 1."""
     import torch
 
-    from act_equiv import profiles
-    from act_equiv.gate import UsageError
-    from act_equiv.mutants import MUTANTS
+    from act_equiv.errors import UsageError
+    from act_equiv.targets.mutants import MUTANTS
 
-    profiles.register()
-    if args.profile not in profiles.PROFILES:
-        raise UsageError(f"--profile {args.profile!r} is invalid: one of {sorted(profiles.PROFILES)}")
-
+    profile = options.profile(args.profile)
     names = args.only or list(MUTANTS)
     unknown = sorted(set(names) - set(MUTANTS))
     if unknown:
         raise UsageError(f"--only {unknown}: no such mutant; one of {sorted(MUTANTS)}")
-    backend = None if args.backend == "none" else args.backend
-    rounding = args.eager_tolerance == "rounding"
+    gate = options.gate_keywords(vars(args))
+    backend, rounding = gate["backend"], gate["eager_rounding"]
     start = time.perf_counter()
     results = []
     for i, name in enumerate(names, 1):
         mutant = MUTANTS[name]
         print(f"[{i}/{len(names)}] {name}: {mutant.description}", flush=True)
-        prop = property_run(name, profile=args.profile, backend=backend, max_examples=args.max_examples,
+        prop = property_run(name, profile=profile, backend=backend, max_examples=args.max_examples,
                             time_budget=args.time_budget, shrink=not args.no_shrink, explain=args.explain,
                             eager_rounding=rounding, seed=args.seed)
         base = None if args.no_baseline else baseline_run(name, backend, args.explain, rounding)
@@ -235,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
         results.append({**dataclasses.asdict(mutant), "cls": mutant.cls.__name__, "property": prop, "baseline": base})
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     report = {
-        "run": {"profile": args.profile, "backend": args.backend, "time_budget": args.time_budget,
+        "run": {"profile": profile, "backend": args.backend, "time_budget": args.time_budget,
                 "max_examples": args.max_examples,
                 "shrink": not args.no_shrink, "eager_tolerance": args.eager_tolerance,
                 "torch": torch.__version__, "threads": torch.get_num_threads(),
@@ -257,20 +256,11 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add `mutants` to the CLI's subcommands (`func=run`)."""
     parser = subparsers.add_parser("mutants", help="run the gate against every catalogued mutant and report kills")
-    parser.add_argument("--profile", default="ci", help="hypothesis profile: ci, dev, thorough (default ci)")
-    parser.add_argument("--time-budget", type=float, default=None,
-                        help="stop drawing random cases after SECONDS per mutant (the covering array runs whole)")
-    parser.add_argument("--seed", type=int, default=None, help="hypothesis seed of every mutant's check")
-    parser.add_argument("--max-examples", type=int, default=None,
-                        help="compiled cases per mutant, as `check --max-examples` (default: the profile's)")
-    parser.add_argument("--backend", default="aot_eager", choices=("inductor", "aot_eager", "eager", "none"),
-                        help="torch.compile backend of the compiled form ('none': eager checks only)")
-    parser.add_argument("--report-dir", default="reports", help="where reports/mutants-<timestamp>/ is written")
+    options.add_arguments(parser, options.select("backend", "eager_tolerance", "profile", "max_examples", "time_budget",
+                                                 "seed", "report_dir", profile={"default": "ci"}))
     parser.add_argument("--only", action="append", default=None, metavar="NAME", help="run this mutant (repeatable)")
     parser.add_argument("--no-shrink", action="store_true", help="stop at the first failing example")
     parser.add_argument("--no-baseline", action="store_true", help="skip the fixed-configuration baseline")
-    parser.add_argument("--eager-tolerance", default="bitwise", choices=("bitwise", "rounding"),
-                        help="target vs legacy: bitwise (default), or rounding (kills then are not rounding artefacts)")
     parser.add_argument("--explain", action="store_true",
                         help="keep the runner's per-structure torch._dynamo.explain pass (reported only; slower)")
     parser.set_defaults(func=run)

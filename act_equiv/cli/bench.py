@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import shlex
 import statistics
 import sys
@@ -24,10 +23,12 @@ from torch import nn
 
 from act_equiv import compat
 from act_equiv.case import BatchSpec, make_batch
-from act_equiv.compiled import BACKENDS, CompiledForm
+from act_equiv.cli import options
 from act_equiv.config import ACTConfig
-from act_equiv.gate import UsageError
+from act_equiv.errors import UsageError
 from act_equiv.models import ACT, ACTPolicy, LegacyACT, build
+from act_equiv.run.compiled import CompiledForm
+from act_equiv.run.environment import environment
 
 # ACTConfig's own defaults are LeRobot's; presets set the features and, for `small`, the model size.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -46,15 +47,14 @@ FORMS = ("legacy eager", "concat eager", "legacy compiled", "concat compiled")
 
 def add_parser(subparsers: Any) -> None:
     bench = subparsers.add_parser("bench", help="time legacy/concat, eager/compiled, in one interleaved run")
-    bench.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    compiled_only = {"default": "inductor", "choices": options.COMPILED_BACKENDS,
+                     "help": "torch.compile backend of the compiled forms"}
+    options.add_arguments(bench, options.select("device", "backend", "mode", "report_dir", backend=compiled_only))
     bench.add_argument("--batch-size", type=int, default=8)
     bench.add_argument("--num-runs", type=int, default=20, help="timed calls per form")
     bench.add_argument("--warmup", type=int, default=3, help="untimed calls per form (the first one compiles)")
-    bench.add_argument("--compile-mode", default="default", choices=("default", "reduce-overhead", "max-autotune"))
-    bench.add_argument("--backend", default="inductor", choices=BACKENDS)
     bench.add_argument("--config", default="default", choices=sorted(PRESETS), help="model preset")
     bench.add_argument("--training", action="store_true", help="time forward + backward + AdamW step")
-    bench.add_argument("--report-dir", default="reports")
     bench.set_defaults(func=run)
 
 
@@ -94,15 +94,15 @@ def _timed(fn: Callable[[], None], device: str) -> float:
 
 def measure(args: argparse.Namespace, progress: Callable[[str], None] = print) -> dict[str, Any]:
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available to this torch build")
-    if args.compile_mode != "default" and args.backend != "inductor":
-        raise UsageError(f"--compile-mode {args.compile_mode} needs --backend inductor (got {args.backend})")
+        raise UsageError("device='cuda': no CUDA device is available to this torch build", "device")
+    if args.mode is not None and args.backend != "inductor":
+        raise UsageError(f"mode={args.mode!r} needs backend='inductor' (got {args.backend!r})", "mode", "backend")
     for name in ("batch_size", "num_runs", "warmup"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} is invalid: an int >= 1")
     config = ACTConfig(**PRESETS[args.config])
     batch = make_batch(config, BatchSpec(args.batch_size, seed=0), args.device)
-    compile_with = {"backend": args.backend, "mode": None if args.compile_mode == "default" else args.compile_mode}
+    compile_with = {"backend": args.backend, "mode": args.mode}
     steps: dict[str, _Step] = {}
     explained: dict[str, Any] = {}
     for name in FORMS:
@@ -153,12 +153,7 @@ def _summarise(args: argparse.Namespace, config: ACTConfig, times: dict[str, lis
     return {
         "kind": "bench",
         "command": shlex.join(["act-equiv", *sys.argv[1:]]),
-        "environment": {
-            "torch": torch.__version__, "python": platform.python_version(),
-            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
-            "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
-            "backend": args.backend, "mode": args.compile_mode,
-        },
+        "environment": environment(args.device, backend=args.backend, mode=args.mode),
         "settings": {"config": args.config, "batch_size": args.batch_size, "num_runs": args.num_runs,
                      "warmup": args.warmup, "training": args.training, "model": config.to_dict()},
         "forms": rows,
@@ -176,7 +171,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"`{result['command']}`",
         "",
         f"torch {env['torch']}, python {env['python']}, {env['machine']}, device {env['device']}, "
-        f"backend {env['backend']}, mode {env['mode']}; {settings['num_runs']} interleaved rounds after "
+        f"backend {env['backend']}, mode {env['mode'] or 'default'}; {settings['num_runs']} interleaved rounds after "
         f"{settings['warmup']} warm-up calls per form.",
         "",
         "| form | median ms | p25–p75 ms | speedup vs legacy eager | samples/s | compile s |",

@@ -22,12 +22,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from act_equiv import compat, numerics
+from act_equiv import compat
 from act_equiv.case import Case, make_batch
-from act_equiv.compiled import CompiledForm, CompileStats
 from act_equiv.config import ACTION, ACTION_IS_PAD, ACTConfig
 from act_equiv.models import ACTPolicy, LegacyACT, build
-from act_equiv.targets import Target
+from act_equiv.run import numerics
+from act_equiv.run.compiled import CompiledForm, CompileStats, ErrorKind, error_kind
+from act_equiv.targets.target import Target
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
 
@@ -70,18 +71,20 @@ class RunSettings:
 
 @dataclass
 class ErrorRecord:
-    """An exception raised by a form, summarised for reports (type, message, innermost frames)."""
+    """An exception raised by a form, summarised for reports (type, message, innermost frames) and classified
+    while the exception object is still at hand (`kind`, which the oracle reads; `type` is for display)."""
 
     stage: str
     type: str
+    kind: ErrorKind
     message: str
     traceback: list[str]
 
     @classmethod
     def capture(cls, stage: str, error: BaseException) -> ErrorRecord:
         frames = traceback.format_exception(type(error), error, error.__traceback__)
-        return cls(stage, type(error).__name__, str(error).strip().splitlines()[0] if str(error) else "",
-                   [line.rstrip() for line in frames[-6:]])
+        return cls(stage, type(error).__name__, error_kind(error),
+                   str(error).strip().splitlines()[0] if str(error) else "", [line.rstrip() for line in frames[-6:]])
 
 
 @dataclass

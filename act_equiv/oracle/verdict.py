@@ -1,6 +1,7 @@
 """Verdicts as data: what was compared, how far apart, against which tolerance, and why it failed.
 
-The oracle produces these; the report and the CLI only render them.
+The oracle produces these, rendered once here (`CaseVerdict.failures`, `Tolerance.describe`) and carried in
+`to_dict()`; the report, JUnit and the CLI print those fields and render nothing of their own.
 """
 
 from __future__ import annotations
@@ -8,10 +9,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from act_equiv.case import Case
-from act_equiv.tolerance import Tolerance
+from act_equiv.oracle.tolerance import Tolerance
 
 
 @dataclass
@@ -47,17 +48,32 @@ class TensorCheck:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        data["tolerance"] = dataclasses.asdict(self.tolerance)
+        data["tolerance"] = {**dataclasses.asdict(self.tolerance), "describe": self.tolerance.describe()}
         data["margin"] = self.margin
         return data
+
+
+FindingKind = Literal[
+    "target_raised",  # a form of the target raised
+    "layout",  # the legacy state_dict does not load strict=True into the target
+    "compiled_ran",  # compiled code never ran (a silent eager fallback)
+    "compiled_raised",  # torch.compile or the compiled graph raised
+    "graph_break",  # the compiled target broke its graph
+    "recompiles",  # more recompiles than allowed when only the batch size changed
+    "eager_nondeterministic",  # the eager target did not repeat itself bit for bit
+    "reference_not_finite",  # the reference itself overflowed, so nothing can be judged against it
+    "reference64_raised",  # the float64 run of the fp64-referenced check raised
+    "autocast_ran",  # the autocast run did not really compute in the autocast dtype
+]
+"""Every kind of `Finding` the oracle emits (`act_equiv.oracle.judge`)."""
+FINDING_KINDS: tuple[FindingKind, ...] = get_args(FindingKind)
 
 
 @dataclass
 class Finding:
     """A failure that is not a tensor mismatch: the target raised, compiled code never ran, a graph break."""
 
-    check: str  # target_raised | layout | compiled_ran | compiled_raised | graph_break | recompiles |
-    # eager_nondeterministic | reference64_raised | autocast_ran
+    check: FindingKind
     message: str
     detail: dict[str, Any] = field(default_factory=dict)
 
@@ -76,6 +92,7 @@ class CaseVerdict:
 
     @property
     def failures(self) -> list[str]:
+        """The failure text, one line each: `[kind] message` per finding, `[pair] message` per failed check."""
         return [f"[{f.check}] {f.message}" for f in self.findings] + [
             f"[{c.pair}] {c.message}" for c in self.checks if not c.passed
         ]
@@ -92,6 +109,7 @@ class CaseVerdict:
             "passed": self.passed,
             "checks": [c.to_dict() for c in self.checks],
             "findings": [dataclasses.asdict(f) for f in self.findings],
+            "failures": self.failures,
             "info": self.info,
         }
 

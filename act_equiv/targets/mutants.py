@@ -3,7 +3,7 @@
 Each mutant is a small subclass of the concat form (`act_equiv.models.ACT`) that overrides one step
 (`encoder_inputs`, `latent`, `decode`, `batch_size` or `forward`) with the bug marked `# BUG`. None touches
 the reference or the oracle, and each keeps LeRobot's state-dict layout, so the reference weights load
-`strict=True`. Every mutant is registered as the built-in target `mutant:<name>`:
+`strict=True`. Every mutant is the built-in target `mutant:<name>` (`load`):
 
     act-equiv check --target mutant:cameras_reversed_tokens
 
@@ -22,11 +22,36 @@ from torch import Tensor
 
 from act_equiv import compat
 from act_equiv.config import ACTION, ACTION_IS_PAD, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE, ACTConfig
+from act_equiv.errors import TargetError
 from act_equiv.models import ACT
 from act_equiv.models.base import Batch
-from act_equiv.targets import Target, register
+from act_equiv.targets.target import Target
 
-__all__ = ["MUTANTS", "Mutant"]
+__all__ = [
+    "MUTANTS",
+    "CamPosEmbedShared",
+    "Camera0FeaturesReused",
+    "CamerasReversedTokens",
+    "DecoderPosEmbedDropped",
+    "DeviceFromState",
+    "DropoutInEval",
+    "FlattenWHTokens",
+    "GraphBreak",
+    "LatentAfterStateEnv",
+    "Mutant",
+    "OutputReshapeNotTranspose",
+    "Pos1dShifted",
+    "RecompilePerBatchSize",
+    "ReshapeNotPermute",
+    "StateEnvSwapped",
+    "VAEClsMasked",
+    "VAEPadMaskIgnored",
+    "VAEPadMaskShifted",
+    "VAEReparamSigmaSquared",
+    "VAESkippedInTraining",
+    "ZeroLatentFloat32",
+    "load",
+]
 
 
 @dataclass(frozen=True)
@@ -50,13 +75,12 @@ MUTANTS: dict[str, Mutant] = {}
 
 
 def _mutant(name: str, needs: str, compiled: bool = False, dtype: str = "float32") -> Callable[[type[ACT]], type[ACT]]:
-    """Catalogue and register a mutant class; its description is its docstring's first paragraph."""
+    """Catalogue a mutant class; its description is its docstring's first paragraph."""
 
     def add(cls: type[ACT]) -> type[ACT]:
         paragraph = (cls.__doc__ or "").strip().split("\n\n")[0]
         description = " ".join(line.strip() for line in paragraph.splitlines())
         MUTANTS[name] = Mutant(name, cls, description, needs, compiled, dtype)
-        register(f"mutant:{name}", lambda: Target(f"mutant:{name}", cls))
         return cls
 
     return add
@@ -378,3 +402,11 @@ class DropoutInEval(ACT):
         self.encoder.train()  # BUG
         return super().decode(tokens, pos_embed, batch_size)
 
+
+
+def load(spec: str) -> Target:
+    """The target `mutant:<name>` (`act_equiv.targets.BUILTIN`)."""
+    name = spec.removeprefix("mutant:")
+    if name not in MUTANTS:
+        raise TargetError(f"target={spec!r}: no such mutant; one of {sorted(MUTANTS)}")
+    return Target(spec, MUTANTS[name].cls)

@@ -7,7 +7,7 @@ Two kinds of comparison:
 - "compiled": the target compiled against the target eager. The `eager` and `aot_eager` backends run the
   same ATen kernels in the same order, so they stay bitwise (under autocast, aot_eager's gradients do not).
   Inductor fuses and reorders reductions, so it gets a tolerance per dtype, and when that fails, the
-  fp64-referenced check (`act_equiv.compare`): PyTorch's dynamo accuracy rule (compiled rmse vs a float64 run
+  fp64-referenced check (`act_equiv.oracle.compare`): PyTorch's dynamo accuracy rule (compiled rmse vs a float64 run
   at most k x eager's, + atol / 10, k from `Tolerance.rmse_multiplier`) and the same rule per element, so that
   one bad element cannot hide in a large tensor's mean.
   See docs/TORCH_COMPILE_ACT.md ("Tolerances and why") for the measured errors behind each number.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from act_equiv.numerics import AUTOCAST_DTYPES
+from act_equiv.run.numerics import AUTOCAST_DTYPES
 
 __all__ = ["EAGER_ROUNDING", "EXACT", "Tolerance", "tolerance_for"]
 
@@ -39,6 +39,7 @@ class Tolerance:
         return self.rtol == 0 and self.atol == 0
 
     def describe(self) -> str:
+        """The one text of a tolerance: in check messages, report.json (`tolerance.describe`) and summary.md."""
         if self.bitwise:
             return "bitwise"
         text = f"rtol={self.rtol:g}, atol={self.atol:g}"

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from act_equiv.tolerance import Tolerance
-from act_equiv.verdict import TensorCheck
+from act_equiv.oracle.tolerance import Tolerance
+from act_equiv.oracle.verdict import TensorCheck
 
 Outputs = Mapping[str, "torch.Tensor | None"]
 

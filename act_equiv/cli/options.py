@@ -1,0 +1,131 @@
+"""The options, as data: one table for `act-equiv check`, `bench`, `mutants` and the pytest plugin's `--act-*`.
+
+Each entry is written once (name, default, choices, help) and added to an argparse parser as `--name` or to the
+plugin's pytest option group as `--act-name`; `gate_keywords` is the one mapping from parsed values to
+`act_equiv.gate.Gate` keywords (and `option_values` the way back, for `replay`). The plugin reads this module in
+every pytest session, so it imports nothing heavy: no torch, no Hypothesis, nothing of the package but `errors`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from act_equiv.errors import UsageError
+
+__all__ = ["COMPILED_BACKENDS", "GATE", "OPTIONS", "SEARCH", "Option", "add_arguments", "add_to_group",
+           "gate_keywords", "option_values", "profile", "select"]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: `--name` on the command line, `--act-name` in pytest, `name` in a report's environment."""
+
+    name: str
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+    type: Callable[[str], Any] = str
+    keyword: str = ""
+    """The `Gate` keyword it sets, when not `name` ("" for options that are no gate setting or share its name)."""
+    gate_values: Mapping[str, Any] = field(default_factory=dict)
+    """Option value -> `Gate` value, where they differ (`--backend none` -> `backend=None`)."""
+    unset: str = ""
+    """What a `None` default means, for the help text."""
+
+    def flag(self, prefix: str) -> str:
+        return prefix + self.name.replace("_", "-")
+
+    def dest(self, prefix: str) -> str:
+        """Where argparse or pytest keep the parsed value (`--act-eager-tolerance` -> `act_eager_tolerance`)."""
+        return self.flag(prefix).lstrip("-").replace("-", "_")
+
+    def kwargs(self) -> dict[str, Any]:
+        """`add_argument`/`addoption` keywords (argparse and pytest take the same)."""
+        shown = self.unset if self.default is None else self.default
+        return {"default": self.default, "choices": self.choices, "type": self.type,
+                "help": f"{self.help} (default: {shown})" if shown else self.help}
+
+
+COMPILED_BACKENDS = ("inductor", "aot_eager", "eager")
+"""torch.compile backends (`act_equiv.run.compiled.BACKENDS`, which imports torch; a test keeps them equal)."""
+
+GATE: tuple[Option, ...] = (
+    Option("target", "concat", "model under test: MODULE:ATTR (ACTConfig -> nn.Module), or a built-in: concat "
+                               "(act_equiv's own tensor-concat ACT), legacy, lerobot, mutant:NAME"),
+    Option("device", "cpu", "device of every form", ("cpu", "cuda")),
+    Option("dtype", "float32", "model and input dtype", ("float32", "float64")),
+    Option("backend", "aot_eager", "torch.compile backend of the compiled form, or none: eager forms only",
+           (*COMPILED_BACKENDS, "none"), gate_values={"none": None}),
+    Option("mode", None, "torch.compile mode, inductor only", ("default", "reduce-overhead", "max-autotune"),
+           unset="torch's"),
+    Option("dynamic", "auto", "torch.compile dynamic=: auto is None, dynamo decides", ("auto", "true", "false"),
+           gate_values={"auto": None, "true": True, "false": False}),
+    Option("autocast", "none", "mixed precision: every form but the float64 reference under torch.autocast in "
+                               "this dtype", ("none", "bfloat16", "float16"), gate_values={"none": None}),
+    Option("eager_tolerance", "bitwise", "target eager vs legacy: bitwise, or assert_close rounding for targets "
+                                         "that reorder floating point on purpose", ("bitwise", "rounding"),
+           keyword="eager_rounding", gate_values={"bitwise": False, "rounding": True}),
+)
+"""The gate's settings: `check` takes them all, the plugin as `--act-*`, `mutants` and `bench` the ones they use."""
+
+SEARCH: tuple[Option, ...] = (
+    Option("profile", None, "Hypothesis profile: ci, dev, thorough",
+           unset="$ACT_EQUIV_PROFILE, else ci under CI, else dev"),
+    Option("max_examples", None, "cases of the compiled search, per mutant in `mutants`; the eager sweep draws a "
+                                 "multiple", type=int, unset="the profile's"),
+    Option("time_budget", None, "stop drawing random cases after SECONDS, per mutant in `mutants`; the covering "
+                                "array always runs whole", type=float),
+    Option("seed", None, "Hypothesis seed (reproducible draws)", type=int),
+    Option("report_dir", "reports", "where the run's report directory is written"),
+)
+"""How `check` and `mutants` (per mutant) search. The plugin has none of these: pytest and Hypothesis own them."""
+
+OPTIONS: dict[str, Option] = {option.name: option for option in (*GATE, *SEARCH)}
+
+
+def select(*names: str, **changes: dict[str, Any]) -> list[Option]:
+    """The named options, each with its `changes` (`backend={"default": "inductor"}`) where a command differs."""
+    return [dataclasses.replace(OPTIONS[name], **changes.get(name, {})) for name in names]
+
+
+def add_arguments(parser: Any, options: Iterable[Option]) -> None:
+    """Add `--name` arguments to an argparse parser."""
+    for option in options:
+        parser.add_argument(option.flag("--"), **option.kwargs())
+
+
+def add_to_group(group: Any, options: Iterable[Option], prefix: str) -> None:
+    """Add `<prefix>name` options to a pytest option group."""
+    for option in options:
+        group.addoption(option.flag(prefix), **option.kwargs())
+
+
+def gate_keywords(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Parsed values by option name -> `Gate` keywords, for every gate option present in `values`."""
+    return {option.keyword or option.name: option.gate_values.get(values[option.name], values[option.name])
+            for option in GATE if option.name in values}
+
+
+def option_values(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """`gate_keywords` backwards: settings by option name as a report's environment states them (`backend: null`,
+    `dynamic: true`, `eager_tolerance: rounding`) -> the option values that give them; a missing one is the default.
+    `replay` rebuilds its gate from a report through this and `gate_keywords`."""
+    values = {}
+    for option in GATE:
+        value = settings.get(option.name, option.default)
+        values[option.name] = {gate: text for text, gate in option.gate_values.items()}.get(value, value)
+    return values
+
+
+def profile(name: str | None) -> str:
+    """The Hypothesis profile a run loads (None: `profiles.default_profile()`), after registering act_equiv's."""
+    from act_equiv import profiles
+
+    profiles.register()
+    chosen = name or profiles.default_profile()
+    if chosen not in profiles.PROFILES:
+        raise UsageError(f"profile={chosen!r} is invalid: one of {sorted(profiles.PROFILES)}", "profile")
+    return chosen
