@@ -28,7 +28,8 @@ from act_equiv.oracle.verdict import CaseVerdict, Divergence
 from act_equiv.run.compiled import BACKENDS
 from act_equiv.run.environment import gate_environment
 from act_equiv.run.numerics import AUTOCAST_DTYPES
-from act_equiv.run.runner import DTYPES, Runner, RunSettings
+from act_equiv.run.records import DTYPES, RunSettings
+from act_equiv.run.runner import Runner
 from act_equiv.shrink import ShrinkResult, shrink
 from act_equiv.targets import resolve
 

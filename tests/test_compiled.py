@@ -21,7 +21,7 @@ from act_equiv.run.compiled import (
     counting_backend,
     error_kind,
 )
-from act_equiv.run.runner import ErrorRecord
+from act_equiv.run.records import ErrorRecord
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,8 @@ from act_equiv.oracle.compare import compare
 from act_equiv.oracle.judge import judge
 from act_equiv.oracle.tolerance import EXACT, tolerance_for
 from act_equiv.run import numerics, runner
-from act_equiv.run.runner import Runner, RunSettings
+from act_equiv.run.records import RunSettings
+from act_equiv.run.runner import Runner
 from act_equiv.suite import MUST_KEEP
 from act_equiv.targets import Target
 from act_equiv.targets.mutants import ZeroLatentFloat32

@@ -24,7 +24,7 @@ from act_equiv.oracle.compare import compare, non_finite
 from act_equiv.oracle.tolerance import EXACT, Tolerance, tolerance_for
 from act_equiv.oracle.verdict import CaseVerdict, Finding, TensorCheck
 from act_equiv.run.numerics import AUTOCAST_DTYPES
-from act_equiv.run.runner import CaseRun, ErrorRecord
+from act_equiv.run.records import CaseRun, ErrorRecord
 
 
 def recompile_allowance(dynamic: bool | None, batch_sizes: list[int]) -> int:

@@ -1,0 +1,93 @@
+"""What a run records: its settings, each form's named outputs, the errors raised, compile statistics. The runner
+writes these and judges nothing; the oracle reads them. Plain data, so the oracle needs no part of the runner."""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from act_equiv.case import Case
+from act_equiv.run.compiled import CompileStats, ErrorKind, error_kind
+
+__all__ = ["DTYPES", "CaseRun", "ErrorRecord", "Outputs", "RunSettings"]
+
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
+
+
+Outputs = dict[str, "torch.Tensor | None"]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How forms are run (the oracle's tolerances follow from these)."""
+
+    device: str = "cpu"
+    dtype: str = "float32"
+    backend: str | None = "aot_eager"
+    """`None` runs no compiled form."""
+    mode: str | None = None
+    dynamic: bool | None = None
+    extra_batch_sizes: int = 2
+    """Compiled calls at this many further batch sizes (eval only), each compared with the eager target at that
+    size: a graph that is wrong only once the batch dimension is symbolic shows there; recompiles are counted."""
+    reference64: bool = False
+    """Run a float64 reference beside the compiled form (the gate asks when a compiled tolerance may fall back to
+    the fp64-referenced check)."""
+    autocast: str | None = None
+    """"bfloat16" / "float16": every form but the float64 reference runs under `torch.autocast` (float32 weights)."""
+    explain: bool = True
+    """Measure graph breaks of the eager legacy and target forms (once per structure and mode, in the compiled
+    stage: a dynamo trace costs seconds)."""
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    def label(self) -> str:
+        """How the forms ran, in a few words ("cpu float32+bfloat16 autocast, inductor"): reports group by it."""
+        precision = self.dtype + (f"+{self.autocast} autocast" if self.autocast else "")
+        compiled = self.backend if self.mode is None else f"{self.backend} {self.mode}"
+        return f"{self.device} {precision}, {compiled or 'not compiled'}"
+
+
+@dataclass
+class ErrorRecord:
+    """An exception raised by a form, summarised for reports (type, message, innermost frames) and classified
+    while the exception object is still at hand (`kind`, which the oracle reads; `type` is for display)."""
+
+    stage: str
+    type: str
+    kind: ErrorKind
+    message: str
+    traceback: list[str]
+
+    @classmethod
+    def capture(cls, stage: str, error: BaseException) -> ErrorRecord:
+        frames = traceback.format_exception(type(error), error, error.__traceback__)
+        return cls(stage, type(error).__name__, error_kind(error),
+                   str(error).strip().splitlines()[0] if str(error) else "", [line.rstrip() for line in frames[-6:]])
+
+
+@dataclass
+class CaseRun:
+    case: Case
+    settings: RunSettings
+    forms: dict[str, Outputs] = field(default_factory=dict)
+    """"legacy", "target", "target_repeat", "compiled" and the float64 reference ("reference64" from the target,
+    or "legacy64" where the target cannot run in float64), at the case's batch size; the eager target, compiled
+    and float64 forms at a further batch size N are named "<form>@batchN"."""
+    errors: list[ErrorRecord] = field(default_factory=list)
+    layout: dict[str, list[str]] | None = None
+    """Missing/unexpected keys when the reference weights did not load strictly."""
+    compile_stats: CompileStats | None = None
+    batch_sizes: list[int] = field(default_factory=list)
+    features: dict[str, bool | int] = field(default_factory=dict)
+    """The interacting features as the case really had them (`Case.features`, padding read off the batch)."""
+    explain: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    skipped: str | None = None
+    live: dict[str, Any] = field(default_factory=dict, repr=False)
+    """The target module and batch, kept for the compiled stage (never serialised)."""
