@@ -30,7 +30,7 @@ from act_equiv.run.environment import gate_environment
 from act_equiv.run.numerics import AUTOCAST_DTYPES
 from act_equiv.run.records import DTYPES, RunSettings
 from act_equiv.run.runner import Runner
-from act_equiv.shrink import ShrinkResult, shrink
+from act_equiv.shrink import shrink
 from act_equiv.targets import resolve
 
 SHRINK_BUDGET = 60.0
@@ -150,6 +150,11 @@ def search(
     base = settings.get_profile(profile) if profile else settings()
     phases = [p for p in base.phases if compiled is False or p is not Phase.shrink]
 
+    def judged(case: Case, with_compiled: bool) -> CaseVerdict:
+        verdict = gate.verdict(case, compiled=with_compiled)
+        verdict.info["stage"] = stage
+        return verdict
+
     @settings(base, max_examples=max_examples, deadline=None, database=None, print_blob=False,
               report_multiple_bugs=False, suppress_health_check=list(HealthCheck), phases=phases)
     @given(strategy)
@@ -164,8 +169,7 @@ def search(
         if found_at is None and time_budget is not None and time.perf_counter() - start > time_budget:
             stopped_by = "time budget"
             assume(False)  # cheap rejections until Hypothesis stops
-        verdict = gate.verdict(case, compiled=compiled and (found_at is None or _compiled_failure(failing)))
-        verdict.info["stage"] = stage
+        verdict = judged(case, compiled and (found_at is None or _compiled_failure(failing)))
         verdicts.append(verdict)
         if on_verdict is not None:
             on_verdict(verdict, len(verdicts))
@@ -186,8 +190,8 @@ def search(
     else:
         return SearchResult(verdicts, None, time.perf_counter() - start, stopped_by)
     hypothesis_seconds = time.perf_counter() - (found_at or start)
-    greedy = _shrink_greedily(gate, failure, compiled and "compile" in failure.info,
-                              max(0.0, shrink_budget - hypothesis_seconds), stage)
+    with_compiled = compiled and _compiled_failure(failing)
+    greedy = shrink(lambda case: judged(case, with_compiled), failure, max(0.0, shrink_budget - hypothesis_seconds))
     return SearchResult(verdicts, greedy.verdict, time.perf_counter() - start, "failure", {
         "budget": shrink_budget, "hypothesis_seconds": round(hypothesis_seconds, 1),
         "hypothesis_cut_at_budget": cut, "greedy": greedy.to_dict(),
@@ -197,15 +201,6 @@ def search(
 def _compiled_failure(failing: dict[str, CaseVerdict]) -> bool:
     """Whether the first failure needed the compiled stage (then its shrinking needs it too)."""
     return "compile" in next(iter(failing.values())).info
-
-
-def _shrink_greedily(gate: Gate, failure: CaseVerdict, compiled: bool, budget: float, stage: str) -> ShrinkResult:
-    def judge(case: Case) -> CaseVerdict:
-        verdict = gate.verdict(case, compiled=compiled)
-        verdict.info["stage"] = stage
-        return verdict
-
-    return shrink(judge, failure, budget)
 
 
 def sweep_covering(

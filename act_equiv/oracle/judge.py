@@ -24,7 +24,7 @@ from act_equiv.oracle.compare import compare, non_finite
 from act_equiv.oracle.tolerance import EXACT, Tolerance, tolerance_for
 from act_equiv.oracle.verdict import CaseVerdict, Finding, TensorCheck
 from act_equiv.run.numerics import AUTOCAST_DTYPES
-from act_equiv.run.records import CaseRun, ErrorRecord
+from act_equiv.run.records import CaseRun, ErrorRecord, batch_suffix
 
 
 def recompile_allowance(dynamic: bool | None, batch_sizes: list[int]) -> int:
@@ -95,7 +95,7 @@ def _judge_compiled(run: CaseRun, verdict: CaseVerdict) -> list[TensorCheck]:
 
     checks = []
     for size in run.batch_sizes or [run.case.batch.batch_size]:
-        suffix = "" if size == run.case.batch.batch_size else f"@batch{size}"
+        suffix = batch_suffix(run.case, size)
         pair = f"target/compiled{suffix}"
         checks += compare(forms[f"target{suffix}"], forms[f"compiled{suffix}"], pair, tolerance,
                           _reference64(run, verdict, suffix))

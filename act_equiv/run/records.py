@@ -12,7 +12,7 @@ import torch
 from act_equiv.case import Case
 from act_equiv.run.compiled import CompileStats, ErrorKind, error_kind
 
-__all__ = ["DTYPES", "CaseRun", "ErrorRecord", "Outputs", "RunSettings"]
+__all__ = ["DTYPES", "CaseRun", "ErrorRecord", "Outputs", "RunSettings", "batch_suffix"]
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
 
@@ -90,4 +90,10 @@ class CaseRun:
     seconds: float = 0.0
     skipped: str | None = None
     live: dict[str, Any] = field(default_factory=dict, repr=False)
-    """The target module and batch, kept for the compiled stage (never serialised)."""
+    """The modules and batches (`batch`, and `batches` by size once compiled), kept for the compiled stage and the
+    float64 reference (never serialised)."""
+
+
+def batch_suffix(case: Case, size: int) -> str:
+    """How a form's name says the batch size it ran at: "" at the case's own, "@batchN" at a further one."""
+    return "" if size == case.batch.batch_size else f"@batch{size}"

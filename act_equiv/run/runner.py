@@ -26,7 +26,7 @@ from act_equiv.config import ACTION, ACTION_IS_PAD, ACTConfig
 from act_equiv.models import ACTPolicy, LegacyACT, build
 from act_equiv.run import numerics
 from act_equiv.run.compiled import CompiledForm
-from act_equiv.run.records import CaseRun, ErrorRecord, Outputs, RunSettings
+from act_equiv.run.records import CaseRun, ErrorRecord, Outputs, RunSettings, batch_suffix
 from act_equiv.targets.target import Target
 
 
@@ -83,28 +83,27 @@ class Runner:
         if s.backend is None:
             return
         self._compiled(run, target)
-        if s.reference64:
-            for size in run.batch_sizes:
-                suffix = "" if size == run.case.batch.batch_size else f"@batch{size}"
-                self._reference64(run, self._batch(run.case, size), suffix)
+        if s.reference64 and "compiled" in run.forms:
+            self._reference64(run)
 
-    def _reference64(self, run: CaseRun, batch: dict[str, Any], suffix: str) -> None:
-        """The exact answer: full precision, no autocast, the float32 run's random draws. The target's own float64
-        run where it has one; else the legacy model's (an exact reference for the target too once the two agree
-        bitwise in float32, which the oracle checks before it uses it)."""
-        case = run.case
-        batch64 = cast_batch(batch, torch.float64)
+    def _reference64(self, run: CaseRun) -> None:
+        """The exact answer at every batch size the compiled form ran: full precision, no autocast, the float32 run's
+        random draws. The target's own float64 run where it has one; else the legacy model's (an exact reference for
+        the target too once the two agree bitwise in float32, which the oracle checks before it uses it)."""
         for form, model in (("reference64", run.live["target"]), ("legacy64", run.live["reference"])):
-            outputs = self._guarded(run, form + suffix, lambda m=model: self._call64(case, m, batch64))
+            outputs = self._guarded(run, form, lambda m=model: self._call64(run.case, m, run.live["batches"]))
             if outputs is not None:
-                run.forms[form + suffix] = outputs
+                run.forms.update({form + batch_suffix(run.case, size): out for size, out in outputs.items()})
                 return
 
-    def _call64(self, case: Case, model: nn.Module, batch64: dict[str, Any]) -> Outputs:
+    def _call64(self, case: Case, model: nn.Module, batches: dict[int, dict[str, Any]]) -> dict[int, Outputs]:
+        """One float64 copy of `model`, called at each batch size: outputs by batch size."""
         model64 = copy.deepcopy(model).to(torch.float64)
+        probe = Probe(case.config, model64)
         sampling = numerics.float32_sampling() if self.settings.torch_dtype != torch.float64 else nullcontext()
         with sampling:
-            return self._call(case, Probe(case.config, model64), model64, batch64, autocast=False)
+            return {size: self._call(case, probe, model64, cast_batch(batch, torch.float64), autocast=False)
+                    for size, batch in batches.items()}
 
     def run(self, case: Case) -> CaseRun:
         run = self.run_eager(case)
@@ -186,6 +185,7 @@ class Runner:
                 return
             run.forms["compiled"] = outputs
             run.batch_sizes = [case.batch.batch_size]
+            run.live["batches"] = {case.batch.batch_size: run.live["batch"]}
             if case.training:
                 return
             first = max(case.batch.batch_size, 2)
@@ -200,6 +200,7 @@ class Runner:
                     return
                 run.forms[f"compiled@batch{size}"], run.forms[f"target@batch{size}"] = compiled, eager
                 run.batch_sizes.append(size)
+                run.live["batches"][size] = other
 
     def _explain(self, run: CaseRun, reference: nn.Module, target: nn.Module, batch: dict[str, Any]) -> None:
         """Graph count and breaks of each eager form, measured once per structure and mode (reported)."""
