@@ -359,6 +359,23 @@ def test_a_target_without_float64_gets_the_legacy_float64_reference(target: type
     assert verdict.info["reference64"].startswith("legacy float64") and "legacy64" in run.forms
 
 
+class NoFloat64Reordered(NoFloat64):
+    """No float64 either, and one rounding step away from legacy in float32 (as a reordering refactor would be)."""
+
+    def decode(self, tokens, pos_embed, batch_size):
+        return super().decode(tokens, pos_embed, batch_size) * (1 + 2**-23)
+
+
+def test_the_legacy_float64_run_is_refused_for_a_target_that_differs_in_float32() -> None:
+    """The legacy float64 run is exact for the target only when both computed the same float32 numbers: a target
+    within rounding of legacy (accepted by `--eager-tolerance rounding`) gets no float64 reference at all."""
+    case = dataclasses.replace(EVAL, config=dataclasses.replace(EVAL.config, use_vae=False))
+    run = Runner(Target("reordered", NoFloat64Reordered), RunSettings(backend="eager", reference64=True)).run(case)
+    verdict = judge(run, eager_rounding=True)
+    assert any(c.pair == "legacy/target" and c.max_abs > 0 for c in verdict.checks), "the injected rounding is gone"
+    assert "legacy64" in run.forms and verdict.info["reference64"].startswith("none"), verdict.info
+
+
 class NoFloat64Legacy(LegacyACT):
     def decode(self, tokens, pos_embed, batch_size):
         if tokens.dtype == torch.float64:
