@@ -30,8 +30,11 @@ from act_equiv.run.environment import gate_environment
 from act_equiv.run.numerics import AUTOCAST_DTYPES
 from act_equiv.run.records import DTYPES, RunSettings
 from act_equiv.run.runner import Runner
+from act_equiv.run.side import Side
+from act_equiv.run.worker import WORKER_TIMEOUT, WorkerSide
 from act_equiv.shrink import shrink
 from act_equiv.targets import resolve
+from act_equiv.targets.revision import is_revision, materialize
 
 SHRINK_BUDGET = 60.0
 """Seconds a found failure may spend shrinking before the smallest case so far is reported."""
@@ -39,16 +42,27 @@ SHRINK_BUDGET = 60.0
 
 @dataclass
 class Gate:
+    """Two sides and the settings they run under. `reference`/`target` are specs (`act_equiv.targets.resolve`, or
+    `lerobot@REV` of the repository `lerobot_repo`); `*_python` runs that side on another interpreter. `strict`
+    fails the warning classes (rounding, raised-both) too. Call `close()` to end worker processes."""
+
     target: str = "concat"
     device: str = "cpu"
     dtype: str = "float32"
     backend: str | None = "aot_eager"
     mode: str | None = None
     dynamic: bool | None = None
-    eager_rounding: bool = False
     autocast: str | None = None
     explain: bool = True
+    reference: str = "legacy"
+    reference_python: str | None = None
+    target_python: str | None = None
+    lerobot_repo: str | None = None
+    worker_timeout: float = WORKER_TIMEOUT
+    strict: bool = False
     runner: Runner = field(init=False)
+    notes: list[str] = field(init=False, default_factory=list)
+    """What the run could not do as asked, said once at the start and in the report."""
 
     def __post_init__(self) -> None:
         if self.device not in ("cpu", "cuda"):
@@ -62,10 +76,29 @@ class Gate:
         if self.mode is not None and self.backend != "inductor":
             raise UsageError(f"mode={self.mode!r} needs backend='inductor' (got {self.backend!r})", "mode", "backend")
         self._check_autocast()
-        resolved = resolve(self.target)
-        self.runner = Runner(resolved, RunSettings(self.device, self.dtype, self.backend, self.mode, self.dynamic,
-                                                   autocast=self.autocast, explain=self.explain,
-                                                   reference64=self._needs_reference64()))
+        settings = RunSettings(self.device, self.dtype, self.backend, self.mode, self.dynamic, autocast=self.autocast,
+                               explain=self.explain, reference64=self._needs_reference64())
+        if not self.worker_timeout > 0:
+            raise UsageError(f"worker_timeout={self.worker_timeout!r} is invalid: seconds > 0", "worker_timeout")
+        reference = open_side(self.reference, settings, self.reference_python, self.lerobot_repo, "reference",
+                              self.worker_timeout)
+        try:
+            target = open_side(self.target, settings, self.target_python, self.lerobot_repo, "target",
+                               self.worker_timeout)
+        except BaseException:
+            reference.close()
+            raise
+        self.runner = Runner(reference, target, settings)
+        if self.backend is not None and not self.runner.compiles:
+            self.notes.append(f"compiled forms not run (backend={self.backend!r} asked): the target runs in a worker "
+                              "process, and compiled forms need its module in this one")
+            self.backend = None
+            self.runner.settings = dataclasses.replace(settings, backend=None, mode=None, reference64=False)
+            self.runner.reference.settings = self.runner.target.settings = self.runner.settings
+
+    def close(self) -> None:
+        """End the sides' worker processes (a gate without workers has nothing to end)."""
+        self.runner.close()
 
     def _needs_reference64(self) -> bool:
         """Whether any compiled tolerance of these settings may fall back to the fp64-referenced check."""
@@ -93,17 +126,41 @@ class Gate:
     def verdict(self, case: Case, compiled: bool = True) -> CaseVerdict:
         """Eager forms first; the compiled stage only when they agree (a divergence needs no compile)."""
         run = self.runner.run_eager(case)
-        verdict = judge(run, eager_rounding=self.eager_rounding)
+        verdict = judge(run, strict=self.strict)
         if verdict.passed and compiled:
             self.runner.run_compiled(run)
-            verdict = judge(run, eager_rounding=self.eager_rounding)
+            verdict = judge(run, strict=self.strict)
         run.live.clear()
         return verdict
 
     def environment(self) -> dict[str, Any]:
         """What a report states about this gate's run (`act_equiv.run.environment`)."""
         return gate_environment(self.target, self.device, self.dtype, self.backend, self.mode, self.dynamic,
-                                self.eager_rounding, self.autocast)
+                                self.autocast, reference=self.reference, strict=self.strict,
+                                reference_python=self.reference_python, target_python=self.target_python,
+                                lerobot_repo=self.lerobot_repo, worker_timeout=self.worker_timeout,
+                                sides={"reference": self.runner.reference.environment(),
+                                       "target": self.runner.target.environment()}, notes=self.notes)
+
+
+def open_side(spec: str, settings: RunSettings, python: str | None = None, lerobot_repo: str | None = None,
+              setting: str = "target", timeout: float | None = None) -> Any:
+    """The side for `spec`: in this process (`Side`) unless it must run in a worker (`WorkerSide`): a LeRobot git
+    revision (`lerobot@REV`, materialised by `act_equiv.targets.revision`), or any spec on another `python`.
+    `setting` names the option the spec came from ("reference" or "target"), for error messages; `timeout` is a
+    worker's per-request limit (`act_equiv.run.worker.WORKER_TIMEOUT` by default)."""
+    if not is_revision(spec) and python is None:
+        return Side(resolve(spec), settings)
+    worker = {"python": python, "setting": setting, "timeout": timeout or WORKER_TIMEOUT}
+    if not is_revision(spec):
+        return WorkerSide(spec, settings, **worker)
+    try:
+        revision = materialize(spec, lerobot_repo)
+    except UsageError as error:
+        raise UsageError(str(error), setting, *error.settings) from None
+    about = {"revision": revision.describe(), "commit": revision.commit, "layout": revision.layout}
+    return WorkerSide("lerobot", settings, paths=(str(revision.root),), label=spec, **worker,
+                      open_keywords={"policies": revision.policies_package, "about": about})
 
 
 def autocast_dtypes(device: str) -> list[str]:

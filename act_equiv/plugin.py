@@ -186,6 +186,6 @@ def _check_options(config: pytest.Config) -> None:
     from act_equiv.gate import Gate
 
     try:
-        Gate(**_options(config), explain=False)
+        Gate(**_options(config), explain=False).close()
     except UsageError as error:
         raise pytest.UsageError(f"act-equiv: {error.for_flags(PREFIX)}") from None

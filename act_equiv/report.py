@@ -2,12 +2,13 @@
 renders no failure or tolerance text of its own: a verdict carries its `failures` lines and each check its
 `tolerance.describe` (`act_equiv.oracle.verdict`). Imports no torch.
 
-Schema `act_equiv.report/2` is documented in reports/README.md.
+Schema `act_equiv.report/3` is documented in reports/README.md.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
@@ -20,7 +21,7 @@ from act_equiv.coverage import describe_exclusions, interactions
 if TYPE_CHECKING:  # verdict.py imports torch; the report reads verdicts as dicts
     from act_equiv.oracle.verdict import FindingKind
 
-SCHEMA = "act_equiv.report/2"
+SCHEMA = "act_equiv.report/3"
 MARKDOWN_FAILURES = 10
 """summary.md renders at most this many failures; report.json keeps them all."""
 MARKDOWN_FAILURE_LINES = 8
@@ -116,6 +117,38 @@ def compile_summary(verdicts: list[dict]) -> dict[str, Any]:
     }
 
 
+CLASS_ORDER = ("divergent", "raised", "layout", "unsupported", "raised-both", "rounding", "bitwise")
+"""Verdict classes, worst first: a run's class per level is the worst of its cases'."""
+WARNINGS_SHOWN = 5
+
+
+def classes(verdicts: list[dict]) -> dict[str, dict[str, Any]]:
+    """Per level (model, policy): the run's class (the worst case's), cases per class, and the distinct warnings
+    (rounding, raised-both), each with the first case that gave it and how many did."""
+    levels: dict[str, dict[str, Any]] = {}
+    for verdict in verdicts:
+        for level, pair_class in verdict.get("classes", {}).items():
+            entry = levels.setdefault(level, {"counts": Counter(), "warnings": {}, "labels": {}})
+            entry["counts"][pair_class["name"]] += 1
+            entry["labels"][pair_class["name"]] = pair_class["label"] or pair_class["name"]
+            if pair_class["warning"]:
+                text = f"[{level}: {entry['labels'][pair_class['name']]}] {_generic(pair_class['evidence'])}"
+                seen = entry["warnings"].setdefault(text, {"first case": verdict["describe"], "cases": 0})
+                seen["cases"] += 1
+    summary = {}
+    for level, entry in levels.items():
+        worst = min(entry["counts"], key=CLASS_ORDER.index)
+        warnings = [f"{text} ({seen['cases']} case(s), first: {seen['first case']})"
+                    for text, seen in list(entry["warnings"].items())[:WARNINGS_SHOWN]]
+        summary[level] = {"class": entry["labels"][worst], "counts": dict(entry["counts"]), "warnings": warnings}
+    return summary
+
+
+def _generic(evidence: str) -> str:
+    """A warning's evidence without its numbers, so that one cause is listed once however many cases showed it."""
+    return re.sub(r"\d+(\.\d+)?(e-?\d+)?", "#", evidence) if "max |diff|" in evidence else evidence
+
+
 def build(verdicts: list[dict], environment: dict[str, Any], run: dict[str, Any],
           failures: list[dict] | None = None) -> dict[str, Any]:
     failures = failures if failures is not None else [v for v in verdicts if not v["passed"]]
@@ -125,6 +158,7 @@ def build(verdicts: list[dict], environment: dict[str, Any], run: dict[str, Any]
         "environment": environment,
         "result": {"passed": not failures, "cases": len(verdicts),
                    "skipped": sum("skipped" in v["info"] for v in verdicts), "failures": len(failures)},
+        "classes": classes(verdicts),
         "coverage": coverage(verdicts),
         "exclusions": describe_exclusions(),
         "pairs": pair_errors(verdicts),
@@ -141,7 +175,8 @@ def write(report: dict[str, Any], directory: Path) -> Path:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    result, env, comp = report["result"], report["environment"], report["compile"]
+    result, comp = report["result"], report["compile"]
+    env = {key: value for key, value in report["environment"].items() if key not in ("sides", "notes")}
     lines = [
         f"# act_equiv {report['run'].get('kind', 'check')}: {'PASS' if result['passed'] else 'FAIL'}",
         "",
@@ -151,10 +186,19 @@ def markdown(report: dict[str, Any]) -> str:
         "|" + "---|" * len(env),
         "| " + " | ".join(str(v) for v in env.values()) + " |",
         "",
+        *[f"- {role}: " + ", ".join(f"{key} {value}" for key, value in side.items())
+          for role, side in report["environment"].get("sides", {}).items()],
+        *[f"- note: {note}" for note in report["environment"].get("notes", [])],
+        "",
         f"Cases: {result['cases']} ({result['skipped']} skipped), failures: {result['failures']}, "
         f"seconds: {report['run'].get('seconds', '?')}, stopped by: {report['run'].get('stopped_by', '-')}",
         "",
     ]
+    lines += ["## Verdict classes (reference/target)", "", "| level | class | cases per class |", "|---|---|---|"]
+    lines += [f"| {level} | {c['class']} | {', '.join(f'{k}: {n}' for k, n in c['counts'].items())} |"
+              for level, c in report["classes"].items()]
+    warnings = [line for c in report["classes"].values() for line in c["warnings"]]
+    lines += ["", *[f"- warning: {line}" for line in warnings], ""] if warnings else [""]
     lines += _coverage_markdown(report)
     lines += ["", "## Form pairs", "", "| pair | tensors | max abs | max rel | tolerance | least margin | failed |",
               "|---|---|---|---|---|---|---|"]
@@ -190,13 +234,15 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def junit(report: dict[str, Any], path: Path) -> None:
-    """A JUnit XML file for CI systems: one testcase per failure (type: its finding kinds, or `divergence` where
-    only tensors differ; message: its replay command; text: its `failures` lines) and one for the passing cases."""
+    """A JUnit XML file for CI systems: one testcase per failure (type: its finding kinds and the classes it fails
+    with, e.g. `model: divergent`, or `divergence` where only tensors differ; message: its replay command; text: its
+    `failures` lines) and one for the passing cases."""
     suite = ET.Element("testsuite", name="act-equiv", tests=str(report["result"]["cases"]),
                        failures=str(report["result"]["failures"]))
     for failure in report["failures"]:
         case = ET.SubElement(suite, "testcase", classname="act_equiv.check", name=failure["describe"])
-        kinds: list[FindingKind] = [finding["check"] for finding in failure["findings"]]
+        kinds: list[FindingKind | str] = [finding["check"] for finding in failure["findings"]]
+        kinds += [f"{level}: {c['name']}" for level, c in failure.get("classes", {}).items() if not c["accepted"]]
         ET.SubElement(case, "failure", message=failure.get("replay", ""),
                       type=", ".join(kinds) or "divergence").text = "\n".join(failure["failures"])
     passed = report["result"]["cases"] - len(report["failures"])

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import torch
+from torch import nn
 
 from act_equiv import compat
 from act_equiv.config import OBS_IMAGES
@@ -33,3 +37,33 @@ class GraphBreakWithCameras(ACT):
         if OBS_IMAGES in batch:
             compat.graph_break()
         return super().encoder_inputs(batch, latent_sample)
+
+
+class SplitLinear(nn.Linear):
+    """LeRobot's action head with its dot products summed in two halves: the same function, other rounding."""
+
+    def forward(self, x):
+        k = self.in_features // 2
+        return (x[..., :k] @ self.weight[:, :k].T + x[..., k:] @ self.weight[:, k:].T) + self.bias
+
+
+class ActionHeadSplitSum(ACT):
+    """A rounding-only edit: float32 outputs differ from the reference's, float64 runs agree to rounding."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.action_head = SplitLinear(self.action_head.in_features, self.action_head.out_features)
+
+
+class Hangs(ACT):
+    """A worker-side target that never answers (the worker must be killed at its timeout)."""
+
+    def forward(self, batch):
+        time.sleep(3600)
+
+
+class Crashes(ACT):
+    """A worker-side target whose process dies in the forward (a segfault in an extension, say)."""
+
+    def forward(self, batch):
+        os._exit(3)

@@ -36,7 +36,7 @@ def test_clean_target_exits_0_with_a_report(tmp_path: Path) -> None:
                      str(junit), cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     report = only_report(tmp_path / "out")
-    assert report["schema"] == "act_equiv.report/2" and report["result"]["passed"]
+    assert report["schema"] == "act_equiv.report/3" and report["result"]["passed"]
     stages = report["coverage"]
     assert stages["covering"]["cases"] == 2 * report["run"]["covering_rows"] and stages["eager"]["cases"] == 10
     assert stages["compiled"]["cases"] == 2 and report["compile"]["compiled_cases"] == 2
@@ -59,7 +59,7 @@ def test_known_bad_target_exits_1_fast_with_a_shrunk_two_camera_case_and_a_repla
     assert len(failure["case"]["config"]["camera_shapes"]) == 2
     assert failure["replay"].startswith("act-equiv replay ")
     replay = act_equiv(*failure["replay"].split()[1:], cwd=tmp_path)
-    assert replay.returncode == 1 and "FAIL" in replay.stdout and "legacy/target" in replay.stdout
+    assert replay.returncode == 1 and "FAIL" in replay.stdout and "reference/target" in replay.stdout
 
 
 @pytest.mark.parametrize(
@@ -90,13 +90,16 @@ def test_a_bad_profile_names_the_flag(capsys: pytest.CaptureFixture) -> None:
 
 
 @pytest.mark.parametrize("keywords", [
-    {"backend": "aot_eager", "dynamic": None, "eager_rounding": False, "autocast": None},
-    {"backend": None, "dynamic": True, "eager_rounding": True, "autocast": "bfloat16"},
-    {"backend": "inductor", "mode": "max-autotune", "dynamic": False, "eager_rounding": False, "dtype": "float64"},
-], ids=["defaults", "no-backend", "inductor"])
+    {"backend": "aot_eager", "dynamic": None, "strict": False, "autocast": None},
+    {"backend": None, "dynamic": True, "strict": True, "autocast": "bfloat16", "reference": "lerobot@v1",
+     "lerobot_repo": "/repo", "reference_python": "/venv/bin/python", "worker_timeout": 30.0},
+    {"backend": "inductor", "mode": "max-autotune", "dynamic": False, "strict": False, "dtype": "float64"},
+], ids=["defaults", "sides", "inductor"])
 def test_replay_reads_a_reports_environment_back_through_the_option_table(keywords: dict) -> None:
-    """What a report states (`backend: null`, `eager_tolerance: rounding`) maps back to the same `Gate` keywords."""
-    gate = {"target": "concat", "device": "cpu", "dtype": "float32", "mode": None, "autocast": None, **keywords}
+    """What a report states (`backend: null`, `strict: true`) maps back to the same `Gate` keywords."""
+    gate = {"target": "concat", "device": "cpu", "dtype": "float32", "mode": None, "autocast": None,
+            "reference": "legacy", "reference_python": None, "target_python": None, "lerobot_repo": None,
+            "worker_timeout": 300.0, **keywords}
     assert options.gate_keywords(options.option_values(gate_environment(**gate))) == gate
 
 
@@ -131,9 +134,10 @@ def test_target_that_raises_exits_1_and_is_reported(tmp_path: Path) -> None:
                      "--report-dir", "out", cwd=tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     (failure,) = only_report(tmp_path / "out")["failures"]
-    (finding,) = failure["findings"]
-    assert finding["check"] == "target_raised" and "this ACT edit is broken" in finding["message"]
-    assert any("gate_targets.py" in line for line in finding["detail"]["traceback"])
+    raised = failure["classes"]["model"]
+    assert raised["name"] == "raised" and "the target raised RuntimeError" in raised["evidence"]
+    assert "this ACT edit is broken" in raised["evidence"] and "gate_targets.py" in raised["evidence"]
+    assert any("gate_targets.py" in line for line in raised["detail"]["target"]["traceback"])
 
 
 def test_pytest_plugin_runs_the_suite_against_another_repos_target(tmp_path: Path) -> None:
@@ -144,5 +148,5 @@ def test_pytest_plugin_runs_the_suite_against_another_repos_target(tmp_path: Pat
     bad = subprocess.run([*command, "--act-target", "gate_targets:CameraTokensReversed"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 1 and "1 failed" in bad.stdout, bad.stdout[-2000:]
-    assert "legacy/target" in bad.stdout
+    assert "reference/target" in bad.stdout
     assert (tmp_path / "reports" / "pytest" / "report.json").is_file()

@@ -1,20 +1,27 @@
 """The `lerobot` target on a fixed config: LeRobot's real ACT against act_equiv's legacy reference.
 
-Skipped unless LeRobot is importable (`tox -e lerobot`). See docs/LEROBOT_FINDINGS.md for the findings.
+LeRobot runs in this process where it is importable (`tox -e lerobot`), else in a worker on a Python that imports it
+(`.venv-lerobot`, made by `.ci/lerobot-venv`; CI has one); skipped only where neither exists. See
+docs/LEROBOT_FINDINGS.md for the findings.
 """
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Iterator
+
 import pytest
+from lerobot_repo import lerobot_python
 
 from act_equiv.case import BatchSpec, Case
 from act_equiv.config import ACTConfig
 from act_equiv.gate import Gate
-from act_equiv.models import reference_state_dict
-from act_equiv.models.backbone import ResNetBackbone
-from act_equiv.targets import resolve
 
-pytest.importorskip("lerobot")
+IN_PROCESS = importlib.util.find_spec("lerobot") is not None
+PYTHON = None if IN_PROCESS else lerobot_python()
+if not IN_PROCESS and PYTHON is None:
+    pytest.skip("LeRobot is not importable here and no Python with LeRobot was found (.ci/lerobot-venv)",
+                allow_module_level=True)
 
 CONFIG = ACTConfig(
     state_dim=3, env_state_dim=2, camera_shapes=[(3, 32, 64), (3, 64, 48)], action_dim=4,
@@ -25,17 +32,17 @@ CONFIG = ACTConfig(
 
 
 @pytest.fixture(scope="module")
-def gate() -> Gate:
-    return Gate(target="lerobot", backend="aot_eager")
+def gate() -> Iterator[Gate]:
+    gate = Gate(target="lerobot", backend="aot_eager", target_python=PYTHON)
+    yield gate
+    gate.close()
 
 
-def test_adapter_builds_lerobot_act_and_loads_reference_weights_strictly() -> None:
-    from lerobot.policies.act.modeling_act import ACT
-
-    model = resolve("lerobot").factory(CONFIG)
-    assert type(model) is ACT
-    assert isinstance(model.backbone, ResNetBackbone)  # tiny_resnet mapped in; everything else is LeRobot's
-    model.load_state_dict(reference_state_dict(CONFIG, seed=3), strict=True)
+def test_adapter_builds_lerobot_act_and_loads_reference_weights_strictly(gate: Gate) -> None:
+    side = gate.runner.target.environment()
+    assert side["spec"] == "lerobot" and side["modeling"].endswith("lerobot/policies/act/modeling_act.py"), side
+    verdict = gate.verdict(Case(CONFIG, BatchSpec(batch_size=2, seed=1), False, weight_seed=3), compiled=False)
+    assert verdict.classes["model"].name == "bitwise", verdict.summary()  # strict=True load, then the same bits
 
 
 @pytest.mark.compile
@@ -43,18 +50,24 @@ def test_adapter_builds_lerobot_act_and_loads_reference_weights_strictly() -> No
 def test_lerobot_matches_legacy_bitwise_and_compiles(gate: Gate, training: bool) -> None:
     verdict = gate.verdict(Case(CONFIG, BatchSpec(batch_size=2, seed=1, pad="some"), training, weight_seed=3))
     pairs = {check.pair for check in verdict.checks}
-    assert {"legacy/target", "target/target_repeat", "target/compiled"} <= pairs
-    assert all(check.passed and check.tolerance.bitwise for check in verdict.checks), verdict.summary()
-    assert not verdict.info["compile"]["fell_back_to_eager"]
-    # LeRobot's float32-only zero latent (finding 2) shows only in float64 runs: a float32 run's fp64 reference falls
-    # back to the legacy model's float64 run, since LeRobot agrees with legacy bitwise.
-    assert verdict.passed, verdict.summary()
+    assert {"reference/target", "target/target_repeat"} <= pairs
+    assert verdict.classes["model"].name == "bitwise", verdict.summary()
+    if IN_PROCESS:
+        assert "target/compiled" in pairs and not verdict.info["compile"]["fell_back_to_eager"]
+    # The policy level: LeRobot 0.4.4's own ACTPolicy against act_equiv's (which follows LeRobot 0.6). In training its
+    # l1 loss is a mean over every element, padded ones included, where 0.6 averages over valid steps; in eval with
+    # actions and the VAE on, its loss raises (the KL term reads mu, which eval does not compute; fixed in 0.6).
+    # Both are in docs/LEROBOT_FINDINGS.md.
+    policy = verdict.classes["policy"]
+    if training:
+        assert policy.name == "divergent" and "policy/l1_loss" in policy.evidence, policy
+    else:
+        assert policy.name == "raised" and "the target raised TypeError at policy" in policy.evidence, policy
 
 
-def test_config_without_robot_state_is_a_target_raised_finding(gate: Gate) -> None:
+def test_config_without_robot_state_is_raised(gate: Gate) -> None:
     case = Case(CONFIG.replace(state_dim=None), BatchSpec(batch_size=2), training=False)
     verdict = gate.verdict(case)
-    assert not verdict.passed
-    [finding] = verdict.findings
-    assert finding.check == "target_raised"
-    assert finding.detail["type"] == "KeyError" and "observation.state" in finding.message
+    model = verdict.classes["model"]
+    assert not verdict.passed and model.name == "raised", verdict.summary()
+    assert "the target raised KeyError" in model.evidence and "observation.state" in model.evidence

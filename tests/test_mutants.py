@@ -83,7 +83,7 @@ def test_mutants_command_writes_report(tmp_path: Path) -> None:
     (directory,) = tmp_path.glob("mutants-*")
     report = json.loads((directory / "mutants.json").read_text())
     (result,) = report["mutants"]
-    assert result["property"]["killed"] and result["property"]["check"] == "target_raised"
+    assert result["property"]["killed"] and result["property"]["check"] == "model: raised"
     assert result["baseline"]["killed"] is False  # the baseline always has a state feature
     assert report["summary"]["property_kill_rate"] == 1.0
     assert "| `device_from_state` |" in (directory / "summary.md").read_text()

@@ -18,9 +18,10 @@ from act_equiv.models import ACT, LegacyACT
 from act_equiv.oracle.compare import compare
 from act_equiv.oracle.judge import judge
 from act_equiv.oracle.tolerance import EXACT, tolerance_for
-from act_equiv.run import numerics, runner
+from act_equiv.run import numerics
 from act_equiv.run.records import RunSettings
 from act_equiv.run.runner import Runner
+from act_equiv.run.side import Side
 from act_equiv.suite import MUST_KEEP
 from act_equiv.targets import Target
 from act_equiv.targets.mutants import ZeroLatentFloat32
@@ -30,15 +31,22 @@ EVAL, TRAIN = MUST_KEEP
 
 def gate_for(model_cls: type, **options: object) -> Gate:
     gate = Gate(**{"backend": "aot_eager", "explain": False, **options})
-    gate.runner.target = Target(model_cls.__name__, model_cls)
+    gate.runner.target = Side(Target(model_cls.__name__, model_cls), gate.runner.settings)
     return gate
+
+
+def runner_for(target: type, settings: RunSettings) -> Runner:
+    """A runner of `target` against the legacy reference, both in this process."""
+    return Runner(Side(Target("legacy", LegacyACT), settings), Side(Target(target.__name__, target), settings),
+                  settings)
 
 
 def findings(gate: Gate, case: Case) -> dict[str, str]:
     verdict = gate.verdict(case)
     assert not verdict.passed, "the injected bug was not caught"
     return {f.check: f.message for f in verdict.findings} | {
-        f"{c.pair}:{c.tensor}": c.message for c in verdict.checks if not c.passed}
+        f"{c.pair}:{c.tensor}": c.message for c in verdict.checks if not c.passed} | {
+        f"class:{c.level}": c.name for c in verdict.classes.values() if not c.accepted}
 
 
 class SwappedStateEnv(ACT):
@@ -127,8 +135,8 @@ class DecoderOutsideAutocast(ACT):
 
 def test_wrong_token_order_is_a_bitwise_mismatch() -> None:
     found = findings(gate_for(SwappedStateEnv), EVAL)
-    assert "legacy/target:actions" in found
-    assert "Greatest absolute difference" in found["legacy/target:actions"]
+    assert "reference/target:actions" in found
+    assert "Greatest absolute difference" in found["reference/target:actions"]
 
 
 def test_graph_break_is_reported_with_its_reason() -> None:
@@ -164,13 +172,17 @@ def test_nondeterministic_eager_is_refused() -> None:
 
 
 def test_checkpoint_layout_change_names_the_keys() -> None:
-    found = findings(gate_for(Renamed, backend=None), EVAL)
-    assert "action_head.weight" in found["layout"] and "head.weight" in found["layout"]
+    verdict = gate_for(Renamed, backend=None).verdict(EVAL)
+    layout = verdict.classes["model"]
+    assert not verdict.passed and layout.name == "layout"
+    assert "action_head.weight" in layout.evidence and "head.weight" in layout.evidence
 
 
 def test_target_that_raises_is_a_finding_not_a_crash() -> None:
-    found = findings(gate_for(Raises, backend=None), EVAL)
-    assert "boom in the target" in found["target_raised"]
+    verdict = gate_for(Raises, backend=None).verdict(EVAL)
+    raised = verdict.classes["model"]
+    assert not verdict.passed and raised.name == "raised"
+    assert "the target raised" in raised.evidence and "boom in the target" in raised.evidence
 
 
 def test_training_gradients_are_compared() -> None:
@@ -180,7 +192,7 @@ def test_training_gradients_are_compared() -> None:
             return sample.detach(), mu, log_sigma_x2
 
     found = findings(gate_for(DetachedLatent, backend=None), TRAIN)
-    assert any(key.startswith("legacy/target:grad/vae_encoder") for key in found), found
+    assert any(key.startswith("reference/target:grad/vae_encoder") for key in found), found
 
 
 def test_a_wrong_tolerance_would_hide_a_rounding_difference() -> None:
@@ -233,7 +245,7 @@ def test_compiled_only_failure_is_a_finding() -> None:
 
 def test_autocast_switched_off_in_the_target_is_caught() -> None:
     found = findings(gate_for(DecoderOutsideAutocast, autocast="bfloat16"), EVAL)
-    assert "dtypes differ: expected torch.bfloat16, actual torch.float32" in found["legacy/target:actions"]
+    assert "dtypes differ: expected torch.bfloat16, actual torch.float32" in found["reference/target:actions"]
 
 
 def test_autocast_that_never_took_effect_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -244,7 +256,7 @@ def test_autocast_that_never_took_effect_is_caught(monkeypatch: pytest.MonkeyPat
 
 
 def test_autocast_runs_bitwise_where_the_kernels_are_the_same() -> None:
-    """Under bf16 autocast legacy/target stays bitwise, and aot_eager's forward too (eval)."""
+    """Under bf16 autocast reference/target stays bitwise, and aot_eager's forward too (eval)."""
     verdict = gate_for(ACT, autocast="bfloat16").verdict(EVAL)
     assert verdict.passed, verdict.summary()
     assert all(c.tolerance.bitwise and c.max_abs == 0 for c in verdict.checks)
@@ -338,8 +350,10 @@ class LoadRaisesValueError(ACT):
 
 def test_a_target_whose_loader_raises_anything_is_a_finding() -> None:
     """Only RuntimeError was caught around load_state_dict; a ValueError crashed the tool."""
-    found = findings(gate_for(LoadRaisesValueError), EVAL)
-    assert "load_state_dict" in found["target_raised"] and "safetensors" in found["target_raised"]
+    verdict = gate_for(LoadRaisesValueError).verdict(EVAL)
+    raised = verdict.classes["model"]
+    assert not verdict.passed and raised.name == "raised"
+    assert "ValueError at build" in raised.evidence and "safetensors" in raised.evidence
 
 
 class NoDeepcopy(ACT):
@@ -353,10 +367,10 @@ def test_a_target_without_float64_gets_the_legacy_float64_reference(target: type
     fine in float32: once it agrees with legacy bitwise, the legacy model's float64 run is an exact reference for
     it. Before, each of these failed every run that needed a float64 reference (`reference64_raised`)."""
     case = dataclasses.replace(EVAL, config=dataclasses.replace(EVAL.config, use_vae=False))
-    run = Runner(Target(target.__name__, target), RunSettings(backend="eager", reference64=True)).run(case)
+    run = runner_for(target, RunSettings(backend="eager", reference64=True)).run(case)
     verdict = judge(run)
     assert verdict.passed, verdict.summary()
-    assert verdict.info["reference64"].startswith("legacy float64") and "legacy64" in run.forms
+    assert verdict.info["reference64"].startswith("reference float64") and "reference64" in run.forms
 
 
 class NoFloat64Reordered(NoFloat64):
@@ -368,12 +382,13 @@ class NoFloat64Reordered(NoFloat64):
 
 def test_the_legacy_float64_run_is_refused_for_a_target_that_differs_in_float32() -> None:
     """The legacy float64 run is exact for the target only when both computed the same float32 numbers: a target
-    within rounding of legacy (accepted by `--eager-tolerance rounding`) gets no float64 reference at all."""
+    within rounding of legacy (a rounding class, which passes) gets no float64 reference at all."""
     case = dataclasses.replace(EVAL, config=dataclasses.replace(EVAL.config, use_vae=False))
-    run = Runner(Target("reordered", NoFloat64Reordered), RunSettings(backend="eager", reference64=True)).run(case)
-    verdict = judge(run, eager_rounding=True)
-    assert any(c.pair == "legacy/target" and c.max_abs > 0 for c in verdict.checks), "the injected rounding is gone"
-    assert "legacy64" in run.forms and verdict.info["reference64"].startswith("none"), verdict.info
+    run = runner_for(NoFloat64Reordered, RunSettings(backend="eager", reference64=True)).run(case)
+    verdict = judge(run)
+    assert any(c.pair == "reference/target" and c.max_abs > 0 for c in verdict.checks), "the injected rounding is gone"
+    assert verdict.classes["model"].label == "rounding (tolerance only, no float64 evidence)", verdict.classes
+    assert "reference64" in run.forms and verdict.info["reference64"].startswith("none"), verdict.info
 
 
 class NoFloat64Legacy(LegacyACT):
@@ -383,9 +398,10 @@ class NoFloat64Legacy(LegacyACT):
         return super().decode(tokens, pos_embed, batch_size)
 
 
-def test_no_float64_reference_at_all_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runner, "LegacyACT", NoFloat64Legacy)
-    found = findings(gate_for(NoFloat64, autocast="bfloat16"), TRAIN)
+def test_no_float64_reference_at_all_is_a_finding() -> None:
+    gate = gate_for(NoFloat64, autocast="bfloat16")
+    gate.runner.reference = Side(Target("legacy", NoFloat64Legacy), gate.runner.settings)
+    found = findings(gate, TRAIN)
     assert "reference64_raised" in found and "legacy model either" in found["reference64_raised"]
 
 

@@ -13,6 +13,7 @@ from gate_targets import Raises
 from act_equiv import report
 from act_equiv.gate import Gate
 from act_equiv.oracle.verdict import FINDING_KINDS
+from act_equiv.run.side import Side
 from act_equiv.suite import MUST_KEEP
 from act_equiv.targets import Target
 
@@ -21,9 +22,9 @@ ROOT = Path(__file__).parent.parent
 
 @pytest.fixture(scope="module")
 def raising() -> tuple[Gate, dict]:
-    """A gate whose target raises, and the verdict dict of one case (a `target_raised` finding)."""
+    """A gate whose target raises, and the verdict dict of one case (class `raised` at both levels)."""
     gate = Gate(backend=None, explain=False)
-    gate.runner.target = Target("raises", Raises)
+    gate.runner.target = Side(Target("raises", Raises), gate.runner.settings)
     return gate, gate.verdict(MUST_KEEP[0]).to_dict()
 
 
@@ -38,13 +39,14 @@ def test_summary_renders_at_most_its_limit_of_failures_and_says_so(raising: tupl
 
 def test_markdown_and_junit_print_the_verdicts_own_failure_lines(raising: tuple[Gate, dict], tmp_path: Path) -> None:
     gate, failing = raising
-    (line,) = failing["failures"]
-    assert line.startswith("[target_raised] the target raised ")
+    lines = failing["failures"]
+    assert [line.split("]")[0] for line in lines] == ["[model: raised", "[policy: raised"], lines
+    assert lines[0].startswith("[model: raised] the target raised RuntimeError at forward")
     built = report.build([failing], gate.environment(), {"kind": "check"}, [{**failing, "replay": "act-equiv replay"}])
-    assert f"```\n{line}\n```" in report.markdown(built)
+    assert "```\n" + "\n".join(lines) + "\n```" in report.markdown(built)
     report.junit(built, tmp_path / "junit.xml")
     (failure,) = ET.parse(tmp_path / "junit.xml").getroot().iter("failure")
-    assert failure.text == line and failure.get("type") == "target_raised"
+    assert failure.text == "\n".join(lines) and failure.get("type") == "model: raised, policy: raised"
     assert failure.get("message") == "act-equiv replay"
 
 

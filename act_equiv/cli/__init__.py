@@ -58,12 +58,22 @@ def _check(args: argparse.Namespace) -> int:
         print(f"[{done}/{max_examples}] {status} {verdict.case.describe()} "
               f"({verdict.info['seconds']:.1f}s, graphs compiled so far: {compiles})", flush=True)
 
-    print(f"act-equiv check: target={args.target} backend={args.backend} device={args.device} "
-          f"dtype={args.dtype} autocast={args.autocast} profile={profile} max_examples={max_examples} "
-          f"time_budget={args.time_budget or '-'} shrink_budget={shrink_budget:g}", flush=True)
+    print(f"act-equiv check: reference={args.reference} target={args.target} backend={args.backend} "
+          f"device={args.device} dtype={args.dtype} autocast={args.autocast} profile={profile} "
+          f"max_examples={max_examples} time_budget={args.time_budget or '-'} shrink_budget={shrink_budget:g}"
+          + (" strict" if args.strict else ""), flush=True)
+    for role in ("reference", "target"):
+        side = gate.runner.reference if role == "reference" else gate.runner.target
+        print(f"{role}: " + ", ".join(f"{key}={value}" for key, value in side.environment().items()), flush=True)
+    for note in gate.notes:
+        print(f"note: {note}", flush=True)
     scope = {**profiles.scope(), "scales": aes.scales_for(gate.autocast)}
-    stages = check(gate, scope, max_examples, args.time_budget, args.seed, profile, shrink_budget,
-                   announce=lambda line: print(line, flush=True), on_verdict=progress)
+    try:
+        stages = check(gate, scope, max_examples, args.time_budget, args.seed, profile, shrink_budget,
+                       announce=lambda line: print(line, flush=True), on_verdict=progress)
+        environment = gate.environment()
+    finally:
+        gate.close()
     last = stages[-1]
     seconds = sum(stage.seconds for stage in stages)
     failures = []
@@ -78,12 +88,17 @@ def _check(args: argparse.Namespace) -> int:
            "covering_rows": len(aes.covering_rows()), "time_budget": args.time_budget,
            "shrink_budget": shrink_budget,
            "seed": args.seed, "seconds": round(seconds, 1), "stopped_by": last.stopped_by}
-    built = report.build(verdicts, gate.environment(), run, failures)
+    built = report.build(verdicts, environment, run, failures)
     path = report.write(built, directory)
     if args.junitxml:
         report.junit(built, Path(args.junitxml))
     print(report.markdown(built) if failures else f"PASS: {len(verdicts)} cases, "
           f"{built['compile']['distinct_compiled_structures']} compiled structures, {seconds:.0f}s")
+    for level, pair_class in built["classes"].items():
+        counts = ", ".join(f"{name} {n}" for name, n in pair_class["counts"].items())
+        print(f"{level} level: {pair_class['class']} ({counts})")
+        for line in pair_class["warnings"]:
+            print(f"warning: {line}")
     print(f"report: {path}")
     return EXIT_DIVERGENCE if failures else EXIT_OK
 
@@ -99,8 +114,13 @@ def _replay(args: argparse.Namespace) -> int:
     if not 0 <= args.failure < len(failures):
         raise UsageError(f"--failure {args.failure} is invalid: the report has {len(failures)} failure(s)")
     env = data["environment"]  # the gate's settings by option name, but `device` is "cpu" or the GPU's name
-    values = {**options.option_values(env), "device": "cpu" if env["device"] == "cpu" else "cuda"}
-    verdict = _gate(values).verdict(Case.from_dict(failures[args.failure]["case"]))
+    values = {**options.option_values(env), "device": "cpu" if env["device"] == "cpu" else "cuda",
+              **{name: getattr(args, name) for name in options.SIDES if getattr(args, name) is not None}}
+    gate = _gate(values)
+    try:
+        verdict = gate.verdict(Case.from_dict(failures[args.failure]["case"]))
+    finally:
+        gate.close()
     print(verdict.summary())
     return EXIT_OK if verdict.passed else EXIT_DIVERGENCE
 
@@ -118,6 +138,8 @@ def parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="re-run one failure of a report and print its verdict")
     replay.add_argument("report", help="reports/<run-id>/report.json")
     replay.add_argument("--failure", type=int, default=0, help="which failure (default 0)")
+    options.add_arguments(replay, options.select(*options.SIDES, **{name: {"default": None, "unset": "the report's"}
+                                                                   for name in options.SIDES}))
     replay.set_defaults(func=_replay)
     from act_equiv.cli import bench, mutants
 

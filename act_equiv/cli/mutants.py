@@ -54,31 +54,34 @@ def baseline_cases() -> list[tuple[str, Case, bool]]:
 
 
 def failed_check(verdict: CaseVerdict) -> str | None:
-    """The first failed check: a finding's name (`graph_break`, `target_raised`, ...) or `pair:tensor`."""
+    """The first failed check: a finding's name (`graph_break`, `compiled_raised`, ...), a class not accepted
+    (`model: raised`, `policy: divergent`) or `pair:tensor`."""
     if verdict.findings:
         return verdict.findings[0].check
+    refused = [f"{c.level}: {c.name}" for c in verdict.classes.values() if not c.accepted]
+    if refused:
+        return refused[0]
     failed = [check for check in verdict.checks if not check.passed]
     return f"{failed[0].pair}:{failed[0].tensor}" if failed else None
 
 
-def _gate(name: str, backend: str | None, explain: bool, eager_rounding: bool = False) -> Gate:
+def _gate(name: str, backend: str | None, explain: bool, strict: bool = False) -> Gate:
     """`Gate` for `mutant:<name>` in the dtype the mutant needs; `explain=False` skips the runner's per-structure
     `torch._dynamo.explain` pass, which the oracle reports but never judges (~5 s per structure on 2 cores)."""
     from act_equiv.gate import Gate
     from act_equiv.targets.mutants import MUTANTS
 
     mutant = MUTANTS[name]
-    return Gate(target=mutant.target, backend=backend, dtype=mutant.dtype, explain=explain,
-                eager_rounding=eager_rounding)
+    return Gate(target=mutant.target, backend=backend, dtype=mutant.dtype, explain=explain, strict=strict)
 
 
 def property_run(name: str, *, profile: str = "ci", backend: str | None = "aot_eager",
                  max_examples: int | None = None, time_budget: float | None = None, shrink: bool = True,
-                 explain: bool = False, eager_rounding: bool = False, seed: int | None = None) -> dict[str, Any]:
+                 explain: bool = False, strict: bool = False, seed: int | None = None) -> dict[str, Any]:
     """Run `act-equiv check`'s stages (`gate.check`) against `mutant:<name>` with the profile's scope.
 
-    `eager_rounding=True` judges target vs legacy with assert_close's rounding tolerance instead of bitwise: a mutant
-    still killed then is wrong beyond rounding (an equivalent reordering would survive it). `shrink=False` gives
+    By default a rounding-only difference from the reference passes (float64 runs of both sides decide), so a killed
+    mutant is wrong beyond rounding; `strict=True` fails any difference. `shrink=False` gives
     shrinking no time (the first failing case is reported).
     """
     from hypothesis import settings
@@ -95,7 +98,7 @@ def property_run(name: str, *, profile: str = "ci", backend: str | None = "aot_e
         max_examples = max_examples or settings.get_profile(profile).max_examples
     finally:
         settings.load_profile(previous)
-    gate = _gate(name, backend, explain, eager_rounding)
+    gate = _gate(name, backend, explain, strict)
     first: dict[str, Any] = {}
     judged = 0
     start = time.perf_counter()
@@ -128,12 +131,12 @@ def property_run(name: str, *, profile: str = "ci", backend: str | None = "aot_e
 
 
 def baseline_run(name: str, backend: str | None = "aot_eager", explain: bool = False,
-                 eager_rounding: bool = False) -> dict[str, Any]:
+                 strict: bool = False) -> dict[str, Any]:
     """Run the fixed baseline cases against `mutant:<name>` (the compiled one only when `backend` is set)."""
     start = time.perf_counter()
-    gates = {False: _gate(name, None, explain, eager_rounding)}
+    gates = {False: _gate(name, None, explain, strict)}
     if backend is not None:
-        gates[True] = _gate(name, backend, explain, eager_rounding)
+        gates[True] = _gate(name, backend, explain, strict)
     cases = []
     for label, case, compiled in baseline_cases():
         if compiled in gates:
@@ -169,7 +172,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"profile `{run['profile']}`, backend `{run['backend']}`, max examples {run['max_examples']}, time budget "
         f"{run['time_budget'] or '-'} s per mutant, shrink {run['shrink']}, eager tolerance "
-        f"{run['eager_tolerance']}, torch {run['torch']}, "
+        f"{'strict' if run['strict'] else 'rounding accepted'}, torch {run['torch']}, "
         f"{run['threads']} thread(s), {run['seconds']:.0f} s in all.",
         "",
         f"- property-based: **{s['property_killed']}/{s['mutants']} killed ({s['property_kill_rate']:.0%})**, "
@@ -213,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise UsageError(f"--only {unknown}: no such mutant; one of {sorted(MUTANTS)}")
     gate = options.gate_keywords(vars(args))
-    backend, rounding = gate["backend"], gate["eager_rounding"]
+    backend, strict = gate["backend"], gate["strict"]
     start = time.perf_counter()
     results = []
     for i, name in enumerate(names, 1):
@@ -221,8 +224,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"[{i}/{len(names)}] {name}: {mutant.description}", flush=True)
         prop = property_run(name, profile=profile, backend=backend, max_examples=args.max_examples,
                             time_budget=args.time_budget, shrink=not args.no_shrink, explain=args.explain,
-                            eager_rounding=rounding, seed=args.seed)
-        base = None if args.no_baseline else baseline_run(name, backend, args.explain, rounding)
+                            strict=strict, seed=args.seed)
+        base = None if args.no_baseline else baseline_run(name, backend, args.explain, strict)
         if prop["killed"]:
             print(f"    killed in {prop['seconds_to_kill']} s after {prop['examples']} example(s) "
                   f"[{prop['check']}]; shrunk to: {prop['shrunk_describe']} ({prop['seconds']} s in all)", flush=True)
@@ -236,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
     report = {
         "run": {"profile": profile, "backend": args.backend, "time_budget": args.time_budget,
                 "max_examples": args.max_examples,
-                "shrink": not args.no_shrink, "eager_tolerance": args.eager_tolerance,
+                "shrink": not args.no_shrink, "strict": args.strict,
                 "torch": torch.__version__, "threads": torch.get_num_threads(),
                 "seconds": round(time.perf_counter() - start, 1), "timestamp": stamp,
                 "baseline_cases": [label for label, _, _ in baseline_cases()]},
@@ -256,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add `mutants` to the CLI's subcommands (`func=run`)."""
     parser = subparsers.add_parser("mutants", help="run the gate against every catalogued mutant and report kills")
-    options.add_arguments(parser, options.select("backend", "eager_tolerance", "profile", "max_examples", "time_budget",
+    options.add_arguments(parser, options.select("backend", "strict", "profile", "max_examples", "time_budget",
                                                  "seed", "report_dir", profile={"default": "ci"}))
     parser.add_argument("--only", action="append", default=None, metavar="NAME", help="run this mutant (repeatable)")
     parser.add_argument("--no-shrink", action="store_true", help="stop at the first failing example")

@@ -15,7 +15,7 @@ from typing import Any
 
 from act_equiv.errors import UsageError
 
-__all__ = ["COMPILED_BACKENDS", "GATE", "OPTIONS", "SEARCH", "Option", "add_arguments", "add_to_group",
+__all__ = ["COMPILED_BACKENDS", "GATE", "OPTIONS", "SEARCH", "SIDES", "Option", "add_arguments", "add_to_group",
            "gate_keywords", "option_values", "profile", "select"]
 
 
@@ -34,16 +34,20 @@ class Option:
     """Option value -> `Gate` value, where they differ (`--backend none` -> `backend=None`)."""
     unset: str = ""
     """What a `None` default means, for the help text."""
+    flag_only: bool = False
+    """A switch (`--strict`): present means True."""
 
     def flag(self, prefix: str) -> str:
         return prefix + self.name.replace("_", "-")
 
     def dest(self, prefix: str) -> str:
-        """Where argparse or pytest keep the parsed value (`--act-eager-tolerance` -> `act_eager_tolerance`)."""
+        """Where argparse or pytest keep the parsed value (`--act-reference-python` -> `act_reference_python`)."""
         return self.flag(prefix).lstrip("-").replace("-", "_")
 
     def kwargs(self) -> dict[str, Any]:
         """`add_argument`/`addoption` keywords (argparse and pytest take the same)."""
+        if self.flag_only:
+            return {"action": "store_true", "default": False, "help": self.help}
         shown = self.unset if self.default is None else self.default
         return {"default": self.default, "choices": self.choices, "type": self.type,
                 "help": f"{self.help} (default: {shown})" if shown else self.help}
@@ -52,9 +56,21 @@ class Option:
 COMPILED_BACKENDS = ("inductor", "aot_eager", "eager")
 """torch.compile backends (`act_equiv.run.compiled.BACKENDS`, which imports torch; a test keeps them equal)."""
 
+_SPECS = ("MODULE:ATTR (ACTConfig -> nn.Module), a built-in (concat: act_equiv's own tensor-concat ACT; legacy; "
+          "lerobot: the installed LeRobot; mutant:NAME), or lerobot@REV: LeRobot's ACT at a git revision (commit, tag, "
+          "branch, HEAD, WORKTREE) of --lerobot-repo")
+
 GATE: tuple[Option, ...] = (
-    Option("target", "concat", "model under test: MODULE:ATTR (ACTConfig -> nn.Module), or a built-in: concat "
-                               "(act_equiv's own tensor-concat ACT), legacy, lerobot, mutant:NAME"),
+    Option("target", "concat", "model under test: " + _SPECS),
+    Option("reference", "legacy", "what the target is compared with: " + _SPECS),
+    Option("reference_python", None, "run the reference in a worker on this Python interpreter (another torch, "
+                                     "a venv with a released LeRobot)", unset="this interpreter"),
+    Option("target_python", None, "run the target in a worker on this Python interpreter",
+           unset="this interpreter"),
+    Option("worker_timeout", 300.0, "seconds a side in a worker may take for one request before it counts as hung "
+                                    "(killed, a worker_failed finding)", type=float),
+    Option("lerobot_repo", None, "the LeRobot git repository (a clone or a bare repository) of lerobot@REV specs",
+           unset="the current directory"),
     Option("device", "cpu", "device of every form", ("cpu", "cuda")),
     Option("dtype", "float32", "model and input dtype", ("float32", "float64")),
     Option("backend", "aot_eager", "torch.compile backend of the compiled form, or none: eager forms only",
@@ -65,9 +81,8 @@ GATE: tuple[Option, ...] = (
            gate_values={"auto": None, "true": True, "false": False}),
     Option("autocast", "none", "mixed precision: every form but the float64 reference under torch.autocast in "
                                "this dtype", ("none", "bfloat16", "float16"), gate_values={"none": None}),
-    Option("eager_tolerance", "bitwise", "target eager vs legacy: bitwise, or assert_close rounding for targets "
-                                         "that reorder floating point on purpose", ("bitwise", "rounding"),
-           keyword="eager_rounding", gate_values={"bitwise": False, "rounding": True}),
+    Option("strict", False, "fail the warning classes too: a rounding-only difference between reference and target "
+                            "(float64 runs agree), and both sides raising alike", flag_only=True),
 )
 """The gate's settings: `check` takes them all, the plugin as `--act-*`, `mutants` and `bench` the ones they use."""
 
@@ -84,6 +99,8 @@ SEARCH: tuple[Option, ...] = (
 """How `check` and `mutants` (per mutant) search. The plugin has none of these: pytest and Hypothesis own them."""
 
 OPTIONS: dict[str, Option] = {option.name: option for option in (*GATE, *SEARCH)}
+SIDES = ("reference", "target", "reference_python", "target_python", "lerobot_repo")
+"""The options that say what is compared and where it runs (`replay` may change them from the report's)."""
 
 
 def select(*names: str, **changes: dict[str, Any]) -> list[Option]:
@@ -111,7 +128,7 @@ def gate_keywords(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def option_values(settings: Mapping[str, Any]) -> dict[str, Any]:
     """`gate_keywords` backwards: settings by option name as a report's environment states them (`backend: null`,
-    `dynamic: true`, `eager_tolerance: rounding`) -> the option values that give them; a missing one is the default.
+    `dynamic: true`, `strict: true`) -> the option values that give them; a missing one is the default.
     `replay` rebuilds its gate from a report through this and `gate_keywords`."""
     values = {}
     for option in GATE:

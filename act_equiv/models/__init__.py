@@ -7,7 +7,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+from torch import nn
 
 from act_equiv.config import ACTConfig
 from act_equiv.models.backbone import FrozenBatchNorm2d
@@ -20,8 +23,8 @@ __all__ = ["ACT", "ACTBase", "ACTOutput", "ACTPolicy", "ACTTemporalEnsembler", "
            "reference_state_dict"]
 
 
-def build(config: ACTConfig, seed: int = 0, form: type[ACTBase] = ACT) -> ACTBase:
-    """Construct `form(config)` with weights fixed by `seed` (the global RNG is left untouched).
+def build(config: ACTConfig, seed: int = 0, form: Callable[[ACTConfig], nn.Module] = ACT) -> nn.Module:
+    """Construct `form(config)` (any ACT factory) with weights fixed by `seed` (the global RNG is left untouched).
 
     Frozen batch-norm statistics are drawn too: at their identity defaults the backbone's normalisation
     would be a no-op that no comparison could tell from a broken one.
@@ -30,7 +33,7 @@ def build(config: ACTConfig, seed: int = 0, form: type[ACTBase] = ACT) -> ACTBas
         torch.manual_seed(seed)
         model = form(config)
         for module in model.modules():
-            if isinstance(module, FrozenBatchNorm2d):
+            if type(module).__name__ == FrozenBatchNorm2d.__name__:  # act_equiv's or torchvision's
                 n = module.weight.numel()
                 module.weight.copy_(torch.rand(n) + 0.5)
                 module.bias.copy_(torch.randn(n) * 0.1)

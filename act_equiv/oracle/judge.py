@@ -1,28 +1,39 @@
 """The oracle: turns what the runner recorded into a verdict. Strict where the math is identical.
 
 Pairs judged:
-- legacy/target: the target eager against the frozen reference, bitwise by default;
+- reference/target, at the model level (the inner model's outputs, loss, gradients) and at the policy level (the
+  implementation's own policy: loss, action chunk, a select_action rollout): each level gets a class
+  (`act_equiv.oracle.verdict.PairClassName`). Bitwise when the bits agree; where they differ, both sides' float64
+  runs decide: agreeing to float64 rounding (assert_close's float64 tolerance) is `rounding`, otherwise
+  `divergent`; where a side cannot run in float64, assert_close's float32 tolerance decides and the class says so.
+  Errors at a level's stages make it `raised`, or `raised-both` when both sides raise the same type at the same
+  stage; a state_dict that does not load is `layout`; a side that cannot express the case, `unsupported`.
+  Rounding and raised-both pass with a warning unless the run is strict;
 - target/target_repeat: eager run twice under the same seed must be bitwise equal, or nothing else can be
   trusted (PyTorch's accuracy checker's "eager_two_runs_differ");
 - target/compiled: the compiled target against its eager self, per the tolerance table (outputs and gradients
   each their own), with the fp64-referenced check where a compiler may reorder floating point; in eval also
   at every further batch size the compiled graph was called with (the dynamic-shape graph);
-- the reference must be finite: a NaN or inf in the legacy outputs leaves nothing to compare against.
-The fp64 reference is the target's own float64 run, or the legacy model's where the target cannot run in
-float64 (LeRobot's zero latent is hard-coded float32) and the target agrees with legacy bitwise: then both
-compute the same float32 numbers and the legacy float64 run is exact for both. The verdict says which served.
-Under autocast, the reference must really have run in mixed precision (else the run tests full precision).
-Compile hygiene: compiled code must have run (no silent eager fallback), no graph break, and recompiles
+- the reference must be finite: a NaN or inf in its outputs leaves nothing to compare against.
+The fp64 reference of the compiled check is the target's own float64 run, or the reference's where the target
+cannot run in float64 (LeRobot's zero latent is hard-coded float32) and the target agrees with the reference
+bitwise: then both compute the same float32 numbers and the reference's float64 run is exact for both. The verdict
+says which served. Under autocast, the reference must really have run in mixed precision (else the run tests full
+precision). Compile hygiene: compiled code must have run (no silent eager fallback), no graph break, and recompiles
 within the allowance for the dynamic-shape setting when only the batch size changes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
 
 from act_equiv.oracle.compare import compare, non_finite
-from act_equiv.oracle.tolerance import EXACT, Tolerance, tolerance_for
-from act_equiv.oracle.verdict import CaseVerdict, Finding, TensorCheck
+from act_equiv.oracle.tolerance import EAGER_ROUNDING, EXACT, Tolerance, tolerance_for
+from act_equiv.oracle.verdict import CaseVerdict, Finding, PairClass, TensorCheck
 from act_equiv.run.numerics import AUTOCAST_DTYPES
 from act_equiv.run.records import CaseRun, ErrorRecord, batch_suffix
 
@@ -43,14 +54,19 @@ def recompile_allowance(dynamic: bool | None, batch_sizes: list[int]) -> int:
     return 1 if 1 in batch_sizes else 0
 
 
-def judge(run: CaseRun, eager_rounding: bool = False) -> CaseVerdict:
+def judge(run: CaseRun, strict: bool = False) -> CaseVerdict:
+    """The verdict of one case. `strict`: the warning classes (rounding, raised-both) fail too."""
     verdict = CaseVerdict(run.case, info={"seconds": round(run.seconds, 3), "settings": run.settings.label(),
                                           "features": run.features})
-    if run.skipped is not None:
-        verdict.info["skipped"] = run.skipped
+    settings, forms = run.settings, run.forms
+    if run.unsupported is not None:
+        unsupported = run.unsupported
+        evidence = f"{unsupported['side']} {unsupported['spec']} cannot run this case: {unsupported['reason']}"
+        # The target losing a case the reference runs is the edit's regression; the reference lacking it is not.
+        verdict.classes["model"] = PairClass("model", "unsupported", evidence, accepted=unsupported["side"] != "target")
+        if unsupported["side"] != "target":
+            verdict.info["skipped"] = evidence
         return verdict
-    settings = run.settings
-    forms = run.forms
     for error in run.errors:
         finding = _error_finding(error, run)
         if finding is None:
@@ -59,17 +75,18 @@ def judge(run: CaseRun, eager_rounding: bool = False) -> CaseVerdict:
             verdict.findings.append(finding)
     if settings.autocast is not None:
         _judge_autocast(run, verdict)
-    broken = non_finite(forms["legacy"])
-    if broken:
-        verdict.findings.append(Finding(
-            "reference_not_finite", f"the legacy reference is not finite on {run.case.describe()} "
-            f"({', '.join(f'{name}: {info}' for name, info in sorted(broken.items()))}): nothing can be compared "
-            "with it", {"tensors": broken}))
-    if "target" in forms:
-        legacy = compare(forms["legacy"], forms["target"], "legacy/target",
-                         tolerance_for("eager", settings.torch_dtype, eager_rounding=eager_rounding,
-                                       autocast=settings.autocast))
-        verdict.checks += legacy
+    if "reference" in forms:
+        broken = non_finite(forms["reference"])
+        if broken:
+            verdict.findings.append(Finding(
+                "reference_not_finite", f"the reference is not finite on {run.case.describe()} "
+                f"({', '.join(f'{name}: {info}' for name, info in sorted(broken.items()))}): nothing can be compared "
+                "with it", {"tensors": broken}))
+    for level in LEVELS:
+        pair_class, checks = _classify(run, level, strict)
+        if pair_class is not None:
+            verdict.classes[level.name] = pair_class
+        verdict.checks += checks
     if "target_repeat" in forms:
         repeat = compare(forms["target"], forms["target_repeat"], "target/target_repeat", EXACT)
         if not all(check.passed for check in repeat):
@@ -83,6 +100,82 @@ def judge(run: CaseRun, eager_rounding: bool = False) -> CaseVerdict:
     if run.explain:
         verdict.info["explain"] = run.explain
     return verdict
+
+
+@dataclass(frozen=True)
+class Level:
+    """One level of the reference/target comparison: its forms, float64 evidence forms and the stages whose
+    errors belong to it (reference stage -> the target's stage of the same step)."""
+
+    name: str
+    form: str
+    stages: dict[str, str]
+
+    @property
+    def pair(self) -> str:
+        return "reference/target" + ("" if self.name == "model" else f" {self.name}")
+
+
+LEVELS = (
+    Level("model", "", {"reference:build": "build", "reference:forward": "forward"}),
+    Level("policy", "_policy", {"reference:policy": "policy"}),
+)
+
+
+def _classify(run: CaseRun, level: Level, strict: bool) -> tuple[PairClass | None, list[TensorCheck]]:
+    """The level's class and the checks behind it (see `PairClassName`)."""
+    forms, s = run.forms, run.settings
+    errors = {error.stage: error for error in run.errors}
+    raised = [stage for stage in (*level.stages, *level.stages.values()) if stage in errors]
+    if raised:
+        both = [(ref, tgt) for ref, tgt in level.stages.items() if ref in errors and tgt in errors
+                and errors[ref].type == errors[tgt].type]
+        if both:
+            ref, tgt = both[0]
+            evidence = (f"both sides raise {errors[ref].type} at {tgt} (behaviour unchanged): reference: "
+                        f"{errors[ref].message} [{where(errors[ref])}]; target: {errors[tgt].message} "
+                        f"[{where(errors[tgt])}]")
+            return PairClass(level.name, "raised-both", evidence, accepted=not strict,
+                             detail={"reference": _error_detail(errors[ref]), "target": _error_detail(errors[tgt])}), []
+        first = errors[raised[0]]
+        side = "reference" if raised[0].startswith("reference") else "target"
+        return PairClass(level.name, "raised", f"the {side} raised {first.type} at {raised[0]}: {first.message} "
+                         f"[{where(first)}]", accepted=False, detail={side: _error_detail(first)}), []
+    if level.name == "model" and run.layout is not None:
+        layout = run.layout
+        return PairClass("model", "layout", "checkpoint layout changed: the reference state_dict does not load "
+                         f"strict=True (missing {layout['missing'][:5]}, unexpected {layout['unexpected'][:5]})",
+                         accepted=False), []
+    reference, target = forms.get(f"reference{level.form}"), forms.get(f"target{level.form}")
+    if reference is None or target is None:
+        return None, []
+    checks = compare(reference, target, level.pair, EXACT)
+    if all(check.passed for check in checks):
+        return PairClass(level.name, "bitwise", f"{len(checks)} tensors bitwise equal", (level.pair,)), checks
+    worst = max((c for c in checks if not c.passed), key=lambda c: c.max_abs)
+    differs = f"float32 outputs differ (max |diff| {worst.max_abs:.3g} on {worst.tensor})"
+    reference64, target64 = forms.get(f"reference{level.form}64"), forms.get(f"target{level.form}64")
+    if reference64 is not None and target64 is not None:
+        pair64 = f"{level.pair} float64"
+        checks64 = compare(reference64, target64, pair64, EAGER_ROUNDING[torch.float64])
+        worst64 = max(checks64, key=lambda c: c.max_abs)
+        if all(check.passed for check in checks64):
+            return PairClass(level.name, "rounding", f"{differs}; run in float64 both sides agree to float64 rounding "
+                             f"(max |diff| {worst64.max_abs:.3g}, {EAGER_ROUNDING[torch.float64].describe()})",
+                             (level.pair, pair64), accepted=not strict), checks + checks64
+        return PairClass(level.name, "divergent", f"{differs}, and run in float64 they differ too (max |diff| "
+                         f"{worst64.max_abs:.3g} on {worst64.tensor}): not rounding", (level.pair, pair64),
+                         accepted=False), checks + checks64
+    tolerance = tolerance_for("eager", s.torch_dtype, eager_rounding=True, autocast=s.autocast)
+    pair32 = f"{level.pair} rounding"
+    rounded = compare(reference, target, pair32, tolerance)
+    if all(check.passed for check in rounded):
+        return PairClass(level.name, "rounding", f"{differs}; a side cannot run in float64, so judged by "
+                         f"assert_close's tolerance ({tolerance.describe()}): within it", (level.pair, pair32),
+                         accepted=not strict, label="rounding (tolerance only, no float64 evidence)"), checks + rounded
+    return PairClass(level.name, "divergent", f"{differs}, beyond assert_close's tolerance ({tolerance.describe()}); "
+                     "no float64 run of both sides was possible", (level.pair, pair32),
+                     accepted=False), checks + rounded
 
 
 def _judge_compiled(run: CaseRun, verdict: CaseVerdict) -> list[TensorCheck]:
@@ -105,49 +198,69 @@ def _judge_compiled(run: CaseRun, verdict: CaseVerdict) -> list[TensorCheck]:
 def _reference64(run: CaseRun, verdict: CaseVerdict, suffix: str) -> dict | None:
     """The float64 reference the fp64-referenced check may use, and which form served (recorded in the verdict)."""
     forms = run.forms
-    if f"reference64{suffix}" in forms:
+    if f"target64{suffix}" in forms:
         verdict.info["reference64"] = "target float64"
-        return forms[f"reference64{suffix}"]
-    if f"legacy64{suffix}" in forms:
-        legacy_bitwise = all(c.passed and c.max_abs == 0 for c in verdict.checks if c.pair == "legacy/target")
-        if legacy_bitwise:
-            verdict.info["reference64"] = "legacy float64 (the target cannot run in float64)"
-            return forms[f"legacy64{suffix}"]
-        verdict.info["reference64"] = ("none: the target cannot run in float64 and differs from the legacy reference "
-                                       "in float32, so no float64 run is exact for it (element-wise tolerance only)")
+        return forms[f"target64{suffix}"]
+    if f"reference64{suffix}" in forms:
+        model = verdict.classes.get("model")
+        if model is not None and model.name == "bitwise":
+            verdict.info["reference64"] = "reference float64 (the target cannot run in float64)"
+            return forms[f"reference64{suffix}"]
+        verdict.info["reference64"] = ("none: the target cannot run in float64 and differs from the reference in "
+                                       "float32, so no float64 run is exact for it (element-wise tolerance only)")
     return None
 
 
 def _judge_autocast(run: CaseRun, verdict: CaseVerdict) -> None:
     """An autocast run must have run in mixed precision: the legacy action head (a Linear, autocast-eligible)
     then returns the autocast dtype. Otherwise autocast was silently off and the run tested full precision."""
-    actions = run.forms.get("legacy", {}).get("actions")
+    actions = run.forms.get("reference", {}).get("actions")
     if actions is not None and actions.dtype != AUTOCAST_DTYPES[run.settings.autocast]:
         verdict.findings.append(Finding(
-            "autocast_ran", f"autocast {run.settings.autocast} was asked for, but the legacy reference's actions "
+            "autocast_ran", f"autocast {run.settings.autocast} was asked for, but the reference's actions "
             f"are {actions.dtype}: autocast did not take effect on {run.settings.device}"))
+
+
+def _error_detail(error: ErrorRecord) -> dict[str, Any]:
+    return {"stage": error.stage, "type": error.type, "message": error.message, "traceback": error.traceback}
+
+
+def where(error: ErrorRecord) -> str:
+    """The innermost frame of an error's traceback in one line: `modeling_act.py:455 in forward: batch[...]`."""
+    frames = [line.strip() for line in error.traceback if line.strip().startswith("File ")]
+    if not frames:
+        return "no traceback"
+    frame = frames[-1].splitlines()
+    path, _, rest = frame[0].removeprefix('File "').partition('", line ')
+    line, _, function = rest.partition(", in ")
+    code = frame[1].strip() if len(frame) > 1 else ""
+    return f"{path.rsplit('/', 1)[-1]}:{line} in {function}" + (f": {code}" if code else "")
+
+
+LEVEL_STAGES = frozenset(stage for level in LEVELS for pair in level.stages.items() for stage in pair)
+"""Stages whose errors the pair classes judge (raised, raised-both), not a finding of their own."""
+EVIDENCE_STAGES = frozenset({"reference64", "target64", "reference_policy64", "target_policy64", "compiled:target64"})
+"""Float64 runs that may fail without a finding: then there is no float64 evidence (or the reference's stands in)."""
 
 
 def _error_finding(error: ErrorRecord, run: CaseRun) -> Finding | None:
     detail = {"stage": error.stage, "type": error.type, "traceback": error.traceback}
-    if error.stage.startswith("explain:"):
+    if error.kind == "worker_failed":
+        return Finding("worker_failed", f"{error.stage}: {error.message}", detail)
+    if error.stage.startswith("explain:") or error.stage in LEVEL_STAGES or error.stage in EVIDENCE_STAGES:
         return None
-    if error.stage == "load_state_dict" and run.layout is not None:
-        layout = run.layout
-        return Finding("layout", "checkpoint layout changed: the reference state_dict does not load strict=True "
-                       f"(missing {layout['missing'][:5]}, unexpected {layout['unexpected'][:5]})",
-                       {**detail, **layout})
+    if error.stage == "compiled:reference64":
+        return Finding("reference64_raised", "no float64 reference could run: the reference in float64 raised "
+                       f"{error.type}: {error.message}", detail)
     if error.kind == "not_compiled":
         return Finding("compiled_ran", f"compiled code could not run: {error.message}", detail)
     if error.kind == "graph_break":
         return Finding("graph_break", f"graph break under fullgraph=True: {error.message}", detail)
-    if error.stage.startswith("reference64"):
-        return None  # the target cannot run in float64: the legacy model's float64 run stands in (judged above)
-    if error.stage.startswith("legacy64"):
-        return Finding("reference64_raised", "no float64 reference could run: the legacy model in float64 raised "
-                       f"{error.type}: {error.message}", detail)
     if error.stage.startswith("compiled"):
         return Finding("compiled_raised", f"the compiled target raised {error.type}: {error.message}", detail)
+    if error.stage.startswith("reference"):
+        return Finding("reference_raised", f"the reference raised {error.type} in {error.stage}: {error.message}",
+                       detail)
     return Finding("target_raised", f"the target raised {error.type} in {error.stage}: {error.message}", detail)
 
 

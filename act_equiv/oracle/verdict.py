@@ -55,7 +55,8 @@ class TensorCheck:
 
 FindingKind = Literal[
     "target_raised",  # a form of the target raised
-    "layout",  # the legacy state_dict does not load strict=True into the target
+    "reference_raised",  # the reference side raised where the target did not
+    "worker_failed",  # a side's worker process hung or died
     "compiled_ran",  # compiled code never ran (a silent eager fallback)
     "compiled_raised",  # torch.compile or the compiled graph raised
     "graph_break",  # the compiled target broke its graph
@@ -78,6 +79,43 @@ class Finding:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+PairClassName = Literal["bitwise", "rounding", "divergent", "raised", "layout", "unsupported", "raised-both"]
+"""What a compared pair of sides (reference/target) did, per level (model, policy): the same bits; different bits
+that float64 runs show to be rounding only (or, without a float64 run, within assert_close's float32 tolerance);
+a divergence; one side raised; the checkpoint layout changed; a side cannot express the case; both sides raised
+the same exception type at the same stage (behaviour unchanged: a pre-existing bug is not the edit's regression)."""
+PAIR_CLASSES: tuple[PairClassName, ...] = get_args(PairClassName)
+WARNING_CLASSES: tuple[PairClassName, ...] = ("rounding", "raised-both")
+"""Classes that pass with a warning line, unless the run is strict."""
+
+
+@dataclass
+class PairClass:
+    """The class of one level's pair, with the evidence for it, and whether the verdict accepts it."""
+
+    level: str  # "model" | "policy"
+    name: PairClassName
+    evidence: str
+    pairs: tuple[str, ...] = ()
+    """The tensor-check pairs this class judges (their checks are evidence, read through the class)."""
+    accepted: bool = True
+    label: str = ""
+    """The class as printed: the name, or "rounding (tolerance only, no float64 evidence)"."""
+    detail: dict[str, Any] = field(default_factory=dict)
+    """For raised and raised-both: each side's stage, exception type and innermost traceback lines."""
+
+    @property
+    def warning(self) -> bool:
+        """Accepted, yet not the same bits (rounding, raised-both): printed as a warning line."""
+        return self.accepted and self.name in WARNING_CLASSES
+
+    def line(self) -> str:
+        return f"[{self.level}: {self.label or self.name}] {self.evidence}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "warning": self.warning}
+
+
 @dataclass
 class CaseVerdict:
     case: Case
@@ -85,17 +123,34 @@ class CaseVerdict:
     findings: list[Finding] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
     """Measurements that are reported, not judged: graph counts, compile seconds, recompiles."""
+    classes: dict[str, PairClass] = field(default_factory=dict)
+    """The reference/target pair's class per level ("model", "policy")."""
+
+    @property
+    def _classed(self) -> set[str]:
+        return {pair for pair_class in self.classes.values() for pair in pair_class.pairs}
 
     @property
     def passed(self) -> bool:
-        return not self.findings and all(check.passed for check in self.checks)
+        classed = self._classed
+        return (not self.findings and all(c.accepted for c in self.classes.values())
+                and all(check.passed for check in self.checks if check.pair not in classed))
 
     @property
     def failures(self) -> list[str]:
-        """The failure text, one line each: `[kind] message` per finding, `[pair] message` per failed check."""
+        """The failure text, one line each: `[kind] message` per finding, `[level: class] evidence` per pair class
+        not accepted (then its failed checks), `[pair] message` per other failed check."""
+        refused = {pair for c in self.classes.values() if not c.accepted for pair in c.pairs}
+        classed = self._classed
         return [f"[{f.check}] {f.message}" for f in self.findings] + [
-            f"[{c.pair}] {c.message}" for c in self.checks if not c.passed
-        ]
+            c.line() for c in self.classes.values() if not c.accepted] + [
+            f"[{c.pair}] {c.message}" for c in self.checks if not c.passed and (c.pair in refused or
+                                                                                 c.pair not in classed)]
+
+    @property
+    def warnings(self) -> list[str]:
+        """Accepted classes that still differ from bitwise (rounding, raised-both), one line each."""
+        return [c.line() for c in self.classes.values() if c.warning]
 
     def summary(self) -> str:
         if self.passed:
@@ -110,6 +165,8 @@ class CaseVerdict:
             "checks": [c.to_dict() for c in self.checks],
             "findings": [dataclasses.asdict(f) for f in self.findings],
             "failures": self.failures,
+            "warnings": self.warnings,
+            "classes": {level: c.to_dict() for level, c in self.classes.items()},
             "info": self.info,
         }
 

@@ -22,8 +22,8 @@ def environment(device: str, **settings: Any) -> dict[str, Any]:
 
 
 def gate_environment(target: str, device: str, dtype: str, backend: str | None, mode: str | None,
-                     dynamic: bool | None, eager_rounding: bool, autocast: str | None = None) -> dict[str, Any]:
-    """A gate's (`Gate` keywords in): its settings, by the names its options have, and the numerics it pins."""
+                     dynamic: bool | None, autocast: str | None = None, **more: Any) -> dict[str, Any]:
+    """A gate's (`Gate` keywords in): its settings, by the names its options have, then `more` (the reference,
+    strictness, where each side ran), and the numerics it pins."""
     return environment(device, target=target, backend=backend, mode=mode, dtype=dtype, autocast=autocast,
-                       dynamic=dynamic, eager_tolerance="rounding" if eager_rounding else "bitwise",
-                       **pinned_settings(device))
+                       dynamic=dynamic, **more, **pinned_settings(device))

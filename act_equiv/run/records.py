@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -60,14 +60,19 @@ class ErrorRecord:
 
     stage: str
     type: str
-    kind: ErrorKind
+    kind: ErrorKind | Literal["worker_failed"]
     message: str
     traceback: list[str]
 
     @classmethod
     def capture(cls, stage: str, error: BaseException) -> ErrorRecord:
+        """`error` as raised here, or, for a side in a worker, as the worker recorded it (`RemoteError`)."""
+        remote = getattr(error, "record", None)
+        if remote is not None:
+            return cls(stage, remote["type"], "raised", remote["message"], remote["traceback"])
         frames = traceback.format_exception(type(error), error, error.__traceback__)
-        return cls(stage, type(error).__name__, error_kind(error),
+        kind = "worker_failed" if type(error).__name__ == "WorkerError" else error_kind(error)
+        return cls(stage, type(error).__name__, kind,
                    str(error).strip().splitlines()[0] if str(error) else "", [line.rstrip() for line in frames[-6:]])
 
 
@@ -76,9 +81,11 @@ class CaseRun:
     case: Case
     settings: RunSettings
     forms: dict[str, Outputs] = field(default_factory=dict)
-    """"legacy", "target", "target_repeat", "compiled" and the float64 reference ("reference64" from the target,
-    or "legacy64" where the target cannot run in float64), at the case's batch size; the eager target, compiled
-    and float64 forms at a further batch size N are named "<form>@batchN"."""
+    """At the case's batch size: "reference", "target", "target_repeat" (model level), "reference_policy",
+    "target_policy" (policy level), where a pair differs the float64 evidence "reference64", "target64",
+    "reference_policy64", "target_policy64", and "compiled" with, for the fp64-referenced check, "target64" (or
+    "reference64" where the target cannot run in float64). The eager target, compiled and float64 forms at a
+    further batch size N are named "<form>@batchN"."""
     errors: list[ErrorRecord] = field(default_factory=list)
     layout: dict[str, list[str]] | None = None
     """Missing/unexpected keys when the reference weights did not load strictly."""
@@ -88,7 +95,8 @@ class CaseRun:
     """The interacting features as the case really had them (`Case.features`, padding read off the batch)."""
     explain: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
-    skipped: str | None = None
+    unsupported: dict[str, str] | None = None
+    """A side that cannot express the case: {"side": "reference" | "target", "spec", "reason"}."""
     live: dict[str, Any] = field(default_factory=dict, repr=False)
     """The modules and batches (`batch`, and `batches` by size once compiled), kept for the compiled stage and the
     float64 reference (never serialised)."""

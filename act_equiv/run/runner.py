@@ -1,75 +1,73 @@
-"""Runs one case through every form and records what each produced. It judges nothing.
+"""Runs one case through every form of two sides and records what each produced. It judges nothing.
 
-Forms: the legacy reference (eager), the target (eager, twice: eager must be deterministic before anything
-is compared with it), the target compiled, and, when the settings ask for it, a float64 run (the reference for
-the fp64-referenced check): the target's own, or the legacy model's where the target cannot run in float64.
-In eval the compiled form is also called at further batch sizes, each beside the eager target at that size.
-Each run goes through `Probe` (model forward + policy loss) so one compiled graph covers both, and in
-training every parameter's gradient is recorded too.
+Sides (`act_equiv.run.side`): the reference (by default act_equiv's frozen legacy model) and the target, each in
+this process or in a worker. Forms: the reference and the target at the model level (the target twice: eager must
+be deterministic before anything is compared with it) and at the policy level; where the two differ at all, both
+again in float64 (the evidence that tells rounding from divergence); the target compiled, and, when the settings
+ask for it, a float64 run beside it (the fp64-referenced check): the target's own, or the reference's where the
+target cannot run in float64. In eval the compiled form is also called at further batch sizes, each beside the
+eager target at that size. Compiled forms need the target in this process.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from typing import Any
 
 import torch
-from torch import nn
 
 from act_equiv import compat
 from act_equiv.case import Case, make_batch
-from act_equiv.config import ACTION, ACTION_IS_PAD, ACTConfig
-from act_equiv.models import ACTPolicy, LegacyACT, build
+from act_equiv.config import ACTION_IS_PAD
 from act_equiv.run import numerics
 from act_equiv.run.compiled import CompiledForm
 from act_equiv.run.records import CaseRun, ErrorRecord, Outputs, RunSettings, batch_suffix
-from act_equiv.targets.target import Target
+from act_equiv.run.side import Probe, Side
 
-
-class Probe(nn.Module):
-    """Model forward plus policy loss as one function, returning every output by name."""
-
-    def __init__(self, config: ACTConfig, model: nn.Module) -> None:
-        super().__init__()
-        self.policy = ACTPolicy(config, model)
-
-    def forward(self, batch: dict[str, Any]) -> Outputs:
-        output = self.policy.model(batch)
-        actions, (mu, log_sigma_x2) = output
-        outputs = {"actions": actions, "mu": mu, "log_sigma_x2": log_sigma_x2}
-        if ACTION in batch:  # inference batches carry no actions, so there is no loss to compute
-            loss, terms = self.policy.loss(batch, output)
-            outputs.update(loss=loss, **terms)
-        return outputs
+_FAILED = object()
+"""What `_guarded` returns when the call raised (its error is recorded)."""
 
 
 class Runner:
-    """Runs cases for one target and one setting; keeps compiled graphs while the structure repeats."""
+    """Runs cases for two sides and one setting; keeps compiled graphs while the structure repeats."""
 
-    def __init__(self, target: Target, settings: RunSettings) -> None:
+    def __init__(self, reference: Any, target: Any, settings: RunSettings) -> None:
+        self.reference = reference
         self.target = target
         self.settings = settings
         self._structure: str | None = None
         self._explained: dict[str, dict[str, Any]] = {}
 
+    @property
+    def compiles(self) -> bool:
+        """Whether compiled forms can run: they need the target's module in this process."""
+        return isinstance(self.target, Side)
+
+    def close(self) -> None:
+        """End the sides' worker processes, if any."""
+        self.reference.close()
+        self.target.close()
+
     def run_eager(self, case: Case) -> CaseRun:
-        """The legacy reference and the target, eager (cheap: a diverging target is caught before compiling)."""
+        """Both sides at the model and policy level, eager (cheap: a divergence is caught before compiling)."""
         start = time.perf_counter()
         run = CaseRun(case, self.settings)
-        run.skipped = self.target.unsupported(case.config)
-        if run.skipped is None:
-            with numerics.pinned(self.settings.device):
+        with numerics.pinned(self.settings.device):
+            for role, side in (("reference", self.reference), ("target", self.target)):
+                reason = self._guarded(run, f"{role}:unsupported", lambda s=side: s.unsupported(case.config))
+                if reason is not _FAILED and reason is not None:
+                    run.unsupported = {"side": role, "spec": side.spec, "reason": reason}
+                    break
+            if run.unsupported is None and not run.errors:
                 self._run_forms(run)
         run.seconds = time.perf_counter() - start
         return run
 
     def run_compiled(self, run: CaseRun) -> None:
         """Measure graph breaks (if asked), add the compiled target and, for inductor, the float64 reference."""
-        if "target_repeat" not in run.forms:
+        if "target_repeat" not in run.forms or not self.compiles:
             return
         start = time.perf_counter()
         with numerics.pinned(self.settings.device):
@@ -77,33 +75,27 @@ class Runner:
         run.seconds += time.perf_counter() - start
 
     def _run_compiled(self, run: CaseRun) -> None:
-        s, target, batch = self.settings, run.live["target"], run.live["batch"]
+        s, batch = self.settings, run.live["batch"]
         if s.explain:
-            self._explain(run, run.live["reference"], target, batch)
+            self._explain(run, batch)
         if s.backend is None:
             return
-        self._compiled(run, target)
+        self._compiled(run)
         if s.reference64 and "compiled" in run.forms:
-            self._reference64(run)
+            self._float64(run, run.live["batches"])
 
-    def _reference64(self, run: CaseRun) -> None:
-        """The exact answer at every batch size the compiled form ran: full precision, no autocast, the float32 run's
-        random draws. The target's own float64 run where it has one; else the legacy model's (an exact reference for
-        the target too once the two agree bitwise in float32, which the oracle checks before it uses it)."""
-        for form, model in (("reference64", run.live["target"]), ("legacy64", run.live["reference"])):
-            outputs = self._guarded(run, form, lambda m=model: self._call64(run.case, m, run.live["batches"]))
-            if outputs is not None:
-                run.forms.update({form + batch_suffix(run.case, size): out for size, out in outputs.items()})
-                return
-
-    def _call64(self, case: Case, model: nn.Module, batches: dict[int, dict[str, Any]]) -> dict[int, Outputs]:
-        """One float64 copy of `model`, called at each batch size: outputs by batch size."""
-        model64 = copy.deepcopy(model).to(torch.float64)
-        probe = Probe(case.config, model64)
-        sampling = numerics.float32_sampling() if self.settings.torch_dtype != torch.float64 else nullcontext()
-        with sampling:
-            return {size: self._call(case, probe, model64, cast_batch(batch, torch.float64), autocast=False)
-                    for size, batch in batches.items()}
+    def _float64(self, run: CaseRun, batches: dict[int, dict[str, Any]]) -> None:
+        """The exact answer at each batch size: full precision, no autocast, the float32 run's random draws. The
+        target's own float64 run; if it cannot run in float64, the reference's (an exact reference for the target
+        too once the two agree bitwise in float32, which the oracle checks before it uses it)."""
+        case = run.case
+        outputs = self._guarded(run, "compiled:target64", lambda: self.target.call64(case, batches))
+        form = "target64"
+        if outputs is _FAILED:
+            outputs = self._guarded(run, "compiled:reference64", lambda: self.reference.call64(case, batches))
+            form = "reference64"
+        if outputs is not _FAILED:
+            run.forms.update({form + batch_suffix(case, size): out for size, out in outputs.items()})
 
     def run(self, case: Case) -> CaseRun:
         run = self.run_eager(case)
@@ -112,30 +104,49 @@ class Runner:
 
     # -- forms --------------------------------------------------------------------------------------
     def _run_forms(self, run: CaseRun) -> None:
-        case, s = run.case, self.settings
-        reference = build(case.config, case.weight_seed, LegacyACT).to(s.device, s.torch_dtype)
-        state = reference.state_dict()
+        case, reference, target = run.case, self.reference, self.target
         batch = self._batch(case, case.batch.batch_size)
         run.features = {**case.features(), "padding": ACTION_IS_PAD in batch and bool(batch[ACTION_IS_PAD].any())}
-        run.forms["legacy"] = self._call(case, Probe(case.config, reference), reference, batch)
-        target = self._guarded(run, "build", lambda: self.target.factory(case.config).to(s.device, s.torch_dtype))
-        if target is None or self._guarded(run, "load_state_dict", lambda: self._load(run, target, state)) is None:
+        state = self._guarded(run, "reference:build", lambda: reference.build(case))
+        if state is _FAILED:
+            # Nothing to load into the target; whether its own build raises alike tells "raised" from "raised-both".
+            self._guarded(run, "build", lambda: target.build(case))
             return
-        probe = Probe(case.config, target)
+        self._form(run, "reference", "reference:forward", lambda: reference.call(case, batch))
+        layout = self._guarded(run, "build", lambda: target.load(case, state))
+        if layout is _FAILED:
+            return
+        if layout is not None:
+            run.layout = layout
+            return
         for name in ("target", "target_repeat"):
-            outputs = self._guarded(run, name, lambda: self._call(case, probe, target, batch))
-            if outputs is None:
-                return
-            run.forms[name] = outputs
-        run.live = {"reference": reference, "target": target, "batch": batch}
+            if not self._form(run, name, "forward" if name == "target" else name, lambda: target.call(case, batch)):
+                break
+        self._form(run, "reference_policy", "reference:policy", lambda: reference.policy(case))
+        self._form(run, "target_policy", "policy", lambda: target.policy(case))
+        self._evidence(run, batch)
+        run.live = {"reference": getattr(reference, "model", None), "target": getattr(target, "model", None),
+                    "batch": batch}
 
-    @staticmethod
-    def _load(run: CaseRun, target: nn.Module, state: dict[str, torch.Tensor]) -> bool:
-        """Load the reference weights strictly; a different key set is recorded as the layout change it is."""
-        keys = set(target.state_dict())
-        if keys != set(state):
-            run.layout = {"missing": sorted(set(state) - keys), "unexpected": sorted(keys - set(state))}
-        target.load_state_dict(state, strict=True)
+    def _evidence(self, run: CaseRun, batch: dict[str, Any]) -> None:
+        """Where a pair is not bitwise equal, both sides again in float64: whether they then agree to float64
+        rounding is what tells a rounding-only change from a divergence (the oracle decides)."""
+        case, forms, size = run.case, run.forms, run.case.batch.batch_size
+        if {"reference", "target"} <= forms.keys() and not identical(forms["reference"], forms["target"]):
+            for role, side in (("reference", self.reference), ("target", self.target)):
+                outputs = self._guarded(run, f"{role}64", lambda s=side: s.call64(case, {size: batch}))
+                if outputs is not _FAILED:
+                    forms[f"{role}64"] = outputs[size]
+        if {"reference_policy", "target_policy"} <= forms.keys() and not identical(forms["reference_policy"],
+                                                                                      forms["target_policy"]):
+            for role, side in (("reference", self.reference), ("target", self.target)):
+                self._form(run, f"{role}_policy64", f"{role}_policy64", lambda s=side: s.policy(case, float64=True))
+
+    def _form(self, run: CaseRun, name: str, stage: str, fn: Callable[[], Outputs]) -> bool:
+        outputs = self._guarded(run, stage, fn)
+        if outputs is _FAILED:
+            return False
+        run.forms[name] = outputs
         return True
 
     def _batch(self, case: Case, size: int) -> dict[str, Any]:
@@ -148,27 +159,10 @@ class Runner:
             return fn()
         except Exception as error:
             run.errors.append(ErrorRecord.capture(stage, error))
-            return None
+            return _FAILED
 
-    def _call(self, case: Case, fn: Callable[[dict[str, Any]], Outputs], model: nn.Module,
-              batch: dict[str, Any], autocast: bool = True) -> Outputs:
-        """Seed, run in the case's mode (eval under no_grad, as inference runs) and the settings' autocast,
-        collect grads in training (backward outside autocast, as torch.amp recommends)."""
-        s = self.settings
-        model.to(s.device).train(case.training)
-        for p in model.parameters():
-            p.grad = None
-        torch.manual_seed(case.weight_seed + 1)
-        with torch.set_grad_enabled(case.training):
-            with numerics.autocast(s.device, s.autocast if autocast else None):
-                outputs = dict(fn(batch))
-            if case.training:
-                outputs["loss"].backward()
-                outputs.update({f"grad/{n}": p.grad for n, p in model.named_parameters() if p.requires_grad})
-        return {k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in outputs.items()}
-
-    def _compiled(self, run: CaseRun, target: nn.Module) -> None:
-        s, case = self.settings, run.case
+    def _compiled(self, run: CaseRun) -> None:
+        s, case, side, target = self.settings, run.case, self.target, run.live["target"]
         # A new structure starts from a clean dynamo. So does every fresh model where dynamo guards on module
         # instances (torch 2.2): each one compiles its own graph anyway, and a few cases of one structure would
         # otherwise reach the recompile limit and run eagerly.
@@ -180,10 +174,8 @@ class Runner:
         form = CompiledForm(probe, backend=s.backend, mode=s.mode, dynamic=s.dynamic, fullgraph=True)
         run.compile_stats = form.stats
         with compat.fallback_random():
-            outputs = self._guarded(run, "compiled", lambda: self._call(case, form, target, run.live["batch"]))
-            if outputs is None:
+            if not self._form(run, "compiled", "compiled", lambda: side.invoke(case, form, target, run.live["batch"])):
                 return
-            run.forms["compiled"] = outputs
             run.batch_sizes = [case.batch.batch_size]
             run.live["batches"] = {case.batch.batch_size: run.live["batch"]}
             if case.training:
@@ -191,40 +183,46 @@ class Runner:
             first = max(case.batch.batch_size, 2)
             for size in range(first + 1, first + 1 + s.extra_batch_sizes):
                 other = self._batch(case, size)
-                compiled = self._guarded(run, f"compiled@batch{size}",
-                                         lambda b=other: self._call(case, form, target, b))
-                if compiled is None:
+                if not (self._form(run, f"compiled@batch{size}", f"compiled@batch{size}",
+                                   lambda b=other: side.invoke(case, form, target, b))
+                        and self._form(run, f"target@batch{size}", f"target@batch{size}",
+                                       lambda b=other: side.invoke(case, probe, target, b))):
                     return
-                eager = self._guarded(run, f"target@batch{size}", lambda b=other: self._call(case, probe, target, b))
-                if eager is None:
-                    return
-                run.forms[f"compiled@batch{size}"], run.forms[f"target@batch{size}"] = compiled, eager
                 run.batch_sizes.append(size)
                 run.live["batches"][size] = other
 
-    def _explain(self, run: CaseRun, reference: nn.Module, target: nn.Module, batch: dict[str, Any]) -> None:
-        """Graph count and breaks of each eager form, measured once per structure and mode (reported)."""
+    def _explain(self, run: CaseRun, batch: dict[str, Any]) -> None:
+        """Graph count and breaks of each eager form in this process, measured once per structure and mode."""
         case = run.case
         key = f"{case.structure_key()}/{case.training}"
         if key not in self._explained:
             self._explained[key] = {}
-            for name, model in (("legacy", reference), ("target", target)):
+            for name in ("reference", "target"):
+                model = run.live[name]
+                if model is None:
+                    continue
                 model.train(case.training)
                 with numerics.autocast(self.settings.device, self.settings.autocast):
                     result = self._guarded(run, f"explain:{name}",
                                            lambda m=model: compat.explain(Probe(case.config, m), batch))
-                self._explained[key][name] = None if result is None else dataclasses.asdict(result)
+                self._explained[key][name] = None if result is _FAILED else dataclasses.asdict(result)
             compat.reset()
             self._structure = None
         run.explain = self._explained[key]
 
 
-def cast_batch(batch: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
-    """The same batch cast to `dtype` (bool masks untouched)."""
-
-    def cast(value: Any) -> Any:
-        if isinstance(value, list):
-            return [cast(v) for v in value]
-        return value.to(dtype) if value.is_floating_point() else value
-
-    return {key: cast(value) for key, value in batch.items()}
+def identical(expected: Outputs, actual: Outputs) -> bool:
+    """Whether two forms' outputs are the same bits: the same names, shapes, dtypes and values (NaN equal to NaN)."""
+    if expected.keys() != actual.keys():
+        return False
+    for name, value in expected.items():
+        other = actual[name]
+        if not isinstance(value, torch.Tensor) or not isinstance(other, torch.Tensor):
+            if (value is None) != (other is None):
+                return False
+            continue
+        if value.shape != other.shape or value.dtype != other.dtype:
+            return False
+        if not bool(((value == other) | (value.isnan() & other.isnan())).all()):
+            return False
+    return True

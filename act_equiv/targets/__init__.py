@@ -17,7 +17,7 @@ from typing import Any
 from act_equiv.errors import TargetError
 from act_equiv.targets.target import Factory, Target
 
-__all__ = ["BUILTIN", "Factory", "Target", "TargetError", "resolve"]
+__all__ = ["BUILTIN", "Factory", "Target", "TargetError", "resolve", "resolve_in_worker"]
 
 BUILTIN: dict[str, str] = {
     "concat": "act_equiv.models:ACT",
@@ -52,6 +52,14 @@ def resolve(spec: str) -> Target:
     if not callable(factory):
         raise TargetError(f"target={spec!r}: {attr!r} is a {type(factory).__name__}, not a callable")
     return Target(spec, factory)
+
+
+def resolve_in_worker(spec: str, policies: str | None = None, about: dict[str, Any] | None = None) -> Target:
+    """`resolve` as a worker process does it (`act_equiv.run.worker`): `lerobot` from a materialised revision names
+    where its policies live (`policies`) and what to report about it (`about`)."""
+    if spec == "lerobot" and policies is not None:
+        return _attr(BUILTIN["lerobot"])(spec, policies, about)
+    return resolve(spec)
 
 
 def _attr(path: str) -> Any:

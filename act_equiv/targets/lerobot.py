@@ -16,6 +16,8 @@ expressed as is; `unsupported` only reports what would keep LeRobot from buildin
 
 from __future__ import annotations
 
+import functools
+import importlib
 from typing import Any
 
 from torch import nn
@@ -25,7 +27,8 @@ from act_equiv.errors import TargetError
 from act_equiv.models.backbone import ResNetBackbone
 from act_equiv.targets.target import Target
 
-__all__ = ["INSTALL", "LEROBOT_FIELDS", "MAPPED_BACKBONE", "build", "lerobot_config", "load", "mapping"]
+__all__ = ["INSTALL", "LEROBOT_FIELDS", "MAPPED_BACKBONE", "POLICIES", "build", "lerobot_config", "load", "mapping",
+           "policy"]
 
 INSTALL = (
     "`--target lerobot` needs LeRobot: run `tox -e lerobot`, or in a Python 3.11 venv "
@@ -54,10 +57,15 @@ def mapping(config: ACTConfig) -> str | None:
     return None
 
 
-def lerobot_config(config: ACTConfig) -> Any:
+POLICIES = "lerobot.policies"
+"""Where LeRobot's policies live since mid-2025; before, `lerobot.common.policies` (`act_equiv.targets.revision`)."""
+
+
+def lerobot_config(config: ACTConfig, policies: str = POLICIES) -> Any:
     """LeRobot's `ACTConfig` for `config` (features keyed as LeRobot's datasets name them)."""
-    from lerobot.configs.types import FeatureType, PolicyFeature
-    from lerobot.policies.act.configuration_act import ACTConfig as LeRobotACTConfig
+    from lerobot.configs.types import FeatureType, NormalizationMode, PolicyFeature
+
+    LeRobotACTConfig = importlib.import_module(f"{policies}.act.configuration_act").ACTConfig  # noqa: N806
 
     inputs: dict[str, Any] = {}
     if config.state_dim is not None:
@@ -73,15 +81,14 @@ def lerobot_config(config: ACTConfig) -> Any:
         input_features=inputs,
         output_features={ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(config.action_dim,))},
         device="cpu",  # the policy-level setting; the runner moves the inner model itself
+        normalization_mapping=dict.fromkeys(("VISUAL", "STATE", "ACTION"), NormalizationMode.IDENTITY),
         **fields,
     )
 
 
-def build(config: ACTConfig) -> nn.Module:
+def build(config: ACTConfig, policies: str = POLICIES) -> nn.Module:
     """LeRobot's inner ACT for `config` (the tiny backbone swapped in when asked for, see `mapping`)."""
-    from lerobot.policies.act.modeling_act import ACT
-
-    model = ACT(lerobot_config(config))
+    model = _modeling(policies).ACT(lerobot_config(config, policies))
     if mapping(config) is not None:
         backbone = ResNetBackbone(TINY_BACKBONE)
         model.backbone = backbone
@@ -89,12 +96,33 @@ def build(config: ACTConfig) -> nn.Module:
     return model
 
 
-def load(spec: str = "lerobot") -> Target:
-    """The `lerobot` target (`act_equiv.targets.BUILTIN`); a usage error naming the install steps without LeRobot."""
+def policy(config: ACTConfig, model: nn.Module, policies: str = POLICIES) -> nn.Module:
+    """LeRobot's own `ACTPolicy` around `model` (the inner ACT that holds the weights under test). Releases that
+    normalise inside the policy (before the processor pipelines of 2025-09) are told every feature's normalisation
+    mode is IDENTITY (`lerobot_config`), so both sides of a comparison see the same numbers, in float32 and float64
+    alike (statistics of mean 0 and std 1 would not be exact in float64: LeRobot adds 1e-8 to the std)."""
+    lerobot_policy = _modeling(policies).ACTPolicy(lerobot_config(config, policies))
+    lerobot_policy.model = model
+    parameter = next(model.parameters())
+    return lerobot_policy.to(parameter.device, parameter.dtype)
+
+
+def _modeling(policies: str) -> Any:
+    return importlib.import_module(f"{policies}.act.modeling_act")
+
+
+def load(spec: str = "lerobot", policies: str = POLICIES, about: dict[str, Any] | None = None) -> Target:
+    """The `lerobot` target (`act_equiv.targets.BUILTIN`) from the LeRobot on `sys.path` (`policies` names where its
+    policies live); a usage error naming the install steps without LeRobot."""
     try:
-        import lerobot.policies.act.modeling_act  # noqa: F401
+        modeling = _modeling(policies)
     except ImportError as error:
         raise TargetError(f"{INSTALL} ({type(error).__name__}: {error})") from error
+    import lerobot
+
     # No `unsupported`: act_equiv's ACTConfig is stricter than LeRobot's (it rejects glu, dilation on
     # BasicBlock ResNets, pretrained weights), so every config it accepts is expressible, tiny_resnet via `mapping`.
-    return Target(spec, build)
+    return Target(spec, functools.partial(build, policies=policies),
+                  policy=functools.partial(policy, policies=policies),
+                  about={"lerobot": getattr(lerobot, "__version__", "unknown"), "modeling": modeling.__file__,
+                         **(about or {})})

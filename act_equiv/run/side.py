@@ -1,0 +1,180 @@
+"""A side: one ACT implementation of a comparison, built for a case and run in it, in this process.
+
+The runner compares two sides, the reference and the target. A side builds its model for a case (the reference with
+the case's seeded weights, the target by loading the reference's state_dict `strict=True`), then runs it
+- at the model level: the inner model's forward plus act_equiv's loss (`Probe`), with every gradient in training;
+- at the policy level: the implementation's own policy (LeRobot's `ACTPolicy` for LeRobot, act_equiv's for its own
+  models): its loss in training and in eval with actions, `predict_action_chunk`, and `select_action` over a short
+  rollout that refills the action queue (or feeds the temporal ensembler);
+each in the run's dtype, or in float64 for the evidence that tells rounding from divergence.
+`act_equiv.run.worker` runs this same class in another process behind the same methods.
+"""
+
+from __future__ import annotations
+
+import copy
+import platform
+from collections.abc import Callable
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+from torch import nn
+
+from act_equiv.case import Case, make_batch
+from act_equiv.config import ACTION, OBS_IMAGES, ACTConfig
+from act_equiv.models import ACTPolicy, build
+from act_equiv.run import numerics
+from act_equiv.run.records import Outputs, RunSettings
+from act_equiv.targets.target import Target
+
+__all__ = ["ROLLOUT_STEPS_MIN", "Probe", "Side", "cast_batch", "policy_batch", "rollout_steps"]
+
+ROLLOUT_STEPS_MIN = 3
+"""Fewest `select_action` calls of a policy-level rollout (with `n_action_steps + 1` the queue refills once)."""
+
+
+class Probe(nn.Module):
+    """Model forward plus act_equiv's loss as one function, returning every output by name."""
+
+    def __init__(self, config: ACTConfig, model: nn.Module) -> None:
+        super().__init__()
+        self.policy = ACTPolicy(config, model)
+
+    def forward(self, batch: dict[str, Any]) -> Outputs:
+        output = self.policy.model(batch)
+        actions, (mu, log_sigma_x2) = output
+        outputs = {"actions": actions, "mu": mu, "log_sigma_x2": log_sigma_x2}
+        if ACTION in batch:  # inference batches carry no actions, so there is no loss to compute
+            loss, terms = self.policy.loss(batch, output)
+            outputs.update(loss=loss, **terms)
+        return outputs
+
+
+class Side:
+    """An ACT implementation (a `Target`) in this process. `build` or `load` first, then the calls."""
+
+    def __init__(self, target: Target, settings: RunSettings) -> None:
+        self.target = target
+        self.settings = settings
+        self.model: nn.Module | None = None
+
+    @property
+    def spec(self) -> str:
+        return self.target.name
+
+    def environment(self) -> dict[str, Any]:
+        """Where this side runs, as a report states it."""
+        return {"spec": self.spec, "process": "in-process", "python": platform.python_version(),
+                "torch": str(torch.__version__), **self.target.describe()}
+
+    def unsupported(self, config: ACTConfig) -> str | None:
+        return self.target.unsupported(config)
+
+    def build(self, case: Case) -> dict[str, torch.Tensor]:
+        """The reference: the model with the case's seeded weights; returns its state_dict for the target."""
+        s = self.settings
+        self.model = build(case.config, case.weight_seed, self.target.factory).to(s.device, s.torch_dtype)
+        return self.model.state_dict()
+
+    def load(self, case: Case, state: dict[str, torch.Tensor]) -> dict[str, list[str]] | None:
+        """The target: built, then the reference weights loaded `strict=True`. A different key set is returned as
+        the layout change it is (missing/unexpected keys) and nothing is loaded."""
+        s = self.settings
+        self.model = self.target.factory(case.config).to(s.device, s.torch_dtype)
+        keys = set(self.model.state_dict())
+        if keys != set(state):
+            return {"missing": sorted(set(state) - keys), "unexpected": sorted(keys - set(state))}
+        self.model.load_state_dict(state, strict=True)
+        return None
+
+    def call(self, case: Case, batch: dict[str, Any]) -> Outputs:
+        """The model level in the case's mode, in the run's dtype and autocast."""
+        return self.invoke(case, Probe(case.config, self.model), self.model, batch)
+
+    def call64(self, case: Case, batches: dict[int, dict[str, Any]]) -> dict[int, Outputs]:
+        """The model level on one float64 copy, at each batch size: the exact answer (no autocast, and the run's
+        float32 random draws, so it is the same computation)."""
+        model64 = copy.deepcopy(self.model).to(torch.float64)
+        probe = Probe(case.config, model64)
+        with self._sampling():
+            return {size: self.invoke(case, probe, model64, cast_batch(batch, torch.float64), autocast=False)
+                    for size, batch in batches.items()}
+
+    def policy(self, case: Case, float64: bool = False) -> Outputs:
+        """The policy level: the implementation's own policy around the loaded model (see the module docstring)."""
+        s = self.settings
+        dtype = torch.float64 if float64 else s.torch_dtype
+        model = copy.deepcopy(self.model).to(torch.float64) if float64 else self.model
+        policy = self.target.make_policy(case.config, model)
+        batch = policy_batch(case.config, make_batch(case.config, case.batch, s.device, dtype))
+        outputs: Outputs = {}
+        with self._sampling() if float64 else nullcontext(), numerics.autocast(s.device, None if float64
+                                                                                  else s.autocast):
+            policy.train(case.training)
+            if case.batch.actions:
+                torch.manual_seed(case.weight_seed + 1)
+                with torch.set_grad_enabled(case.training):
+                    loss, terms = policy.forward(batch)
+                outputs["policy/loss"] = loss.detach()
+                outputs.update({f"policy/{name}": torch.as_tensor(value).detach() for name, value in terms.items()})
+            if not case.training:
+                torch.manual_seed(case.weight_seed + 1)
+                outputs["policy/chunk"] = policy.predict_action_chunk(batch)
+                policy.reset()
+                outputs["policy/rollout"] = torch.stack([
+                    policy.select_action(policy_batch(case.config, step))
+                    for step in rollout_steps(case, s.device, dtype)])
+        return outputs
+
+    def _sampling(self) -> Any:
+        return numerics.float32_sampling() if self.settings.torch_dtype != torch.float64 else nullcontext()
+
+    def close(self) -> None:
+        """Nothing to release in this process (a worker side ends its process)."""
+
+    def invoke(self, case: Case, fn: Callable[[dict[str, Any]], Outputs], model: nn.Module,
+               batch: dict[str, Any], autocast: bool = True) -> Outputs:
+        """Call `fn` (the model's `Probe`, or a compiled form of it): seed, run in the case's mode (eval under
+        no_grad, as inference runs) and the settings' autocast, collect grads in training (backward outside
+        autocast, as torch.amp recommends)."""
+        s = self.settings
+        model.to(s.device).train(case.training)
+        for p in model.parameters():
+            p.grad = None
+        torch.manual_seed(case.weight_seed + 1)
+        with torch.set_grad_enabled(case.training):
+            with numerics.autocast(s.device, s.autocast if autocast else None):
+                outputs = dict(fn(batch))
+            if case.training:
+                outputs["loss"].backward()
+                outputs.update({f"grad/{n}": p.grad for n, p in model.named_parameters() if p.requires_grad})
+        return {k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in outputs.items()}
+
+
+def rollout_steps(case: Case, device: str, dtype: torch.dtype) -> list[dict[str, Any]]:
+    """The observations of a policy-level rollout: `n_action_steps + 1` steps (at least `ROLLOUT_STEPS_MIN`), each a
+    fresh observation without actions, so the queue empties and refills once (the ensembler folds every step)."""
+    steps = max(case.config.n_action_steps + 1, ROLLOUT_STEPS_MIN)
+    spec = case.batch
+    return [make_batch(case.config, type(spec)(spec.batch_size, spec.seed + 1 + step, spec.scale, "none", False),
+                       device, dtype) for step in range(steps)]
+
+
+def policy_batch(config: ACTConfig, batch: dict[str, Any]) -> dict[str, Any]:
+    """A model batch as a policy reads it: each camera also under its own feature key (LeRobot's policy gathers
+    `observation.images` from those keys itself)."""
+    cameras = dict(zip(config.image_features, batch.get(OBS_IMAGES, []), strict=False))
+    return {**batch, **cameras}
+
+
+def cast_batch(batch: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
+    """The same batch cast to `dtype` (bool masks untouched)."""
+
+    def cast(value: Any) -> Any:
+        if isinstance(value, list):
+            return [cast(v) for v in value]
+        return value.to(dtype) if value.is_floating_point() else value
+
+    return {key: cast(value) for key, value in batch.items()}
+

@@ -1,0 +1,246 @@
+"""Sides in worker processes: a `Side` behind an execnet channel, on this interpreter or another one.
+
+Two sides cannot share one interpreter when both are the package `lerobot` (two revisions) or when a side needs
+another Python (another torch, a released LeRobot in its own venv). Such a side runs in a worker: execnet (the
+engine pytest-xdist runs on) starts `python` and bootstraps itself there, so the worker needs nothing installed
+but torch and the side's own dependencies; act_equiv's source (and a revision's materialised package) is put first
+on the worker's `sys.path`. The worker runs the same `act_equiv.run.side.Side` as an in-process side; requests and
+replies are plain dicts whose tensors travel as `torch.save` bytes. The reference weights cross once per structure
+and weight seed, batches and outputs once per case.
+
+Failures never hang or crash the run: a worker that gives no reply within the timeout is killed, one that dies is
+noticed, and either is recorded as `WorkerError` (a finding); the next request starts a fresh worker. A worker
+that cannot import its side at all is a usage error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import shutil
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+__all__ = ["WORKER_TIMEOUT", "RemoteError", "WorkerError", "WorkerSide", "serve"]
+
+WORKER_TIMEOUT = 300.0
+"""Seconds a worker may take for one request (a build or one case's forms) before it counts as hung."""
+
+_SOURCE_ROOT = str(Path(__file__).resolve().parents[2])
+"""The directory holding the `act_equiv` package, put first on a worker's `sys.path`."""
+
+
+class WorkerError(RuntimeError):
+    """The worker process hung or died; the run goes on with a fresh one."""
+
+
+class RemoteError(RuntimeError):
+    """The side raised inside the worker; carries what the worker recorded (type, message, innermost frames)."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        self.record = record
+        super().__init__(f"{record['type']}: {record['message']}")
+
+
+# -- the main process's end ---------------------------------------------------------------------------------------
+class WorkerSide:
+    """A side in a worker process, with `Side`'s methods. `python` is the worker's interpreter; `paths` go first on
+    its `sys.path`; `spec` is resolved there (`open` keywords go to `act_equiv.targets.resolve_in_worker`)."""
+
+    def __init__(self, spec: str, settings: Any, python: str | None = None, paths: tuple[str, ...] = (),
+                 open_keywords: dict[str, Any] | None = None, label: str | None = None,
+                 timeout: float = WORKER_TIMEOUT, setting: str = "target") -> None:
+        self._spec, self.settings, self.paths, self.timeout = spec, settings, paths, timeout
+        self.python = python or sys.executable
+        self.label = label or spec
+        self.setting = setting
+        self._open = {"spec": spec, "settings": dataclasses.asdict(settings), **(open_keywords or {})}
+        self._group: Any = None
+        self._channel: Any = None
+        self._about: dict[str, Any] = {}
+        self._built: Any = None
+        """What the worker holds: (case structure, weight seed, role) of its last build or load."""
+        self._state: Any = None
+        """The state_dict of the worker's last build (kept here, so it crosses once per structure and seed)."""
+        if shutil.which(self.python) is None:
+            raise _usage(f"{setting}_python={self.python!r}: no such Python interpreter", f"{setting}_python")
+        self._start()
+
+    @property
+    def spec(self) -> str:
+        return self.label
+
+    def environment(self) -> dict[str, Any]:
+        return {"spec": self.label, "process": f"worker ({self.python})", **self._about}
+
+    def unsupported(self, config: Any) -> str | None:
+        return self._request("unsupported", config=config.to_dict())
+
+    def build(self, case: Any) -> dict[str, Any]:
+        key = (case.structure_key(), case.weight_seed, "build")
+        if self._built != key:
+            self._built, self._state = None, self._request("build", case=case.to_dict())
+            self._built = key
+        return self._state
+
+    def load(self, case: Any, state: dict[str, Any]) -> dict[str, list[str]] | None:
+        key = (case.structure_key(), case.weight_seed, "load")
+        reuse = self._built == key
+        layout = self._request("load", case=case.to_dict(), state=None if reuse else state, reuse=reuse)
+        self._built = key if layout is None else None
+        return layout
+
+    def call(self, case: Any, batch: dict[str, Any]) -> dict[str, Any]:
+        return self._request("call", case=case.to_dict(), batch=batch)
+
+    def call64(self, case: Any, batches: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
+        return self._request("call64", case=case.to_dict(), batches=batches)
+
+    def policy(self, case: Any, float64: bool = False) -> dict[str, Any]:
+        return self._request("policy", case=case.to_dict(), float64=float64)
+
+    def close(self) -> None:
+        if self._group is not None:
+            self._group.terminate(timeout=1.0)
+            self._group = self._channel = None
+
+    # -- transport ---------------------------------------------------------------------------------------------
+    def _start(self) -> None:
+        import execnet
+
+        self._group = execnet.Group()
+        try:
+            gateway = self._group.makegateway(f"popen//python={self.python}")
+            self._channel = gateway.remote_exec(_BOOTSTRAP)
+            self._channel.send({"paths": [*self.paths, _SOURCE_ROOT]})
+            reply = self._channel.receive(self.timeout)
+        except (execnet.TimeoutError, EOFError, OSError, execnet.RemoteError) as error:
+            self.close()
+            raise _usage(f"{self.setting}={self.label!r}: the worker on {self.python} did not start "
+                         f"({type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error) else ''})",
+                         self.setting, f"{self.setting}_python") from error
+        if not reply["ok"]:
+            self.close()
+            raise _usage(f"{self.setting}={self.label!r}: the worker on {self.python} cannot load act_equiv "
+                         f"({reply['error']['type']}: {reply['error']['message']})", f"{self.setting}_python")
+        self._built = None
+        opened = self._send("open", self._open)
+        if not opened["ok"]:
+            self.close()
+            error = opened["error"]
+            raise _usage(f"{self.setting}={self.label!r} does not load in the worker on {self.python}: "
+                         f"{error['type']}: {error['message']}", self.setting, f"{self.setting}_python")
+        self._about = _unpack(opened["value"])
+
+    def _send(self, op: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        import execnet
+
+        try:
+            self._channel.send({"op": op, "arguments": _pack(arguments)})
+            return self._channel.receive(self.timeout)
+        except execnet.TimeoutError as error:
+            self.close()
+            raise WorkerError(f"the worker of {self.label} gave no reply to {op!r} within {self.timeout:g} s "
+                               "and was killed") from error
+        except (EOFError, OSError, execnet.RemoteError) as error:
+            self.close()
+            raise WorkerError(f"the worker of {self.label} died during {op!r} "
+                               f"({type(error).__name__}: {str(error).strip()[-300:]})") from error
+
+    def _request(self, op: str, **arguments: Any) -> Any:
+        if self._channel is None:
+            self._start()
+        reply = self._send(op, arguments)
+        if not reply["ok"]:
+            raise RemoteError(reply["error"])
+        return _unpack(reply["value"])
+
+
+def _usage(message: str, *settings: str) -> Exception:
+    from act_equiv.errors import UsageError
+
+    return UsageError(message, *settings)
+
+
+_BOOTSTRAP = """
+import sys
+try:
+    sys.path[:0] = channel.receive()["paths"]
+    from act_equiv.run.worker import serve
+except BaseException as error:
+    channel.send({"ok": False, "error": {"type": type(error).__name__, "message": str(error)}})
+else:
+    channel.send({"ok": True})
+    serve(channel)
+"""
+"""What execnet runs in the worker: put the paths first, import act_equiv from there, serve requests."""
+
+
+def _pack(value: Any) -> bytes:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return buffer.getvalue()
+
+
+def _unpack(data: bytes) -> Any:
+    import torch
+
+    return torch.load(io.BytesIO(data), weights_only=True)
+
+
+# -- the worker's end ---------------------------------------------------------------------------------------------
+def serve(channel: Any) -> None:
+    """Answer requests until the channel closes. Each reply is {"ok": True, "value": bytes} or {"ok": False,
+    "error": {type, message, traceback}}: what a side raises is reported, never fatal to the worker."""
+    server = _Server()
+    for request in channel:
+        try:
+            value = server.handle(request["op"], _unpack(request["arguments"]))
+        except BaseException as error:
+            frames = traceback.format_exception(type(error), error, error.__traceback__)
+            channel.send({"ok": False, "error": {
+                "type": type(error).__name__, "message": str(error).strip().splitlines()[0] if str(error) else "",
+                "traceback": [line.rstrip() for line in frames[-6:]]}})
+        else:
+            channel.send({"ok": True, "value": _pack(value)})
+
+
+class _Server:
+    def __init__(self) -> None:
+        self.side: Any = None
+
+    def handle(self, op: str, arguments: dict[str, Any]) -> Any:
+        from act_equiv.case import Case
+        from act_equiv.config import ACTConfig
+        from act_equiv.run import numerics
+
+        if op == "open":
+            return self._open(**arguments)
+        if op == "unsupported":
+            return self.side.unsupported(ACTConfig.from_dict(arguments["config"]))
+        case = Case.from_dict(arguments["case"])
+        with numerics.pinned(self.side.settings.device):
+            if op == "build":
+                return self.side.build(case)
+            if op == "load":
+                return None if arguments["reuse"] else self.side.load(case, arguments["state"])
+            if op == "call":
+                return self.side.call(case, arguments["batch"])
+            if op == "call64":
+                return self.side.call64(case, arguments["batches"])
+            if op == "policy":
+                return self.side.policy(case, arguments["float64"])
+        raise ValueError(f"unknown request {op!r}")
+
+    def _open(self, spec: str, settings: dict[str, Any], **keywords: Any) -> dict[str, Any]:
+        from act_equiv.run.records import RunSettings
+        from act_equiv.run.side import Side
+        from act_equiv.targets import resolve_in_worker
+
+        self.side = Side(resolve_in_worker(spec, **keywords), RunSettings(**settings))
+        return {**self.side.environment(), "process": f"worker pid {os.getpid()}"}

@@ -1,0 +1,63 @@
+"""`act-equiv check --reference lerobot@A --target lerobot@B` on a LeRobot repository built from the installed LeRobot
+(`lerobot_repo`): a pure refactor and the move to the pre-2025 layout pass, bitwise; a numeric edit fails at the
+model level and a loss-only edit at the policy level, each with a shrunk case; from a clone and from a bare copy.
+Both sides run in workers on a Python that imports LeRobot's dependencies (`.venv-lerobot` in CI)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from lerobot_repo import bare_copy, lerobot_python, lerobot_source, make_repo
+
+from act_equiv.cli import main
+
+try:
+    SOURCE = lerobot_source()
+except LookupError as reason:
+    pytest.skip(str(reason), allow_module_level=True)
+PYTHON = lerobot_python()
+
+
+@pytest.fixture(scope="module", params=["clone", "bare"])
+def repo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    built = make_repo(tmp_path_factory.mktemp("lerobot") / "repo", SOURCE)
+    return built if request.param == "clone" else bare_copy(built, tmp_path_factory.mktemp("bare") / "repo.git")
+
+
+def gate(repo: Path, tmp_path: Path, target: str) -> tuple[int, dict]:
+    code = main(["check", "--reference", "lerobot@installed", "--target", f"lerobot@{target}", "--lerobot-repo",
+                 str(repo), "--reference-python", PYTHON, "--target-python", PYTHON, "--profile", "ci",
+                 "--max-examples", "1", "--seed", "1", "--report-dir", str(tmp_path)])
+    [report] = tmp_path.glob("*/report.json")
+    return code, json.loads(report.read_text())
+
+
+@pytest.mark.parametrize("target", ["refactor", "old-layout"])
+def test_refactor_and_layout_move_pass_bitwise(repo: Path, tmp_path: Path, target: str) -> None:
+    code, report = gate(repo, tmp_path, target)
+    assert code == 0, report["failures"]
+    for level in ("model", "policy"):
+        counts = report["classes"][level]["counts"]
+        # LeRobot raises alike on both sides for configs without a robot state (finding 1): raised-both, a warning.
+        assert set(counts) <= {"bitwise", "raised-both"} and counts["bitwise"] > 0, (level, counts)
+    sides = report["environment"]["sides"]
+    assert sides["target"]["layout"] == ("common" if target == "old-layout" else "src"), sides
+
+
+def test_numeric_edit_fails_at_the_model_level_with_a_shrunk_case(repo: Path, tmp_path: Path) -> None:
+    code, report = gate(repo, tmp_path, "numeric")
+    assert code == 1
+    [failure] = report["failures"]
+    assert failure["classes"]["model"]["name"] == "divergent", failure["failures"]
+    assert failure["shrink"] is not None and failure["describe"]
+
+
+def test_loss_only_edit_fails_at_the_policy_level_only(repo: Path, tmp_path: Path) -> None:
+    code, report = gate(repo, tmp_path, "policy-loss")
+    assert code == 1
+    [failure] = report["failures"]
+    assert failure["classes"]["model"]["name"] == "bitwise", failure["failures"]
+    assert failure["classes"]["policy"]["name"] == "divergent" and "padded" in failure["describe"]
+    assert "divergent" not in report["classes"]["model"]["counts"]

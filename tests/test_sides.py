@@ -1,0 +1,147 @@
+"""The reference/target pair's verdict classes, each shown on an injected edit, and sides in worker processes."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import pytest
+from gate_targets import ActionHeadSplitSum, Raises
+
+from act_equiv.cli import main
+from act_equiv.gate import Gate
+from act_equiv.models import ACT, ACTPolicy
+from act_equiv.run.side import Side
+from act_equiv.suite import MUST_KEEP
+from act_equiv.targets import Target
+
+EVAL, TRAIN = MUST_KEEP
+TESTS = str(Path(__file__).parent)
+
+
+def gate_with(target: Target, reference: Target | None = None, **options: object) -> Gate:
+    gate = Gate(**{"backend": None, "explain": False, **options})
+    gate.runner.target = Side(target, gate.runner.settings)
+    if reference is not None:
+        gate.runner.reference = Side(reference, gate.runner.settings)
+    return gate
+
+
+def test_same_bits_are_bitwise_at_both_levels() -> None:
+    verdict = gate_with(Target("concat", ACT)).verdict(EVAL)
+    assert verdict.passed and {c.name for c in verdict.classes.values()} == {"bitwise"}, verdict.classes
+
+
+@pytest.mark.parametrize("case", [EVAL, TRAIN], ids=["eval", "train"])
+def test_a_reordered_sum_is_rounding_with_float64_evidence(case) -> None:
+    """Float32 outputs differ, float64 runs of both sides agree to float64 rounding: a warning, not a failure;
+    `strict` fails it."""
+    verdict = gate_with(Target("split", ActionHeadSplitSum)).verdict(case)
+    model = verdict.classes["model"]
+    assert model.name == "rounding" and "float64" in model.evidence and model.label == "", model
+    assert verdict.passed and verdict.warnings and not verdict.failures, verdict.summary()
+    strict = gate_with(Target("split", ActionHeadSplitSum), strict=True).verdict(case)
+    assert not strict.passed and "[model: rounding]" in strict.failures[0], strict.failures
+
+
+class ShiftedHead(ACT):
+    def decode(self, tokens, pos_embed, batch_size):
+        return super().decode(tokens, pos_embed, batch_size) * (1 + 1e-6)
+
+
+def test_a_real_change_is_divergent_even_in_float64() -> None:
+    verdict = gate_with(Target("shifted", ShiftedHead)).verdict(EVAL)
+    model = verdict.classes["model"]
+    assert not verdict.passed and model.name == "divergent" and "differ too" in model.evidence, model
+
+
+class QueueReversed(ACTPolicy):
+    """A policy-only bug: the action queue hands out a chunk's actions last first."""
+
+    def select_action(self, batch):
+        if self.temporal_ensembler is None and not self._action_queue:
+            actions = self.predict_action_chunk(batch)[:, : self.config.n_action_steps]
+            self._action_queue.extend(actions.flip(1).transpose(0, 1))
+        return super().select_action(batch)
+
+
+def test_a_policy_only_edit_is_divergent_at_the_policy_level_only() -> None:
+    case = dataclasses.replace(EVAL, config=dataclasses.replace(EVAL.config, chunk_size=4, n_action_steps=3,
+                                                                 temporal_ensemble_coeff=None))
+    verdict = gate_with(Target("queue", ACT, policy=QueueReversed)).verdict(case)
+    assert verdict.classes["model"].name == "bitwise", verdict.classes
+    policy = verdict.classes["policy"]
+    assert not verdict.passed and policy.name == "divergent" and "policy/rollout" in policy.evidence, policy
+
+
+class RaisesToo(ACT):
+    def forward(self, batch):
+        raise RuntimeError("the reference is broken the same way")
+
+
+def test_both_sides_raising_alike_is_raised_both() -> None:
+    """A pre-existing bug is not the edit's regression: a warning with both tracebacks' innermost frames."""
+    verdict = gate_with(Target("raises", Raises), Target("raises-too", RaisesToo)).verdict(EVAL)
+    model = verdict.classes["model"]
+    assert verdict.passed and model.name == "raised-both" and "RuntimeError at forward" in model.evidence, model
+    assert "in forward" in model.evidence  # the innermost frame, on one line
+    strict = gate_with(Target("raises", Raises), Target("raises-too", RaisesToo), strict=True).verdict(EVAL)
+    assert not strict.passed
+
+
+def test_one_side_raising_is_raised_with_the_side_named() -> None:
+    verdict = gate_with(Target("concat", ACT), Target("raises-too", RaisesToo)).verdict(EVAL)
+    model = verdict.classes["model"]
+    assert not verdict.passed and model.name == "raised" and model.evidence.startswith("the reference raised"), model
+
+
+def test_unsupported_fails_for_the_target_and_skips_for_the_reference() -> None:
+    never = Target("narrow", ACT, unsupported=lambda config: "no environment state here")
+    lost = gate_with(never).verdict(EVAL)
+    assert not lost.passed and lost.classes["model"].name == "unsupported", lost.classes
+    assert "target narrow cannot run this case: no environment state here" in lost.failures[0]
+    older = gate_with(Target("concat", ACT), never).verdict(EVAL)
+    assert older.passed and "reference narrow cannot" in older.info["skipped"]
+
+
+# -- sides in worker processes --------------------------------------------------------------------------------------
+@pytest.fixture
+def tests_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Worker processes import `gate_targets` from tests/ (execnet passes the environment on)."""
+    monkeypatch.setenv("PYTHONPATH", TESTS)
+
+
+def test_a_worker_side_computes_what_the_in_process_side_does(tests_on_path: None) -> None:
+    gate = Gate(target="gate_targets:ActionHeadSplitSum", target_python=sys.executable, explain=False)
+    try:
+        assert gate.backend is None and "worker" in gate.notes[0]
+        worker = gate.verdict(TRAIN)
+    finally:
+        gate.close()
+    local = gate_with(Target("split", ActionHeadSplitSum)).verdict(TRAIN)
+    assert worker.classes["model"].name == local.classes["model"].name == "rounding"
+    assert {c.tensor: c.max_abs for c in worker.checks} == {c.tensor: c.max_abs for c in local.checks}
+
+
+@pytest.mark.parametrize(("target", "message"), [("Hangs", "no reply"), ("Crashes", "died")])
+def test_a_hung_or_dead_worker_is_a_finding_and_the_run_goes_on(tests_on_path: None, target: str,
+                                                                message: str) -> None:
+    gate = Gate(target=f"gate_targets:{target}", target_python=sys.executable, explain=False, worker_timeout=20)
+    try:
+        first = gate.verdict(EVAL)
+        assert not first.passed and first.findings[0].check == "worker_failed", first.summary()
+        assert message in first.findings[0].message
+        assert gate.verdict(EVAL).findings[0].check == "worker_failed"  # a fresh worker served the next case
+    finally:
+        gate.close()
+
+
+def test_side_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = str(tmp_path / "python")
+    assert main(["check", "--target-python", missing, "--report-dir", str(tmp_path)]) == 2
+    assert f"--target-python '{missing}': no such Python interpreter" in capsys.readouterr().err
+    assert main(["check", "--reference", "lerobot@HEAD", "--lerobot-repo", str(tmp_path)]) == 2
+    assert "is not a git repository" in capsys.readouterr().err
+    assert main(["check", "--reference", "nowhere:Model", "--reference-python", sys.executable]) == 2
+    assert "--reference 'nowhere:Model' does not load in the worker" in capsys.readouterr().err
