@@ -8,9 +8,10 @@ many of those combinations a run actually exercised.
 
 Validity: a full row is valid when no definitional `EXCLUSIONS` rule applies to it and the `valid` hook accepts it;
 a t-way combination is valid when it extends to at least one valid full row. The hook decides LeRobot's config
-rules: the default, `config_rule_mirror`, only mirrors `ACTConfig`'s camera-or-environment rule so that this module
-stays pure Python; callers that can import the model pass a hook that builds an `act_equiv.ACTConfig` for the row
-and returns its `ConfigError` message, so the real rules decide. The hook sees only rows that the definitional
+rules: the default, `config_rule_mirror`, mirrors the two of `ACTConfig`'s rules that reject feature rows (a camera
+or the environment state; temporal ensembling needs `n_action_steps == 1`) so that this module stays pure Python;
+callers that can import the model pass a hook that builds an `act_equiv.ACTConfig` for the row and returns its
+`ConfigError` message, so the real rules decide. The hook sees only rows that the definitional
 rules accept. Every excluded combination is reported with its reason (`describe_exclusions`), none silently.
 
 Pure Python by design (no torch, no hypothesis): the report renderer imports it.
@@ -52,6 +53,9 @@ FACTORS: Mapping[str, tuple[object, ...]] = MappingProxyType({
     "batch_gt1": (False, True),
     "dropout": (False, True),  # dropout > 0
     "pre_norm": (False, True),
+    "temporal_ensemble": (False, True),  # temporal_ensemble_coeff is set: select_action averages overlapping chunks
+    "short_action_steps": (False, True),  # n_action_steps < chunk_size: the action queue drops each chunk's tail
+    "kl_weight_not_1": (False, True),  # kl_weight != 1: the loss scales the KL term
 })
 """Factor name -> levels, simplest level first."""
 
@@ -80,15 +84,23 @@ EXCLUSIONS: tuple[Exclusion, ...] = (
 """The definitional rules: what the factors mean makes these rows impossible, whatever the config allows."""
 
 _CAMERA_OR_ENV = "LeRobot's config rule: at least one camera or the environment state"
+_ENSEMBLE_ONE_STEP = ("LeRobot's config rule: temporal ensembling needs n_action_steps == 1, so with n_action_steps "
+                      "== chunk_size the chunk is one step, and one step is never padded")
 
 
 def config_rule_mirror(row: Mapping[str, object]) -> str | None:
-    """Default `valid` hook, mirroring `ACTConfig`'s rule that a camera or the environment state is required.
+    """Default `valid` hook, mirroring `ACTConfig`'s rules that reject feature rows, in the order it checks them: a
+    camera or the environment state is required; temporal ensembling needs `n_action_steps == 1`, which leaves
+    `n_action_steps == chunk_size` only a one-step chunk, where nothing is padded.
 
     A stand-in that keeps this module free of torch; callers replace it with a hook that builds the real
     `ACTConfig` for the row and returns its `ConfigError` message.
     """
-    return _CAMERA_OR_ENV if row["cameras"] == 0 and not row["env"] else None
+    if row["cameras"] == 0 and not row["env"]:
+        return _CAMERA_OR_ENV
+    if row["temporal_ensemble"] and not row["short_action_steps"] and row["padding"]:
+        return _ENSEMBLE_ONE_STEP
+    return None
 
 
 def format_combo(combo: Mapping[str, object]) -> str:
