@@ -112,6 +112,9 @@ class Case:
             "batch_gt1": b.batch_size > 1,
             "dropout": c.dropout > 0,
             "pre_norm": c.pre_norm,
+            "temporal_ensemble": c.temporal_ensemble_coeff is not None,
+            "short_action_steps": c.n_action_steps < c.chunk_size,
+            "kl_weight_not_1": c.kl_weight != 1,
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -8,9 +8,10 @@ many of those combinations a run actually exercised.
 
 Validity: a full row is valid when no definitional `EXCLUSIONS` rule applies to it and the `valid` hook accepts it;
 a t-way combination is valid when it extends to at least one valid full row. The hook decides LeRobot's config
-rules: the default, `config_rule_mirror`, only mirrors `ACTConfig`'s camera-or-environment rule so that this module
-stays pure Python; callers that can import the model pass a hook that builds an `act_equiv.ACTConfig` for the row
-and returns its `ConfigError` message, so the real rules decide. The hook sees only rows that the definitional
+rules: the default, `config_rule_mirror`, mirrors the two of `ACTConfig`'s rules that reject feature rows (a camera
+or the environment state; temporal ensembling needs `n_action_steps == 1`) so that this module stays pure Python;
+callers that can import the model pass a hook that builds an `act_equiv.ACTConfig` for the row and returns its
+`ConfigError` message, so the real rules decide. The hook sees only rows that the definitional
 rules accept. Every excluded combination is reported with its reason (`describe_exclusions`), none silently.
 
 Pure Python by design (no torch, no hypothesis): the report renderer imports it.
@@ -52,6 +53,9 @@ FACTORS: Mapping[str, tuple[object, ...]] = MappingProxyType({
     "batch_gt1": (False, True),
     "dropout": (False, True),  # dropout > 0
     "pre_norm": (False, True),
+    "temporal_ensemble": (False, True),  # temporal_ensemble_coeff is set: select_action averages overlapping chunks
+    "short_action_steps": (False, True),  # n_action_steps < chunk_size: the action queue drops each chunk's tail
+    "kl_weight_not_1": (False, True),  # kl_weight != 1: the loss scales the KL term
 })
 """Factor name -> levels, simplest level first."""
 
@@ -80,15 +84,23 @@ EXCLUSIONS: tuple[Exclusion, ...] = (
 """The definitional rules: what the factors mean makes these rows impossible, whatever the config allows."""
 
 _CAMERA_OR_ENV = "LeRobot's config rule: at least one camera or the environment state"
+_ENSEMBLE_ONE_STEP = ("LeRobot's config rule: temporal ensembling needs n_action_steps == 1, so with n_action_steps "
+                      "== chunk_size the chunk is one step, and one step is never padded")
 
 
 def config_rule_mirror(row: Mapping[str, object]) -> str | None:
-    """Default `valid` hook, mirroring `ACTConfig`'s rule that a camera or the environment state is required.
+    """Default `valid` hook, mirroring `ACTConfig`'s rules that reject feature rows, in the order it checks them: a
+    camera or the environment state is required; temporal ensembling needs `n_action_steps == 1`, which leaves
+    `n_action_steps == chunk_size` only a one-step chunk, where nothing is padded.
 
     A stand-in that keeps this module free of torch; callers replace it with a hook that builds the real
     `ACTConfig` for the row and returns its `ConfigError` message.
     """
-    return _CAMERA_OR_ENV if row["cameras"] == 0 and not row["env"] else None
+    if row["cameras"] == 0 and not row["env"]:
+        return _CAMERA_OR_ENV
+    if row["temporal_ensemble"] and not row["short_action_steps"] and row["padding"]:
+        return _ENSEMBLE_ONE_STEP
+    return None
 
 
 def format_combo(combo: Mapping[str, object]) -> str:
@@ -138,80 +150,149 @@ def _projection(factors: tuple[int, ...]) -> Callable[[_Levels], _Levels]:
     return itemgetter(*factors)
 
 
+_STRIDES = tuple(math.prod(len(values) for values in _LEVELS[f + 1:]) for f in range(len(_LEVELS)))
+_ROWS = math.prod(len(values) for values in _LEVELS)
+"""Full rows are numbered in product order (`itertools.product` over the levels); sets of rows are bitmasks."""
+
+
+def _encode(levels: _Levels) -> int:
+    return sum(level * stride for level, stride in zip(levels, _STRIDES, strict=True))
+
+
+def _decode(row: int) -> _Levels:
+    return tuple(row // stride % len(values) for stride, values in zip(_STRIDES, _LEVELS, strict=True))
+
+
+def _level_mask(factor: int, level: int) -> int:
+    """The full rows with `factor` at `level`: runs of `stride` rows, one per period of `stride * levels` rows."""
+    stride, period = _STRIDES[factor], _STRIDES[factor] * len(_LEVELS[factor])
+    repeat = ((1 << _ROWS) - 1) // ((1 << period) - 1)  # bit 0 of every period
+    return (((1 << stride) - 1) << (level * stride)) * repeat
+
+
+_LEVEL_MASKS = tuple(tuple(_level_mask(f, level) for level in range(len(values))) for f, values in enumerate(_LEVELS))
+
+
+def _combo_mask(factors: tuple[int, ...], levels: _Levels) -> int:
+    """The full rows that contain the combination."""
+    mask = (1 << _ROWS) - 1
+    for f, level in zip(factors, levels, strict=True):
+        mask &= _LEVEL_MASKS[f][level]
+    return mask
+
+
 @dataclass(frozen=True)
 class _Space:
     """Every full row classified, and the valid t-way combinations numbered, for one (strength, valid) pair."""
 
     factor_sets: list[tuple[int, ...]]
-    rows: list[_Levels]  # the valid full rows, in product order
-    index: dict[_Levels, int]  # valid full row -> its position in `rows`
-    rejected: dict[_Levels, tuple[int, tuple[str, ...]]]  # invalid full row -> `_rejection`
+    valid: int  # the valid full rows
+    broken: dict[int, int]  # definitional rules broken -> the rejected rows that break that many
+    reasons: dict[str, int]  # reason -> the rejected rows it rejects, reasons in order of first rejected row
     combos: list[tuple[tuple[int, ...], _Levels]]  # combination id -> (factor set, levels); ids grouped by factor set
-    row_combos: list[list[int]]  # valid row -> the ids of its combinations, one per factor set, in `factor_sets` order
-    rows_of: list[list[int]]  # combination id -> the valid rows containing it
+    masks: list[int]  # combination id -> the valid rows containing it
+    ids: dict[tuple[int, ...], dict[_Levels, int]]  # factor set -> levels -> combination id
 
 
 @functools.lru_cache(maxsize=8)
 def _space(strength: int, valid: Validator) -> _Space:
-    """Classify every full row (the hook runs once per row the definitional rules accept) and number the combos."""
+    """Classify every full row (the hook runs once per row the definitional rules accept) and number the combos:
+    a combination is valid when a valid row contains it, one AND of bitmasks per candidate."""
     factor_sets = _factor_sets(strength)
-    rows: list[_Levels] = []
-    rejected: dict[_Levels, tuple[int, tuple[str, ...]]] = {}
-    for levels in itertools.product(*(range(len(values)) for values in _LEVELS)):
-        rejection = _rejection(levels, valid)
-        if rejection[1]:
-            rejected[levels] = rejection
-        else:
-            rows.append(levels)
+    accepted = 0
+    broken: dict[int, int] = {}
+    reasons: dict[str, int] = {}
+    for row, levels in enumerate(itertools.product(*(range(len(values)) for values in _LEVELS))):
+        count, why = _rejection(levels, valid)
+        if not why:
+            accepted |= 1 << row
+            continue
+        broken[count] = broken.get(count, 0) | 1 << row
+        for reason in why:
+            reasons[reason] = reasons.get(reason, 0) | 1 << row
     combos: list[tuple[tuple[int, ...], _Levels]] = []
-    row_combos: list[list[int]] = [[] for _ in rows]
-    rows_of: list[list[int]] = []
+    masks: list[int] = []
+    ids: dict[tuple[int, ...], dict[_Levels, int]] = {}
     for factors in factor_sets:
-        ids: dict[_Levels, int] = {}
-        for r, key in enumerate(map(_projection(factors), rows)):
-            c = ids.get(key)
-            if c is None:
-                c = ids[key] = len(combos)
-                combos.append((factors, key))
-                rows_of.append([])
-            row_combos[r].append(c)
-            rows_of[c].append(r)
-    index = {levels: r for r, levels in enumerate(rows)}
-    return _Space(factor_sets, rows, index, rejected, combos, row_combos, rows_of)
+        ids[factors] = {}
+        for levels in itertools.product(*(range(len(_LEVELS[f])) for f in factors)):
+            mask = _combo_mask(factors, levels) & accepted
+            if mask:
+                ids[factors][levels] = len(combos)
+                combos.append((factors, levels))
+                masks.append(mask)
+    return _Space(factor_sets, accepted, broken, reasons, combos, masks, ids)
 
 
-def _greedy(space: _Space) -> list[int]:
-    """Density greedy: repeatedly take the valid row that covers the most uncovered combinations.
+def _combos_of(space: _Space) -> Callable[[int], tuple[int, ...]]:
+    """Valid row -> the ids of its combinations, one per factor set, in `factor_sets` order (memoised)."""
+    lookups = [(space.ids[factors].__getitem__, _projection(factors)) for factors in space.factor_sets]
 
-    The space is small (4 * 2**10 rows), so every valid row is scored exactly, the scores kept up to date
-    incrementally; ties go to the first row in product order.
+    @functools.cache
+    def combos_of(row: int) -> tuple[int, ...]:
+        levels = _decode(row)
+        return tuple(lookup(project(levels)) for lookup, project in lookups)
+
+    return combos_of
+
+
+def _add(planes: list[int], mask: int) -> None:
+    """Add one to the bit-sliced counters (`planes[i]`: bit i of every row's count) of the rows in `mask`."""
+    i = 0
+    while mask:
+        if i == len(planes):
+            planes.append(0)
+        planes[i], mask = planes[i] ^ mask, planes[i] & mask
+        i += 1
+
+
+def _subtract(planes: list[int], mask: int) -> None:
+    """Subtract one from the counters of the rows in `mask` (each at least one)."""
+    i = 0
+    while mask:
+        planes[i], mask = planes[i] ^ mask, ~planes[i] & mask
+        i += 1
+
+
+def _greedy(space: _Space, combos_of: Callable[[int], tuple[int, ...]]) -> list[int]:
+    """Density greedy: repeatedly take the valid row that covers the most uncovered combinations; ties go to the
+    first row in product order.
+
+    Every row's score is exact and kept up to date in bit-sliced counters over all rows at once; the best row is
+    read off from the highest bit plane down.
     """
-    score = [len(ids) for ids in space.row_combos]
-    covered = [False] * len(space.combos)
+    planes: list[int] = []
+    for mask in space.masks:
+        _add(planes, mask)
+    uncovered = [True] * len(space.combos)
     left = len(space.combos)
     chosen: list[int] = []
     while left:
-        best = max(range(len(score)), key=score.__getitem__)
-        chosen.append(best)
-        for c in space.row_combos[best]:
-            if not covered[c]:
-                covered[c] = True
+        best = space.valid
+        for plane in reversed(planes):
+            if best & plane:
+                best &= plane
+        row = (best & -best).bit_length() - 1
+        chosen.append(row)
+        for c in combos_of(row):
+            if uncovered[c]:
+                uncovered[c] = False
                 left -= 1
-                for r in space.rows_of[c]:
-                    score[r] -= 1
+                _subtract(planes, space.masks[c])
     return chosen
 
 
-def _times(space: _Space, chosen: list[int]) -> list[int]:
+def _times(combos_of: Callable[[int], tuple[int, ...]], n_combos: int, chosen: list[int]) -> list[int]:
     """How many of the chosen rows contain each combination."""
-    times = [0] * len(space.combos)
+    times = [0] * n_combos
     for r in chosen:
-        for c in space.row_combos[r]:
+        for c in combos_of(r):
             times[c] += 1
     return times
 
 
-def _shrink(space: _Space, chosen: list[int], rng: random.Random) -> list[int]:
+def _shrink(space: _Space, combos_of: Callable[[int], tuple[int, ...]], chosen: list[int],
+            rng: random.Random) -> list[int]:
     """Drop rows while a local search can repair the array: the smallest complete array found.
 
     Each round removes the row that covers the fewest combinations alone, then repeatedly picks an uncovered
@@ -221,9 +302,9 @@ def _shrink(space: _Space, chosen: list[int], rng: random.Random) -> list[int]:
     best = list(chosen)
     rows = list(chosen)
     while rows:
-        times = _times(space, rows)
-        drop = min(range(len(rows)), key=lambda i: sum(times[c] == 1 for c in space.row_combos[rows[i]]))
-        for c in space.row_combos[rows.pop(drop)]:
+        times = _times(combos_of, len(space.combos), rows)
+        drop = min(range(len(rows)), key=lambda i: sum(times[c] == 1 for c in combos_of(rows[i])))
+        for c in combos_of(rows.pop(drop)):
             times[c] -= 1
         uncovered = [c for c, n in enumerate(times) if n == 0]
         for _ in range(_REPAIR_MOVES):
@@ -232,14 +313,14 @@ def _shrink(space: _Space, chosen: list[int], rng: random.Random) -> list[int]:
             factors, levels = space.combos[rng.choice(uncovered)]
             fewest, moves = math.inf, []
             for i, r in enumerate(rows):
-                rewritten = list(space.rows[r])
+                rewritten = list(_decode(r))
                 for f, level in zip(factors, levels, strict=True):
                     rewritten[f] = level
-                new = space.index.get(tuple(rewritten))
-                if new is None:
+                new = _encode(rewritten)
+                if not space.valid >> new & 1:
                     continue
                 delta = sum((times[a] == 1) - (times[b] == 0)
-                            for a, b in zip(space.row_combos[r], space.row_combos[new], strict=True) if a != b)
+                            for a, b in zip(combos_of(r), combos_of(new), strict=True) if a != b)
                 if delta < fewest:
                     fewest, moves = delta, [(i, new)]
                 elif delta == fewest:
@@ -247,7 +328,7 @@ def _shrink(space: _Space, chosen: list[int], rng: random.Random) -> list[int]:
             if not moves or (fewest > 0 and rng.random() >= _NOISE):
                 continue
             i, new = rng.choice(moves)
-            for a, b in zip(space.row_combos[rows[i]], space.row_combos[new], strict=True):
+            for a, b in zip(combos_of(rows[i]), combos_of(new), strict=True):
                 times[a] -= 1
                 times[b] += 1
             rows[i] = new
@@ -258,13 +339,13 @@ def _shrink(space: _Space, chosen: list[int], rng: random.Random) -> list[int]:
     return best
 
 
-def _drop_redundant(space: _Space, chosen: list[int]) -> list[int]:
+def _drop_redundant(combos_of: Callable[[int], tuple[int, ...]], n_combos: int, chosen: list[int]) -> list[int]:
     """Remove, last first, each row whose combinations the remaining rows all contain."""
-    times = _times(space, chosen)
+    times = _times(combos_of, n_combos, chosen)
     kept = []
     for r in reversed(chosen):
-        if all(times[c] > 1 for c in space.row_combos[r]):
-            for c in space.row_combos[r]:
+        if all(times[c] > 1 for c in combos_of(r)):
+            for c in combos_of(r):
                 times[c] -= 1
         else:
             kept.append(r)
@@ -279,8 +360,10 @@ def _cost(levels: _Levels) -> tuple[int, int, _Levels]:
 @functools.lru_cache(maxsize=8)
 def _array(strength: int, valid: Validator) -> tuple[_Levels, ...]:
     space = _space(strength, valid)
-    chosen = _shrink(space, _drop_redundant(space, _greedy(space)), random.Random(0))
-    return tuple(sorted((space.rows[r] for r in chosen), key=_cost))
+    combos_of = _combos_of(space)
+    chosen = _drop_redundant(combos_of, len(space.combos), _greedy(space, combos_of))
+    chosen = _shrink(space, combos_of, chosen, random.Random(0))
+    return tuple(sorted(map(_decode, chosen), key=_cost))
 
 
 def covering_array(strength: int = 3, valid: Validator = config_rule_mirror) -> list[dict[str, object]]:
@@ -340,27 +423,25 @@ def describe_exclusions(strength: int = 3, valid: Validator = config_rule_mirror
     A combination is left out when every full row containing it is rejected. It is charged to the reasons of the
     rows containing it that break the fewest definitional rules: `cameras=0, env=False, distinct_grids=True` goes to
     the distinct-grids rule alone (it is impossible whatever the config says), `cameras=0, env=False, state=True` to
-    the config rule. Definitional rules are listed even when they leave nothing out at this strength.
+    the config rule. Among those rows it goes to the reason behind the most of them: the hook gives one reason per
+    row (`ACTConfig` raises on the first rule a config breaks), so where two config rules overlap, the overlap's rows
+    name only the first, and the rule that excludes the combination rejects the rest. Definitional rules are listed
+    even when they leave nothing out at this strength.
     Entries: `{"reason", "excluded" (count), "examples" (at most `examples` combinations as strings)}`.
     """
     space = _space(strength, valid)
-    valid_combos = set(space.combos)
     charged: dict[str, list[str]] = {exclusion.reason: [] for exclusion in EXCLUSIONS}
-    for _, reasons in space.rejected.values():
-        charged.update((reason, []) for reason in reasons if reason not in charged)
+    charged.update((reason, []) for reason in space.reasons if reason not in charged)
     for factors in space.factor_sets:
-        fewest: dict[_Levels, tuple[int, set[str]]] = {}
-        project = _projection(factors)
-        for levels, (broken, reasons) in space.rejected.items():
-            key = project(levels)
-            if (factors, key) in valid_combos:
+        for levels in itertools.product(*(range(len(_LEVELS[f])) for f in factors)):
+            if levels in space.ids[factors]:
                 continue
-            if key not in fewest or broken < fewest[key][0]:
-                fewest[key] = broken, set(reasons)
-            elif broken == fewest[key][0]:
-                fewest[key][1].update(reasons)
-        for key, (_, reasons) in fewest.items():
-            for reason in reasons:
-                charged[reason].append(_combo_text(factors, key))
+            mask = _combo_mask(factors, levels)
+            rows = next(rows for _, rejected in sorted(space.broken.items()) if (rows := mask & rejected))
+            counts = {reason: (rows & rejected).bit_count() for reason, rejected in space.reasons.items()}
+            most = max(counts.values())
+            for reason, count in counts.items():
+                if count == most:
+                    charged[reason].append(_combo_text(factors, levels))
     return [{"reason": reason, "excluded": len(texts), "examples": texts[:examples]}
             for reason, texts in charged.items()]

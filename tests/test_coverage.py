@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
+from operator import itemgetter
 from pathlib import Path
 
 import pytest
@@ -27,9 +28,9 @@ from act_equiv.coverage import (
     interactions,
 )
 
-ROWS_3 = 27  # frozen: a change in the generator shows here first
-ROWS_2 = 10
-DIGEST_3 = "7fc9ab7170f0f12afa078cb74037dd77b72f773d9db5242c443f720a48679419"  # sha256 of the strength-3 rows' JSON
+ROWS_3 = 31  # frozen: a change in the generator shows here first
+ROWS_2 = 11
+DIGEST_3 = "f53cca7a8ab06c18b312c9528839cd04e6b5c7f1e9ffdd0ebbf0cf6abb0d1470"  # sha256 of the strength-3 rows' JSON
 Combo = tuple[tuple[str, object], ...]
 
 
@@ -40,6 +41,8 @@ def default_ok(row: Mapping[str, object]) -> bool:
         or (row["training"] and not row["actions"])
         or (row["padding"] and not row["actions"])
         or (row["cameras"] == 0 and not row["env"])
+        # ensembling needs n_action_steps == 1; equal to chunk_size, that is a one-step chunk, never padded
+        or (row["temporal_ensemble"] and not row["short_action_steps"] and row["padding"])
     )
 
 
@@ -48,22 +51,29 @@ def no_state_with_env(row: Mapping[str, object]) -> str | None:
     return "state and env together" if row["state"] and row["env"] else config_rule_mirror(row)
 
 
+@functools.cache
+def _all_rows() -> tuple[dict[str, object], ...]:
+    return tuple(dict(zip(FACTORS, values, strict=True)) for values in itertools.product(*FACTORS.values()))
+
+
 def all_rows() -> list[dict[str, object]]:
-    return [dict(zip(FACTORS, values, strict=True)) for values in itertools.product(*FACTORS.values())]
+    return [dict(row) for row in _all_rows()]
 
 
 def combos_of(rows: list[dict[str, object]], strength: int) -> set[Combo]:
-    return {tuple((name, row[name]) for name in names)
-            for row in rows for names in itertools.combinations(FACTORS, strength)}
+    """Every combination the rows contain (a projection per factor set, so the 2**13 * 4 rows take a second)."""
+    return {tuple(zip(names, values, strict=True))
+            for names in itertools.combinations(FACTORS, strength)
+            for values in set(map(itemgetter(*names), rows))}
 
 
 @functools.cache
 def valid_combos(strength: int, ok: Callable[[Mapping[str, object]], bool] = default_ok) -> set[Combo]:
-    return combos_of([row for row in all_rows() if ok(row)], strength)
+    return combos_of([row for row in _all_rows() if ok(row)], strength)
 
 
 def test_module_rules_match_the_hand_written_ones() -> None:
-    for row in all_rows():
+    for row in _all_rows():
         module_ok = not any(rule.applies(row) for rule in EXCLUSIONS) and config_rule_mirror(row) is None
         assert module_ok == default_ok(row), row
 
@@ -131,8 +141,10 @@ def test_excluded_combinations_are_not_counted() -> None:
     by_factors = result["by_factors"]
     assert by_factors["training × actions × padding"]["total"] == 5  # type: ignore[index]
     assert by_factors["env × cameras × distinct_grids"]["total"] == 2 * 4 + 2 * 2 - 1  # type: ignore[index]
+    assert by_factors["padding × temporal_ensemble × short_action_steps"]["total"] == 7  # type: ignore[index]
     impossible = {"use_vae": False, "training": True, "actions": False, "padding": True, "state": False, "env": False,
-                  "cameras": 0, "distinct_grids": True, "batch_gt1": False, "dropout": False, "pre_norm": False}
+                  "cameras": 0, "distinct_grids": True, "batch_gt1": False, "dropout": False, "pre_norm": False,
+                  "temporal_ensemble": True, "short_action_steps": False, "kl_weight_not_1": False}
     seen = interactions([impossible])
     assert seen["hit"] == len(combos_of([impossible], 3) & valid_combos(3)) > 0
 
@@ -140,14 +152,21 @@ def test_excluded_combinations_are_not_counted() -> None:
 def test_describe_exclusions_names_every_excluded_combination() -> None:
     described = describe_exclusions(examples=10**6)
     counts = {entry["reason"]: entry["excluded"] for entry in described}
-    assert counts == {
-        "distinct feature grids need two cameras or more": 2 * 9 * 2,
-        "training needs actions (the loss is computed from them)": 9 * 2 + 2,
-        "padding is part of the actions": 9 * 2 + 2,
-        "LeRobot's config rule: at least one camera or the environment state": 8 * 2 + 1,
+    ensemble_rule = ("LeRobot's config rule: temporal ensembling needs n_action_steps == 1, so with n_action_steps "
+                     "== chunk_size the chunk is one step, and one step is never padded")
+    assert counts == {  # the 12 other factors: 11 with two levels, `cameras` with four
+        "distinct feature grids need two cameras or more": 2 * 12 * 2,
+        "training needs actions (the loss is computed from them)": 11 * 2 + 4,
+        "padding is part of the actions": 11 * 2 + 4,
+        "LeRobot's config rule: at least one camera or the environment state": 11 * 2 + 1,  # not distinct_grids=True
+        ensemble_rule: 1,
     }
+    # Its rows without camera or environment name the camera rule (ACTConfig checks it first); the rule that
+    # excludes the combination rejects the rest, and it alone is charged.
+    (ensemble,) = (entry for entry in described if entry["reason"] == ensemble_rule)
+    assert ensemble["examples"] == ["padding=True, temporal_ensemble=True, short_action_steps=False"]
     charged = {text for entry in described for text in entry["examples"]}  # type: ignore[attr-defined]
-    excluded = combos_of(all_rows(), 3) - valid_combos(3)
+    excluded = combos_of(list(_all_rows()), 3) - valid_combos(3)
     assert charged == {format_combo(dict(combo)) for combo in excluded}
 
 

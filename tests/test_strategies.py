@@ -100,3 +100,48 @@ def test_a_positional_argument_fails_when_the_strategy_is_built() -> None:
 def test_checked_strategies_keep_their_signature_and_docstring(strategy: Callable[..., Any]) -> None:
     assert "draw" not in inspect.signature(strategy).parameters
     assert strategy.__doc__ and strategy.__name__ in repr(strategy())
+
+
+@given(short=aes.configs(short_action_steps=True), whole=aes.configs(short_action_steps=False),
+       ensembled=aes.configs(short_action_steps=False, temporal_ensemble_coeff=st.sampled_from([0.0, 0.01])))
+@settings(max_examples=20, database=None)
+def test_short_action_steps_pin(short: ACTConfig, whole: ACTConfig, ensembled: ACTConfig) -> None:
+    """Below the chunk, equal to it, and with ensembling (n_action_steps == 1) equal only in a one-step chunk."""
+    assert 1 <= short.n_action_steps < short.chunk_size
+    assert whole.n_action_steps == whole.chunk_size
+    assert ensembled.n_action_steps == ensembled.chunk_size == 1
+
+
+def test_short_action_steps_cost_one_more_step() -> None:
+    found = minimal(aes.configs(), lambda c: c.n_action_steps < c.chunk_size)
+    assert found == dataclasses.replace(MINIMAL, chunk_size=2, n_action_steps=1)
+
+
+def test_features_read_the_policy_settings() -> None:
+    config = dataclasses.replace(MINIMAL, chunk_size=4, n_action_steps=1, temporal_ensemble_coeff=0.01, kl_weight=0.0)
+    assert {name: value for name, value in Case(config).features().items() if name in POLICY_FACTORS} == {
+        "temporal_ensemble": True, "short_action_steps": True, "kl_weight_not_1": True}
+    assert not any(Case(MINIMAL.replace(kl_weight=1.0)).features()[name] for name in POLICY_FACTORS)
+
+
+POLICY_FACTORS = ("temporal_ensemble", "short_action_steps", "kl_weight_not_1")
+ROWS = aes.covering_rows()
+
+
+def test_the_covering_rows_hold_both_levels_of_the_policy_factors() -> None:
+    assert all({row[name] for row in ROWS} == {False, True} for name in POLICY_FACTORS)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[f"row{i}" for i in range(len(ROWS))])
+@given(data=st.data())
+@settings(max_examples=4, database=None)
+def test_covering_cases_have_their_rows_features(row: dict[str, object], data: st.DataObject) -> None:
+    """A row's cases really have its features, read off the config itself for the policy-level ones: a temporal
+    ensembling coefficient, n_action_steps below chunk_size, a KL weight other than 1, each exactly where the row
+    says so (and `Case.features`, which the report counts, agrees on every factor)."""
+    case = data.draw(aes.covering_cases(row), "case")
+    config = case.config
+    assert (config.temporal_ensemble_coeff is not None) == row["temporal_ensemble"]
+    assert (config.n_action_steps < config.chunk_size) == row["short_action_steps"]
+    assert (config.kl_weight != 1) == row["kl_weight_not_1"]
+    assert case.features() == row

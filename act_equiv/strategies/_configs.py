@@ -18,6 +18,10 @@ _SIDES_BY_CELLS: dict[int, tuple[int, ...]] = {
     for cells in sorted({feature_grid(side, side)[0] for side in _SIDES})
 }
 _WIDTHS = (8, 16, 24, 32, 48, 64)
+ENSEMBLE_COEFFS = (0.0, 0.01, -0.5)
+"""`temporal_ensemble_coeff` values drawn: uniform weights, LeRobot's 0.01, and weights growing towards the newest."""
+KL_WEIGHTS = (10.0, 1.0)
+"""`kl_weight` values drawn: LeRobot's default, and 1, where a loss that drops the weight cannot show it."""
 _FIELDS = frozenset(field.name for field in dataclasses.fields(ACTConfig))
 
 
@@ -29,6 +33,7 @@ def configs(
     state: bool | st.SearchStrategy[bool] | None = None,
     env: bool | st.SearchStrategy[bool] | None = None,
     distinct_grids: bool | None = None,
+    short_action_steps: bool | None = None,
     max_cameras: int = 3,
     max_layers: int = 2,
     backbones: tuple[str, ...] = (TINY_BACKBONE,),
@@ -37,7 +42,9 @@ def configs(
     """Valid `ACTConfig`s. Pin anything: a feature count (`cameras=2`, `state=True`, `env=False`) or any
     `ACTConfig` field (`use_vae=True`, `dim_model=st.sampled_from([16, 32])`), as a value or a strategy.
     `distinct_grids=True` draws cameras whose backbone feature grids are not all equal, `False` cameras that
-    share one grid (their pixel sizes may still differ).
+    share one grid (their pixel sizes may still differ). `short_action_steps=True` draws `n_action_steps` below
+    `chunk_size` (so a chunk of two steps or more), `False` equal to it (with temporal ensembling, which needs
+    `n_action_steps == 1`, a one-step chunk).
 
     Shrinks to the smallest config LeRobot accepts: no VAE, no camera (so the environment state, which one of
     them requires), no robot state, action_dim 1, chunk_size 1, dim_model 8 with one head, feedforward width 8,
@@ -55,11 +62,16 @@ def configs(
     camera_shapes = pick("camera_shapes", _camera_shapes(n_cameras, distinct_grids))
     dim_model = pick("dim_model", st.sampled_from((8, 16, 32)))
     n_heads = pick("n_heads", st.sampled_from([h for h in (1, 2, 4, 8) if dim_model % h == 0]))
-    chunk_size = pick("chunk_size", st.integers(1, 8))
-    temporal_ensemble_coeff = pick("temporal_ensemble_coeff", st.none() | st.sampled_from((0.0, 0.01, -0.5)))
-    n_action_steps = pick(
-        "n_action_steps", st.just(1) if temporal_ensemble_coeff is not None else st.integers(1, chunk_size)
-    )
+    temporal_ensemble_coeff = pick("temporal_ensemble_coeff", st.none() | st.sampled_from(ENSEMBLE_COEFFS))
+    ensemble = temporal_ensemble_coeff is not None
+    one_step = ensemble and short_action_steps is False
+    chunk_size = pick("chunk_size", st.just(1) if one_step else st.integers(2 if short_action_steps else 1, 8))
+    n_action_steps = pick("n_action_steps", (
+        st.just(1) if ensemble
+        else st.integers(1, chunk_size) if short_action_steps is None
+        else st.integers(1, chunk_size - 1) if short_action_steps
+        else st.just(chunk_size)
+    ))
     layers = st.integers(1, max_layers)
     values = {
         "state_dim": pick("state_dim", st.integers(1, 6)) if has_state else None,
@@ -81,7 +93,7 @@ def configs(
         "n_action_steps": n_action_steps,
         "temporal_ensemble_coeff": temporal_ensemble_coeff,
         "dropout": pick("dropout", st.sampled_from((0.0, 0.1))),
-        "kl_weight": pick("kl_weight", st.sampled_from((10.0, 1.0))),
+        "kl_weight": pick("kl_weight", st.sampled_from(KL_WEIGHTS)),
     }
     for name in list(pinned):
         values[name] = draw(as_strategy(pinned.pop(name)))

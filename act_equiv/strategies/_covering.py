@@ -12,18 +12,23 @@ from act_equiv import coverage
 from act_equiv.case import Case
 from act_equiv.config import TINY_BACKBONE, ACTConfig, ConfigError
 from act_equiv.strategies._batches import cases
-from act_equiv.strategies._configs import CONFIG_KEYWORDS
+from act_equiv.strategies._configs import CONFIG_KEYWORDS, ENSEMBLE_COEFFS, KL_WEIGHTS
 from act_equiv.strategies._util import check_keywords, keywords
 
 
 def config_rules(row: Mapping[str, object]) -> str | None:
     """`ACTConfig`'s own verdict on the row's feature set (its error message), so no combination is excluded by
-    a hand-written copy of LeRobot's rules."""
+    a hand-written copy of LeRobot's rules. The chunk is the shortest the row allows: two steps where a step is
+    padded (the first step never is) or `n_action_steps` is below it, else one."""
+    chunk_size = 2 if row["padding"] or row["short_action_steps"] else 1
     try:
         ACTConfig(state_dim=1 if row["state"] else None, env_state_dim=1 if row["env"] else None,
                   camera_shapes=[(3, 32, 32)] * int(row["cameras"]), vision_backbone=TINY_BACKBONE,
                   use_vae=bool(row["use_vae"]), pre_norm=bool(row["pre_norm"]),
-                  dropout=0.1 if row["dropout"] else 0.0)
+                  dropout=0.1 if row["dropout"] else 0.0, chunk_size=chunk_size,
+                  n_action_steps=chunk_size - 1 if row["short_action_steps"] else chunk_size,
+                  temporal_ensemble_coeff=ENSEMBLE_COEFFS[0] if row["temporal_ensemble"] else None,
+                  kl_weight=KL_WEIGHTS[0] if row["kl_weight_not_1"] else 1.0)
     except ConfigError as error:
         return str(error)
     return None
@@ -42,6 +47,9 @@ def covering_cases(row: Mapping[str, object], max_batch_size: int = 4, **scope: 
         "use_vae": row["use_vae"], "pre_norm": row["pre_norm"], "dropout": 0.1 if row["dropout"] else 0.0,
         "cameras": row["cameras"], "state": row["state"], "env": row["env"],
         "distinct_grids": bool(row["distinct_grids"]) if int(row["cameras"]) >= 2 else None,
+        "temporal_ensemble_coeff": st.sampled_from(ENSEMBLE_COEFFS) if row["temporal_ensemble"] else None,
+        "short_action_steps": bool(row["short_action_steps"]),
+        "kl_weight": st.sampled_from([w for w in KL_WEIGHTS if w != 1]) if row["kl_weight_not_1"] else 1.0,
     }
     if padding:
         pins["chunk_size"] = st.integers(2, 8)  # one step is never padded, so padding needs two
@@ -50,5 +58,6 @@ def covering_cases(row: Mapping[str, object], max_batch_size: int = 4, **scope: 
         "batch_size": st.integers(2, max_batch_size) if row["batch_gt1"] else 1,
         "pad": st.sampled_from(("some", "all_but_one")) if padding else "none",
     }
-    check_keywords("covering_cases()", scope, (keywords(cases) | CONFIG_KEYWORDS) - {"training", "batch", *pins})
+    decided = {"training", "batch", "chunk_size", "n_action_steps", *pins}
+    check_keywords("covering_cases()", scope, (keywords(cases) | CONFIG_KEYWORDS) - decided)
     return cases(training=row["training"], batch=batch, **pins, **scope)
