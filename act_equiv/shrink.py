@@ -8,8 +8,8 @@ Hypothesis shrinks eager-stage failures well: a candidate costs milliseconds. Tw
 - a failure from a covering-array row: Hypothesis shrinks what it drew, but the row's pinned features (VAE,
   training, cameras, ...) stay pinned. This pass tries each pinned feature at its simplest value.
 
-A candidate is kept when it fails the same way (a finding or a form pair in common with the original failure),
-as Hypothesis keeps a candidate that raises the same error.
+A candidate is kept when it fails the same way (a finding, a refused class or a form pair in common with the original
+failure), as Hypothesis keeps a candidate that raises the same error.
 """
 
 from __future__ import annotations
@@ -40,8 +40,11 @@ class ShrinkResult:
 
 
 def signature(verdict: CaseVerdict) -> set[str]:
-    """What failed, coarsely: finding kinds and the form pairs of failed tensor checks."""
-    return {f.check for f in verdict.findings} | {c.pair.split("@")[0] for c in verdict.checks if not c.passed}
+    """What failed, coarsely: finding kinds, the classes refused (`model: raised`) and the form pairs of failed
+    tensor checks."""
+    return ({f.check for f in verdict.findings} | {f"{c.level}: {c.name}" for c in verdict.classes.values()
+                                                    if not c.accepted}
+            | {c.pair.split("@")[0] for c in verdict.checks if not c.passed})
 
 
 def shrink(judge: Judge, failure: CaseVerdict, budget: float) -> ShrinkResult:

@@ -6,7 +6,7 @@ import dataclasses
 
 from act_equiv.case import BatchSpec, Case
 from act_equiv.config import ACTConfig
-from act_equiv.oracle.verdict import CaseVerdict, Finding
+from act_equiv.oracle.verdict import CaseVerdict, Finding, PairClass
 from act_equiv.shrink import candidates, shrink, structure_cost
 from act_equiv.suite import MUST_KEEP
 
@@ -59,3 +59,15 @@ def test_shrink_stops_at_its_budget_with_the_best_case_so_far() -> None:
     result = shrink(judge, verdict_for(TRAIN, "graph_break"), budget=0.0)
     assert result.stopped_at_budget and result.verdict.case == TRAIN and not judged
     assert dataclasses.asdict(result.verdict.findings[0])["check"] == "graph_break"
+
+
+def test_a_failure_with_no_finding_and_no_failed_check_still_shrinks() -> None:
+    """A side that raises is a refused class (`model: raised`), with no finding and no failed tensor check; it is
+    still a signature, so the shrink pass takes the simpler candidates that raise alike (it took none before)."""
+
+    def raised(case: Case) -> CaseVerdict:
+        return CaseVerdict(case, classes={"model": PairClass("model", "raised", "boom", accepted=False)})
+
+    result = shrink(raised, raised(TRAIN), budget=30.0)
+    assert result.steps > 0 and result.verdict.case != TRAIN
+    assert not result.verdict.case.training and result.verdict.case.batch.batch_size == 1
