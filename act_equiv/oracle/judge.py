@@ -147,6 +147,8 @@ def _classify(run: CaseRun, level: Level, strict: bool) -> tuple[PairClass | Non
                          f"strict=True (missing {layout['missing'][:5]}, unexpected {layout['unexpected'][:5]})",
                          accepted=False), []
     reference, target = forms.get(f"reference{level.form}"), forms.get(f"target{level.form}")
+    if not reference and not target:  # nothing at this level (act_equiv's own policy adds nothing in training)
+        return None, []
     if reference is None or target is None:
         return None, []
     checks = compare(reference, target, level.pair, EXACT)

@@ -21,11 +21,14 @@ import torch
 from act_equiv import compat
 from act_equiv.case import Case, make_batch
 from act_equiv.config import ACTION_IS_PAD
+from act_equiv.models import ACTPolicy
 from act_equiv.run import numerics
 from act_equiv.run.compiled import CompiledForm
 from act_equiv.run.records import CaseRun, ErrorRecord, Outputs, RunSettings, batch_suffix
 from act_equiv.run.side import Probe, Side
 
+OWN_POLICY = f"{ACTPolicy.__module__}.{ACTPolicy.__qualname__}"
+"""How a side's environment names act_equiv's own policy."""
 _FAILED = object()
 """What `_guarded` returns when the call raised (its error is recorded)."""
 
@@ -39,6 +42,11 @@ class Runner:
         self.settings = settings
         self._structure: str | None = None
         self._explained: dict[str, dict[str, Any]] = {}
+
+    @property
+    def rollout_only(self) -> bool:
+        """Both sides use act_equiv's `ACTPolicy`, whose loss and chunk the model level already compares."""
+        return {side.environment()["policy"] for side in (self.reference, self.target)} == {OWN_POLICY}
 
     @property
     def compiles(self) -> bool:
@@ -122,8 +130,9 @@ class Runner:
         for name in ("target", "target_repeat"):
             if not self._form(run, name, "forward" if name == "target" else name, lambda: target.call(case, batch)):
                 break
-        self._form(run, "reference_policy", "reference:policy", lambda: reference.policy(case))
-        self._form(run, "target_policy", "policy", lambda: target.policy(case))
+        self._form(run, "reference_policy", "reference:policy",
+                   lambda: reference.policy(case, rollout_only=self.rollout_only))
+        self._form(run, "target_policy", "policy", lambda: target.policy(case, rollout_only=self.rollout_only))
         self._evidence(run, batch)
         run.live = {"reference": getattr(reference, "model", None), "target": getattr(target, "model", None),
                     "batch": batch}
@@ -140,7 +149,8 @@ class Runner:
         if {"reference_policy", "target_policy"} <= forms.keys() and not identical(forms["reference_policy"],
                                                                                       forms["target_policy"]):
             for role, side in (("reference", self.reference), ("target", self.target)):
-                self._form(run, f"{role}_policy64", f"{role}_policy64", lambda s=side: s.policy(case, float64=True))
+                self._form(run, f"{role}_policy64", f"{role}_policy64",
+                           lambda s=side: s.policy(case, float64=True, rollout_only=self.rollout_only))
 
     def _form(self, run: CaseRun, name: str, stage: str, fn: Callable[[], Outputs]) -> bool:
         outputs = self._guarded(run, stage, fn)

@@ -28,10 +28,8 @@ from act_equiv.run import numerics
 from act_equiv.run.records import Outputs, RunSettings
 from act_equiv.targets.target import Target
 
-__all__ = ["ROLLOUT_STEPS_MIN", "Probe", "Side", "cast_batch", "policy_batch", "rollout_steps"]
+__all__ = ["Probe", "Side", "cast_batch", "policy_batch", "rollout_steps"]
 
-ROLLOUT_STEPS_MIN = 3
-"""Fewest `select_action` calls of a policy-level rollout (with `n_action_steps + 1` the queue refills once)."""
 
 
 class Probe(nn.Module):
@@ -64,9 +62,11 @@ class Side:
         return self.target.name
 
     def environment(self) -> dict[str, Any]:
-        """Where this side runs, as a report states it."""
+        """Where this side runs, as a report states it (`policy`: the policy-level form's class)."""
+        factory = getattr(self.target.policy, "func", self.target.policy)
         return {"spec": self.spec, "process": "in-process", "python": platform.python_version(),
-                "torch": str(torch.__version__), **self.target.describe()}
+                "torch": str(torch.__version__), "policy": f"{factory.__module__}.{factory.__qualname__}",
+                **self.target.describe()}
 
     def unsupported(self, config: ACTConfig) -> str | None:
         return self.target.unsupported(config)
@@ -101,9 +101,14 @@ class Side:
             return {size: self.invoke(case, probe, model64, cast_batch(batch, torch.float64), autocast=False)
                     for size, batch in batches.items()}
 
-    def policy(self, case: Case, float64: bool = False) -> Outputs:
-        """The policy level: the implementation's own policy around the loaded model (see the module docstring)."""
+    def policy(self, case: Case, float64: bool = False, rollout_only: bool = False) -> Outputs:
+        """The policy level: the implementation's own policy around the loaded model (see the module docstring).
+        `rollout_only` where both sides use act_equiv's `ACTPolicy`: its loss and action chunk are exactly the model
+        level's calls, so only the rollout is new (and a training case has nothing more to compare)."""
         s = self.settings
+        own = rollout_only
+        if own and case.training:
+            return {}
         dtype = torch.float64 if float64 else s.torch_dtype
         model = copy.deepcopy(self.model).to(torch.float64) if float64 else self.model
         policy = self.target.make_policy(case.config, model)
@@ -112,7 +117,7 @@ class Side:
         with self._sampling() if float64 else nullcontext(), numerics.autocast(s.device, None if float64
                                                                                   else s.autocast):
             policy.train(case.training)
-            if case.batch.actions:
+            if case.batch.actions and not own:
                 torch.manual_seed(case.weight_seed + 1)
                 with torch.set_grad_enabled(case.training):
                     loss, terms = policy.forward(batch)
@@ -120,7 +125,8 @@ class Side:
                 outputs.update({f"policy/{name}": torch.as_tensor(value).detach() for name, value in terms.items()})
             if not case.training:
                 torch.manual_seed(case.weight_seed + 1)
-                outputs["policy/chunk"] = policy.predict_action_chunk(batch)
+                if not own:
+                    outputs["policy/chunk"] = policy.predict_action_chunk(batch)
                 policy.reset()
                 outputs["policy/rollout"] = torch.stack([
                     policy.select_action(policy_batch(case.config, step))
@@ -153,9 +159,9 @@ class Side:
 
 
 def rollout_steps(case: Case, device: str, dtype: torch.dtype) -> list[dict[str, Any]]:
-    """The observations of a policy-level rollout: `n_action_steps + 1` steps (at least `ROLLOUT_STEPS_MIN`), each a
-    fresh observation without actions, so the queue empties and refills once (the ensembler folds every step)."""
-    steps = max(case.config.n_action_steps + 1, ROLLOUT_STEPS_MIN)
+    """The observations of a policy-level rollout: `n_action_steps + 1` steps, each a fresh observation without
+    actions, so the queue empties and refills once (the ensembler folds every step into the previous chunks)."""
+    steps = case.config.n_action_steps + 1
     spec = case.batch
     return [make_batch(case.config, type(spec)(spec.batch_size, spec.seed + 1 + step, spec.scale, "none", False),
                        device, dtype) for step in range(steps)]

@@ -99,8 +99,8 @@ class WorkerSide:
     def call64(self, case: Any, batches: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
         return self._request("call64", case=case.to_dict(), batches=batches)
 
-    def policy(self, case: Any, float64: bool = False) -> dict[str, Any]:
-        return self._request("policy", case=case.to_dict(), float64=float64)
+    def policy(self, case: Any, float64: bool = False, rollout_only: bool = False) -> dict[str, Any]:
+        return self._request("policy", case=case.to_dict(), float64=float64, rollout_only=rollout_only)
 
     def close(self) -> None:
         if self._group is not None:
@@ -234,7 +234,7 @@ class _Server:
             if op == "call64":
                 return self.side.call64(case, arguments["batches"])
             if op == "policy":
-                return self.side.policy(case, arguments["float64"])
+                return self.side.policy(case, arguments["float64"], arguments["rollout_only"])
         raise ValueError(f"unknown request {op!r}")
 
     def _open(self, spec: str, settings: dict[str, Any], **keywords: Any) -> dict[str, Any]:
