@@ -171,7 +171,7 @@ def markdown(report: dict[str, Any]) -> str:
         "# Mutant run",
         "",
         f"profile `{run['profile']}`, backend `{run['backend']}`, max examples {run['max_examples']}, time budget "
-        f"{run['time_budget'] or '-'} s per mutant, shrink {run['shrink']}, eager tolerance "
+        f"{run['time_budget'] or '-'} s per mutant, shrink {run['shrink']}, "
         f"{'strict' if run['strict'] else 'rounding accepted'}, torch {run['torch']}, "
         f"{run['threads']} thread(s), {run['seconds']:.0f} s in all.",
         "",
