@@ -26,6 +26,8 @@ from act_equiv.oracle.judge import judge
 from act_equiv.oracle.tolerance import tolerance_for
 from act_equiv.oracle.verdict import CaseVerdict, Divergence
 from act_equiv.run.compiled import BACKENDS
+from act_equiv.run.deployed import FORMS as DEPLOYED_FORMS
+from act_equiv.run.deployed import ONNX_EXPORTERS, missing_runtime
 from act_equiv.run.environment import gate_environment
 from act_equiv.run.numerics import AUTOCAST_DTYPES
 from act_equiv.run.records import DTYPES, RunSettings
@@ -48,6 +50,10 @@ class Gate:
     eager_rounding: bool = False
     autocast: str | None = None
     explain: bool = True
+    forms: tuple[str, ...] | str = ("compiled",)
+    """The forms beside the eager ones: "compiled" and the deployment forms (`act_equiv.run.deployed.FORMS`); a
+    comma-separated string is accepted too. Without "compiled", no torch.compile form runs (backend none)."""
+    onnx_exporter: str = "dynamo"
     runner: Runner = field(init=False)
 
     def __post_init__(self) -> None:
@@ -62,16 +68,53 @@ class Gate:
         if self.mode is not None and self.backend != "inductor":
             raise UsageError(f"mode={self.mode!r} needs backend='inductor' (got {self.backend!r})", "mode", "backend")
         self._check_autocast()
+        self._check_forms()
         resolved = resolve(self.target)
         self.runner = Runner(resolved, RunSettings(self.device, self.dtype, self.backend, self.mode, self.dynamic,
                                                    autocast=self.autocast, explain=self.explain,
-                                                   reference64=self._needs_reference64()))
+                                                   reference64=self._needs_reference64(),
+                                                   forms=self.deployed_forms, onnx_exporter=self.onnx_exporter))
+
+    @property
+    def deployed_forms(self) -> tuple[str, ...]:
+        return tuple(form for form in self.forms if form != "compiled")
+
+    def _check_forms(self) -> None:
+        """Forms by name (a comma-separated string too); each deployment form runnable here, in float32 without
+        autocast (onnx: float32 only); the onnx exporter by name."""
+        if isinstance(self.forms, str):
+            self.forms = tuple(form.strip() for form in self.forms.split(",") if form.strip())
+        allowed = ["compiled", *DEPLOYED_FORMS]
+        unknown = [form for form in self.forms if form not in allowed]
+        if unknown or not self.forms:
+            raise UsageError(f"forms={','.join(self.forms)!r} is invalid: a comma-separated list of {allowed}",
+                             "forms")
+        self.forms = tuple(dict.fromkeys(self.forms))
+        if self.onnx_exporter not in ONNX_EXPORTERS:
+            raise UsageError(f"onnx_exporter={self.onnx_exporter!r} is invalid: one of {list(ONNX_EXPORTERS)}",
+                             "onnx_exporter")
+        for form in self.deployed_forms:
+            reason = missing_runtime(form)
+            if reason is not None:
+                raise UsageError(f"forms={form!r}: {reason}", "forms")
+        if self.deployed_forms and self.autocast is not None:
+            raise UsageError(f"forms={','.join(self.deployed_forms)!r} run without autocast (got "
+                             f"autocast={self.autocast!r}): deployment exports are float32", "forms", "autocast")
+        if "onnx" in self.forms and self.dtype != "float32":
+            raise UsageError(f"forms='onnx' runs float32 only (got dtype={self.dtype!r})", "forms", "dtype")
+        if "onnx" in self.forms and self.onnx_exporter == "dynamo" and not compat.onnx_dynamo_supported():
+            raise UsageError(f"onnx_exporter='dynamo' needs torch >= 2.5 (this is {torch.__version__}); use "
+                             "'torchscript'", "onnx_exporter")
+        if "compiled" not in self.forms:
+            self.backend, self.mode = None, None
 
     def _needs_reference64(self) -> bool:
         """Whether any compiled tolerance of these settings may fall back to the fp64-referenced check."""
+        dtype = DTYPES[self.dtype]
+        if any(tolerance_for(form, dtype).rmse_factor is not None for form in self.deployed_forms):
+            return True
         if self.backend is None:
             return False
-        dtype = DTYPES[self.dtype]
         return any(tolerance_for("compiled", dtype, self.backend, autocast=self.autocast, training=training,
                                  gradient=gradient).rmse_factor is not None
                    for training in (False, True) for gradient in (False, True))
@@ -103,7 +146,7 @@ class Gate:
     def environment(self) -> dict[str, Any]:
         """What a report states about this gate's run (`act_equiv.run.environment`)."""
         return gate_environment(self.target, self.device, self.dtype, self.backend, self.mode, self.dynamic,
-                                self.eager_rounding, self.autocast)
+                                self.eager_rounding, self.autocast, ",".join(self.forms), self.onnx_exporter)
 
 
 def autocast_dtypes(device: str) -> list[str]:
@@ -259,8 +302,9 @@ def check(
         announce(f"eager sweep: {eager_examples} random cases, target eager vs legacy (no compile)")
         stages.append(search(gate, aes.cases(**scope), eager_examples, time_budget, seed_value, profile,
                              on_verdict, compiled=False, stage="eager", shrink_budget=shrink_budget))
-    if stages[-1].failure is None and gate.backend is not None:
-        announce(f"compiled search: {max_examples} cases, backend {gate.backend}")
+    if stages[-1].failure is None and (gate.backend is not None or gate.deployed_forms):
+        deployed = "".join(f", {form}" for form in gate.deployed_forms)
+        announce(f"compiled search: {max_examples} cases, backend {gate.backend}{deployed}")
         spent = sum(stage.seconds for stage in stages[1:])
         budget_left = None if time_budget is None else max(0.0, time_budget - spent)
         stages.append(search(gate, aes.cases(**scope), max_examples, budget_left, seed_value, profile,

@@ -51,6 +51,8 @@ class Option:
 
 COMPILED_BACKENDS = ("inductor", "aot_eager", "eager")
 """torch.compile backends (`act_equiv.run.compiled.BACKENDS`, which imports torch; a test keeps them equal)."""
+DEPLOYED_FORMS = ("exported", "onnx", "aoti")
+"""Deployment forms (`act_equiv.run.deployed.FORMS`, which imports torch; a test keeps them equal)."""
 
 GATE: tuple[Option, ...] = (
     Option("target", "concat", "model under test: MODULE:ATTR (ACTConfig -> nn.Module), or a built-in: concat "
@@ -65,6 +67,11 @@ GATE: tuple[Option, ...] = (
            gate_values={"auto": None, "true": True, "false": False}),
     Option("autocast", "none", "mixed precision: every form but the float64 reference under torch.autocast in "
                                "this dtype", ("none", "bfloat16", "float16"), gate_values={"none": None}),
+    Option("forms", "compiled", "forms judged beside the eager ones, comma-separated: compiled (torch.compile) and "
+                                "the deployment exports " + ", ".join(DEPLOYED_FORMS) + " (eval cases; onnx "
+                                "needs pip install 'act-equiv[export]')"),
+    Option("onnx_exporter", "dynamo", "the onnx form's exporter: torch.onnx.export with dynamo=True, or the "
+                                      "TorchScript exporter", ("dynamo", "torchscript")),
     Option("eager_tolerance", "bitwise", "target eager vs legacy: bitwise, or assert_close rounding for targets "
                                          "that reorder floating point on purpose", ("bitwise", "rounding"),
            keyword="eager_rounding", gate_values={"bitwise": False, "rounding": True}),

@@ -22,8 +22,10 @@ def environment(device: str, **settings: Any) -> dict[str, Any]:
 
 
 def gate_environment(target: str, device: str, dtype: str, backend: str | None, mode: str | None,
-                     dynamic: bool | None, eager_rounding: bool, autocast: str | None = None) -> dict[str, Any]:
+                     dynamic: bool | None, eager_rounding: bool, autocast: str | None = None,
+                     forms: str = "compiled", onnx_exporter: str = "dynamo") -> dict[str, Any]:
     """A gate's (`Gate` keywords in): its settings, by the names its options have, and the numerics it pins."""
     return environment(device, target=target, backend=backend, mode=mode, dtype=dtype, autocast=autocast,
                        dynamic=dynamic, eager_tolerance="rounding" if eager_rounding else "bitwise",
+                       forms=forms if isinstance(forms, str) else ",".join(forms), onnx_exporter=onnx_exporter,
                        **pinned_settings(device))

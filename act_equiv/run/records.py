@@ -11,6 +11,7 @@ import torch
 
 from act_equiv.case import Case
 from act_equiv.run.compiled import CompileStats, ErrorKind, error_kind
+from act_equiv.run.deployed import ExportSpecialisedError
 
 __all__ = ["DTYPES", "CaseRun", "ErrorRecord", "Outputs", "RunSettings", "batch_suffix"]
 
@@ -38,6 +39,11 @@ class RunSettings:
     the fp64-referenced check)."""
     autocast: str | None = None
     """"bfloat16" / "float16": every form but the float64 reference runs under `torch.autocast` (float32 weights)."""
+    forms: tuple[str, ...] = ()
+    """Deployment forms (`act_equiv.run.deployed.FORMS`) run in eval cases beside the eager target, at the case's
+    batch size, at batch 1 (the robot loop) and at the compiled form's further sizes, all from one export."""
+    onnx_exporter: str = "dynamo"
+    """The onnx form's exporter: "dynamo" (torch.export based) or "torchscript"."""
     explain: bool = True
     """Measure graph breaks of the eager legacy and target forms (once per structure and mode, in the compiled
     stage: a dynamo trace costs seconds)."""
@@ -50,7 +56,8 @@ class RunSettings:
         """How the forms ran, in a few words ("cpu float32+bfloat16 autocast, inductor"): reports group by it."""
         precision = self.dtype + (f"+{self.autocast} autocast" if self.autocast else "")
         compiled = self.backend if self.mode is None else f"{self.backend} {self.mode}"
-        return f"{self.device} {precision}, {compiled or 'not compiled'}"
+        deployed = [f"onnx {self.onnx_exporter}" if form == "onnx" else form for form in self.forms]
+        return f"{self.device} {precision}, {compiled or 'not compiled'}" + "".join(f", {form}" for form in deployed)
 
 
 @dataclass
@@ -67,7 +74,8 @@ class ErrorRecord:
     @classmethod
     def capture(cls, stage: str, error: BaseException) -> ErrorRecord:
         frames = traceback.format_exception(type(error), error, error.__traceback__)
-        return cls(stage, type(error).__name__, error_kind(error),
+        kind: ErrorKind = "specialised" if isinstance(error, ExportSpecialisedError) else error_kind(error)
+        return cls(stage, type(error).__name__, kind,
                    str(error).strip().splitlines()[0] if str(error) else "", [line.rstrip() for line in frames[-6:]])
 
 
@@ -83,6 +91,11 @@ class CaseRun:
     layout: dict[str, list[str]] | None = None
     """Missing/unexpected keys when the reference weights did not load strictly."""
     compile_stats: CompileStats | None = None
+    deployed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per deployment form: the example batch it was exported at, whether this case exported it or loaded its
+    weights into the structure's export, and the export's seconds."""
+    deployed_sizes: list[int] = field(default_factory=list)
+    """The batch sizes the deployment forms were called at (eval only)."""
     batch_sizes: list[int] = field(default_factory=list)
     features: dict[str, bool | int] = field(default_factory=dict)
     """The interacting features as the case really had them (`Case.features`, padding read off the batch)."""

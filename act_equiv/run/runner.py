@@ -3,7 +3,8 @@
 Forms: the legacy reference (eager), the target (eager, twice: eager must be deterministic before anything
 is compared with it), the target compiled, and, when the settings ask for it, a float64 run (the reference for
 the fp64-referenced check): the target's own, or the legacy model's where the target cannot run in float64.
-In eval the compiled form is also called at further batch sizes, each beside the eager target at that size.
+In eval the compiled form is also called at further batch sizes, each beside the eager target at that size, and
+the deployment forms the settings ask for (`act_equiv.run.deployed`) at those sizes and at batch 1, one export each.
 Each run goes through `Probe` (model forward + policy loss) so one compiled graph covers both, and in
 training every parameter's gradient is recorded too.
 """
@@ -26,6 +27,7 @@ from act_equiv.config import ACTION, ACTION_IS_PAD, ACTConfig
 from act_equiv.models import ACTPolicy, LegacyACT, build
 from act_equiv.run import numerics
 from act_equiv.run.compiled import CompiledForm
+from act_equiv.run.deployed import DeployedForm, DeploymentModule, deploy, deployment_inputs
 from act_equiv.run.records import CaseRun, ErrorRecord, Outputs, RunSettings, batch_suffix
 from act_equiv.targets.target import Target
 
@@ -55,6 +57,9 @@ class Runner:
         self.settings = settings
         self._structure: str | None = None
         self._explained: dict[str, dict[str, Any]] = {}
+        self._deployments: dict[str, tuple[str, DeployedForm, int]] = {}
+        """Per deployment form, the latest structure's export: (structure key, form, weight seed of the weights it
+        holds; the weights are the legacy model's of that seed, loaded strictly)."""
 
     def run_eager(self, case: Case) -> CaseRun:
         """The legacy reference and the target, eager (cheap: a diverging target is caught before compiling)."""
@@ -80,10 +85,11 @@ class Runner:
         s, target, batch = self.settings, run.live["target"], run.live["batch"]
         if s.explain:
             self._explain(run, run.live["reference"], target, batch)
-        if s.backend is None:
-            return
-        self._compiled(run, target)
-        if s.reference64 and "compiled" in run.forms:
+        if s.backend is not None:
+            self._compiled(run, target)
+        if s.forms and not run.case.training:
+            self._deployed(run, target)
+        if s.reference64 and ("compiled" in run.forms or run.deployed_sizes):
             self._reference64(run)
 
     def _reference64(self, run: CaseRun) -> None:
@@ -202,6 +208,49 @@ class Runner:
                 run.batch_sizes.append(size)
                 run.live["batches"][size] = other
 
+    def _deployed(self, run: CaseRun, target: nn.Module) -> None:
+        """Each deployment form beside the eager target at every size in `deployed_sizes`, from one export."""
+        case = run.case
+        batches = run.live.setdefault("batches", {case.batch.batch_size: run.live["batch"]})
+        sizes = deployed_sizes(case.batch.batch_size, self.settings.extra_batch_sizes)
+        probe = Probe(case.config, target)
+        for size in sizes:
+            batches.setdefault(size, self._batch(case, size))
+            name = "target" + batch_suffix(case, size)
+            if name not in run.forms:
+                eager = self._guarded(run, name, lambda b=batches[size]: self._call(case, probe, target, b))
+                if eager is None:
+                    return
+                run.forms[name] = eager
+        run.deployed_sizes = sizes
+        module = DeploymentModule(case.config, target)
+        for form in self.settings.forms:
+            deployed = self._guarded(run, f"export:{form}", lambda f=form: self._deployment(run, f, module))
+            for size in sizes if deployed is not None else ():
+                inputs = deployment_inputs(case.config, batches[size])
+                name = form + batch_suffix(case, size)
+                outputs = self._guarded(run, name, lambda i=inputs, d=deployed: {"actions": _infer(d, i)})
+                if outputs is None:
+                    break
+                run.forms[name] = outputs
+
+    def _deployment(self, run: CaseRun, form: str, module: DeploymentModule) -> DeployedForm:
+        """The structure's export of `form` with this case's weights loaded, or a new export (at batch >= 2:
+        torch.export specialises a dynamic dimension whose example size is 1)."""
+        case, key = run.case, run.case.structure_key()
+        cached = self._deployments.get(form)
+        if cached is not None and cached[0] == key and (cached[2] == case.weight_seed or cached[1].load(module)):
+            self._deployments[form] = (key, cached[1], case.weight_seed)
+            run.deployed[form] = {"example_batch": cached[1].example_batch, "exported": False}
+            return cached[1]
+        self._deployments.pop(form, None)
+        example = deployment_inputs(case.config, self._batch(case, max(case.batch.batch_size, 2)))
+        deployed = deploy(form, module, example, self.settings.onnx_exporter)
+        self._deployments[form] = (key, deployed, case.weight_seed)
+        run.deployed[form] = {"example_batch": deployed.example_batch, "exported": True,
+                              "export_seconds": round(deployed.export_seconds, 3)}
+        return deployed
+
     def _explain(self, run: CaseRun, reference: nn.Module, target: nn.Module, batch: dict[str, Any]) -> None:
         """Graph count and breaks of each eager form, measured once per structure and mode (reported)."""
         case = run.case
@@ -217,6 +266,17 @@ class Runner:
             compat.reset()
             self._structure = None
         run.explain = self._explained[key]
+
+
+def deployed_sizes(batch_size: int, extra: int) -> list[int]:
+    """Where deployment forms run: the case's batch size, 1 (the robot loop) and the compiled form's further sizes."""
+    first = max(batch_size, 2)
+    return list(dict.fromkeys([batch_size, 1, *range(first + 1, first + 1 + extra)]))
+
+
+def _infer(deployed: DeployedForm, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    with torch.no_grad():
+        return deployed(inputs).detach()
 
 
 def cast_batch(batch: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
