@@ -624,6 +624,14 @@ def is_export_specialisation_error(exc: BaseException) -> bool:
     return False
 
 
+def exporter_message(exc: BaseException) -> str:
+    """What an exporter really said: the innermost error of the chain (the ONNX exporter wraps torch.export's in
+    "Failed to export the model with torch.export"), its type and first line, terminal colour codes removed."""
+    root = list(_chain(exc))[-1]
+    text = re.sub(r"\x1b\[[0-9;]*m", "", first_line(str(root)))
+    return f"{type(root).__name__}: {text}"
+
+
 def onnx_dynamo_supported() -> bool:
     """Whether `torch.onnx.export` takes `dynamo=True` (torch >= 2.5)."""
     import inspect

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from act_equiv import compat
 from act_equiv.config import OBS_ENV_STATE, OBS_IMAGES, OBS_STATE, ACTConfig
 
-__all__ = ["EXPORT_EXTRA", "FORMS", "ONNX_EXPORTERS", "DeployedForm", "DeploymentModule",
+__all__ = ["EXPORT_EXTRA", "FORMS", "ONNX_EXPORTERS", "DeployedForm", "DeploymentModule", "ExportError",
            "ExportSpecialisedError", "deploy", "deployment_inputs", "input_names", "missing_runtime"]
 
 FORMS: tuple[str, ...] = ("exported", "onnx", "aoti")
@@ -48,6 +48,10 @@ _ONNX_PACKAGES = ("onnx", "onnxruntime", "onnxscript")
 
 class ExportSpecialisedError(RuntimeError):
     """The export does not serve every batch size: it was specialised to its example batch, or refused another."""
+
+
+class ExportError(RuntimeError):
+    """The exporter (or the runtime's loading of its output) refused the target; the message is the exporter's."""
 
 
 class DeploymentModule(nn.Module):
@@ -109,8 +113,8 @@ class DeployedForm(ABC):
             if compat.is_export_specialisation_error(error):
                 raise ExportSpecialisedError(
                     f"{self.name}: the exporter specialised the batch dimension to the example batch "
-                    f"{self.example_batch}: {compat.describe_exception(error)}") from error
-            raise
+                    f"{self.example_batch}: {compat.exporter_message(error)}") from error
+            raise ExportError(compat.exporter_message(error)) from error
         self.export_seconds = time.perf_counter() - start
 
     def __call__(self, inputs: Sequence[Tensor]) -> Tensor:
@@ -122,7 +126,7 @@ class DeployedForm(ABC):
                 raise
             raise ExportSpecialisedError(
                 f"{self.name}: exported at batch {self.example_batch}, refused batch {size}: "
-                f"{compat.describe_exception(error)}") from error
+                f"{compat.exporter_message(error)}") from error
         if output.shape[:1] != (size,):
             raise ExportSpecialisedError(f"{self.name}: exported at batch {self.example_batch}, returned "
                                          f"{tuple(output.shape)} for batch {size}")
@@ -181,8 +185,11 @@ class OnnxForm(DeployedForm):
         axes = {name: {0: "batch"} for name in [*names, "actions"]}
         self.proto = onnx.load_from_string(compat.onnx_export(module, example, self.exporter, names, ["actions"],
                                                               self.dynamic_shapes(example), axes))
-        self.dtype = example[0].dtype
         self._session(self.proto)
+        if self.inputs != names:
+            missing = [name for name in names if name not in self.inputs]
+            raise ExportError(f"the ONNX graph's inputs {self.inputs} are not the deployment contract's {names} "
+                              f"(missing {missing}): the exporter dropped an input the graph does not use")
 
     def _session(self, proto: Any) -> None:
         import onnxruntime
