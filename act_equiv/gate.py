@@ -242,8 +242,10 @@ def search(
 
 
 def _compiled_failure(failing: dict[str, CaseVerdict]) -> bool:
-    """Whether the first failure needed the compiled stage (then its shrinking needs it too)."""
-    return "compile" in next(iter(failing.values())).info
+    """Whether the first failure needed the compiled stage (then its shrinking needs it too): a compiled form or a
+    deployment form ran."""
+    info = next(iter(failing.values())).info
+    return "compile" in info or "deployed" in info
 
 
 def sweep_covering(
