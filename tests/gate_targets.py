@@ -33,3 +33,12 @@ class GraphBreakWithCameras(ACT):
         if OBS_IMAGES in batch:
             compat.graph_break()
         return super().encoder_inputs(batch, latent_sample)
+
+
+class LastCameraDroppedWhenExported(ACT):
+    """An export-only bug: right eagerly, but an exported graph leaves out the last camera's tokens."""
+
+    def encoder_inputs(self, batch, latent_sample):
+        if compat.is_exporting() and len(batch.get(OBS_IMAGES, ())) > 1:
+            batch = {**batch, OBS_IMAGES: batch[OBS_IMAGES][:-1]}
+        return super().encoder_inputs(batch, latent_sample)

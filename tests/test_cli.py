@@ -19,7 +19,8 @@ TESTS = Path(__file__).parent
 
 
 def act_equiv(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
+    path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))  # a checkout on the path stays
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "act_equiv", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600)
 
@@ -60,6 +61,20 @@ def test_known_bad_target_exits_1_fast_with_a_shrunk_two_camera_case_and_a_repla
     assert failure["replay"].startswith("act-equiv replay ")
     replay = act_equiv(*failure["replay"].split()[1:], cwd=tmp_path)
     assert replay.returncode == 1 and "FAIL" in replay.stdout and "legacy/target" in replay.stdout
+
+
+@pytest.mark.compile
+def test_an_export_only_bug_exits_1_with_a_shrunk_two_camera_case_and_a_replay(tmp_path: Path) -> None:
+    done = act_equiv("check", "--target", "gate_targets:LastCameraDroppedWhenExported", "--forms", "exported",
+                     "--profile", "ci", "--max-examples", "9", "--shrink-budget", "30", "--report-dir", "out", cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    report = only_report(tmp_path / "out")
+    assert report["environment"]["forms"] == "exported" and report["environment"]["backend"] is None
+    (failure,) = report["failures"]
+    assert len(failure["case"]["config"]["camera_shapes"]) == 2 and failure["case"]["training"] is False
+    assert any(line.startswith("[target/exported") for line in failure["failures"]), failure["failures"]
+    replay = act_equiv(*failure["replay"].split()[1:], cwd=tmp_path)
+    assert replay.returncode == 1 and "target/exported" in replay.stdout
 
 
 @pytest.mark.parametrize(
