@@ -66,7 +66,8 @@ def test_known_bad_target_exits_1_fast_with_a_shrunk_two_camera_case_and_a_repla
 @pytest.mark.compile
 def test_an_export_only_bug_exits_1_with_a_shrunk_two_camera_case_and_a_replay(tmp_path: Path) -> None:
     done = act_equiv("check", "--target", "gate_targets:LastCameraDroppedWhenExported", "--forms", "exported",
-                     "--profile", "ci", "--max-examples", "9", "--shrink-budget", "30", "--report-dir", "out", cwd=tmp_path)
+                     "--profile", "ci", "--max-examples", "9", "--shrink-budget", "30", "--report-dir", "out",
+                     cwd=tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     report = only_report(tmp_path / "out")
     assert report["environment"]["forms"] == "exported" and report["environment"]["backend"] is None
@@ -108,10 +109,13 @@ def test_a_bad_profile_names_the_flag(capsys: pytest.CaptureFixture) -> None:
     {"backend": "aot_eager", "dynamic": None, "eager_rounding": False, "autocast": None},
     {"backend": None, "dynamic": True, "eager_rounding": True, "autocast": "bfloat16"},
     {"backend": "inductor", "mode": "max-autotune", "dynamic": False, "eager_rounding": False, "dtype": "float64"},
-], ids=["defaults", "no-backend", "inductor"])
+    {"backend": None, "dynamic": None, "eager_rounding": False, "forms": "exported,onnx",
+     "onnx_exporter": "torchscript"},
+], ids=["defaults", "no-backend", "inductor", "deployed"])
 def test_replay_reads_a_reports_environment_back_through_the_option_table(keywords: dict) -> None:
     """What a report states (`backend: null`, `eager_tolerance: rounding`) maps back to the same `Gate` keywords."""
-    gate = {"target": "concat", "device": "cpu", "dtype": "float32", "mode": None, "autocast": None, **keywords}
+    gate = {"target": "concat", "device": "cpu", "dtype": "float32", "mode": None, "autocast": None,
+            "forms": "compiled", "onnx_exporter": "dynamo", **keywords}
     assert options.gate_keywords(options.option_values(gate_environment(**gate))) == gate
 
 

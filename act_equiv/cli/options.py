@@ -15,8 +15,8 @@ from typing import Any
 
 from act_equiv.errors import UsageError
 
-__all__ = ["COMPILED_BACKENDS", "GATE", "OPTIONS", "SEARCH", "Option", "add_arguments", "add_to_group",
-           "gate_keywords", "option_values", "profile", "select"]
+__all__ = ["COMPILED_BACKENDS", "DEPLOYED_FORMS", "GATE", "OPTIONS", "SEARCH", "Option", "add_arguments",
+           "add_to_group", "gate_keywords", "option_values", "profile", "select"]
 
 
 @dataclass(frozen=True)

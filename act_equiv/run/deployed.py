@@ -37,8 +37,9 @@ from torch import Tensor, nn
 from act_equiv import compat
 from act_equiv.config import OBS_ENV_STATE, OBS_IMAGES, OBS_STATE, ACTConfig
 
-__all__ = ["EXPORT_EXTRA", "FORMS", "ONNX_EXPORTERS", "DeployedForm", "DeploymentModule", "ExportError",
-           "ExportSpecialisedError", "deploy", "deployment_inputs", "input_names", "missing_runtime"]
+__all__ = ["EXPORT_EXTRA", "FORMS", "ONNX_EXPORTERS", "AotiForm", "DeployedForm", "DeploymentModule", "ExportError",
+           "ExportSpecialisedError", "ExportedForm", "OnnxForm", "deploy", "deployment_inputs", "input_names",
+           "missing_runtime"]
 
 FORMS: tuple[str, ...] = ("exported", "onnx", "aoti")
 ONNX_EXPORTERS: tuple[str, ...] = ("dynamo", "torchscript")
