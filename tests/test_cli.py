@@ -18,9 +18,13 @@ from act_equiv.run.environment import gate_environment
 TESTS = Path(__file__).parent
 
 
+def python_path() -> str:
+    """tests/ for `gate_targets`, then the caller's PYTHONPATH (a checkout put first on the path stays first)."""
+    return os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
+
+
 def act_equiv(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))  # a checkout on the path stays
-    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": python_path(), "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "act_equiv", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600)
 
@@ -158,7 +162,7 @@ def test_target_that_raises_exits_1_and_is_reported(tmp_path: Path) -> None:
 def test_pytest_plugin_runs_the_suite_against_another_repos_target(tmp_path: Path) -> None:
     """Another repo: no act_equiv tests of its own, only `--act-target` (the pytest11 entry point)."""
     (tmp_path / "conftest.py").write_text("")
-    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    env = {**os.environ, "PYTHONPATH": python_path()}
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "must_keep and eval"]
     bad = subprocess.run([*command, "--act-target", "gate_targets:CameraTokensReversed"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=600)

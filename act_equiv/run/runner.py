@@ -194,8 +194,7 @@ class Runner:
             run.live["batches"] = {case.batch.batch_size: run.live["batch"]}
             if case.training:
                 return
-            first = max(case.batch.batch_size, 2)
-            for size in range(first + 1, first + 1 + s.extra_batch_sizes):
+            for size in further_batch_sizes(case.batch.batch_size, s.extra_batch_sizes):
                 other = self._batch(case, size)
                 compiled = self._guarded(run, f"compiled@batch{size}",
                                          lambda b=other: self._call(case, form, target, b))
@@ -268,10 +267,15 @@ class Runner:
         run.explain = self._explained[key]
 
 
-def deployed_sizes(batch_size: int, extra: int) -> list[int]:
-    """Where deployment forms run: the case's batch size, 1 (the robot loop) and the compiled form's further sizes."""
+def further_batch_sizes(batch_size: int, extra: int) -> range:
+    """The `extra` sizes beyond the case's (and beyond 2) at which the compiled and deployment forms run again."""
     first = max(batch_size, 2)
-    return list(dict.fromkeys([batch_size, 1, *range(first + 1, first + 1 + extra)]))
+    return range(first + 1, first + 1 + extra)
+
+
+def deployed_sizes(batch_size: int, extra: int) -> list[int]:
+    """Where deployment forms run: the case's batch size, 1 (the robot loop) and the further sizes."""
+    return list(dict.fromkeys([batch_size, 1, *further_batch_sizes(batch_size, extra)]))
 
 
 def _infer(deployed: DeployedForm, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
