@@ -18,7 +18,8 @@ Forms (`FORMS`), each exported once per model structure and reused with each cas
 - `aoti`: an AOTInductor package of the exported program, loaded and run.
 An export must serve every batch size: a call the export refuses at a size other than its example's, or an
 output whose batch is not the input's, raises `ExportSpecialisedError`; so does an exporter that reports the
-batch dimension specialised. Everything else an exporter or runtime raises propagates (the runner records it).
+batch dimension specialised. Anything else an exporter raises becomes `ExportError` with the exporter's innermost
+message; a runtime error at the example batch propagates as it is (the runner records either).
 """
 
 from __future__ import annotations
