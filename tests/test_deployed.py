@@ -31,6 +31,10 @@ EVAL = dataclasses.replace(MUST_KEEP[0], batch=BatchSpec(2, seed=1, actions=Fals
 """Two cameras of different resolutions, state and env, inference batch 2."""
 ONNX = deployed.missing_runtime("onnx")
 needs_onnx = pytest.mark.skipif(ONNX is not None, reason=ONNX or "")
+needs_onnx_dynamo = pytest.mark.skipif(ONNX is not None or not compat.onnx_dynamo_supported(),
+                                       reason=ONNX or "torch.onnx.export(dynamo=True) needs torch >= 2.5")
+AOTI = deployed.missing_runtime("aoti")
+needs_aoti = pytest.mark.skipif(AOTI is not None, reason=AOTI or "")
 
 
 def gate_for(model_cls: type, forms: str, **options: Any) -> Gate:
@@ -150,7 +154,7 @@ def test_exported_graph_without_one_camera_is_a_bitwise_mismatch() -> None:
     assert "(bitwise)" in found["target/exported:actions"]
 
 
-@needs_onnx
+@needs_onnx_dynamo
 @pytest.mark.compile
 def test_onnx_runtime_output_without_one_camera_is_caught() -> None:
     found = failures(gate_for(DropsLastCameraWhenExported, "onnx").verdict(EVAL))
@@ -167,7 +171,8 @@ def test_an_onnx_graph_that_lost_a_camera_input_is_a_finding() -> None:
 
 
 # -- exporter errors ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("form", ["exported", pytest.param("onnx", marks=needs_onnx), "aoti"])
+@pytest.mark.parametrize("form", ["exported", pytest.param("onnx", marks=needs_onnx_dynamo),
+                                  pytest.param("aoti", marks=needs_aoti)])
 def test_an_exporter_error_is_a_finding_with_its_message(form: str) -> None:
     found = failures(gate_for(DataDependentBranch, form).verdict(EVAL))
     assert "export_raised" in found, found
