@@ -38,12 +38,17 @@ __all__ = [
     "MISCOMPILE_BUGS",
     "MISCOMPILE_OPS",
     "ExplainResult",
+    "aoti_package",
+    "aoti_supported",
     "autocast_supported",
     "backend_names",
+    "batch_dim",
     "clear_skip_marks",
     "counter_delta",
     "describe_exception",
     "explain",
+    "export_program",
+    "exporter_message",
     "fail_on_recompile_limit",
     "fail_on_recompile_limit_supported",
     "fallback_random",
@@ -57,11 +62,15 @@ __all__ = [
     "inductor_modes",
     "inject_miscompile",
     "is_compiling",
+    "is_export_specialisation_error",
+    "is_exporting",
     "is_graph_break_error",
     "is_no_compiled_frames_error",
     "is_recompile_limit_error",
     "is_recompile_limit_reason",
     "lookup_backend",
+    "onnx_dynamo_supported",
+    "onnx_export",
     "recompile_limit",
     "recompile_limit_name",
     "recompile_limit_set",
@@ -583,4 +592,96 @@ def inject_miscompile(op: str = "relu", bug: str = "accuracy", device: str | Non
     finally:
         if reset_dynamo:
             reset()
+
+
+
+# -- deployment exports (torch.export, ONNX, AOTInductor) ------------------------------------------------------------
+# Checked against torch 2.13: `torch.export.export(..., dynamic_shapes=)` and `torch.export.Dim` exist from 2.2;
+# `torch.onnx.export(..., dynamo=True)` from 2.5 (2.2 .. 2.4 have `torch.onnx.dynamo_export` instead, not used here);
+# `torch._inductor.aoti_compile_and_package` / `aoti_load_package` from 2.6 (2.2 has neither), and the loaded
+# model's `load_constants` from 2.6. A dimension marked dynamic whose example size is 1 is specialised by
+# torch.export ("0/1 specialisation", measured on 2.13: "Constraints violated (batch)! ... specialized it to be a
+# constant (1)"), so an example batch must be >= 2.
+
+
+def is_exporting() -> bool:
+    """Whether the caller is being traced by an exporter (torch.export, the dynamo ONNX exporter, or the TorchScript
+    ONNX exporter), for tests that inject an exporter-only bug."""
+    exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.4
+    return bool(exporting is not None and exporting()) or bool(torch.onnx.is_in_onnx_export())
+
+
+def batch_dim(name: str = "batch") -> Any:
+    """A dynamic dimension for `torch.export`'s `dynamic_shapes` (`torch.export.Dim`, min 1)."""
+    return torch.export.Dim(name, min=1, max=1 << 16)
+
+
+def export_program(module: torch.nn.Module, args: tuple[Any, ...], dynamic_shapes: Any) -> Any:
+    """`torch.export.export` (non-strict where the release has the switch: the mode the ONNX exporter uses too)."""
+    import inspect
+
+    strict = {"strict": False} if "strict" in inspect.signature(torch.export.export).parameters else {}
+    return torch.export.export(module, args, dynamic_shapes=dynamic_shapes, **strict)
+
+
+def is_export_specialisation_error(exc: BaseException) -> bool:
+    """Whether an exporter refused a dimension marked dynamic because the code specialised it to its example value
+    (torch.export's constraint violation, also when the ONNX exporter wraps it)."""
+    for error in _chain(exc):
+        if "Constraints violated" in str(error) or "specialized it to be a constant" in str(error):
+            return True
+    return False
+
+
+def exporter_message(exc: BaseException) -> str:
+    """What an exporter really said: the innermost error of the chain (the ONNX exporter wraps torch.export's in
+    "Failed to export the model with torch.export"), its type and first line, terminal colour codes removed."""
+    root = list(_chain(exc))[-1]
+    text = re.sub(r"\x1b\[[0-9;]*m", "", first_line(str(root)))
+    return f"{type(root).__name__}: {text}"
+
+
+def onnx_dynamo_supported() -> bool:
+    """Whether `torch.onnx.export` takes `dynamo=True` (torch >= 2.5)."""
+    import inspect
+
+    return "dynamo" in inspect.signature(torch.onnx.export).parameters
+
+
+def onnx_export(module: torch.nn.Module, args: tuple[Any, ...], exporter: str, input_names: list[str],
+                output_names: list[str], dynamic_shapes: Any, dynamic_axes: dict[str, dict[int, str]]) -> bytes:
+    """The serialized ONNX model of `module` by `exporter` ("dynamo": torch.export based; "torchscript": the
+    tracing exporter), with the dynamic batch dimension declared the exporter's way. No exporter-side constant
+    folding (`optimize=False`, `do_constant_folding=False`): every initializer stays a state_dict entry, so one
+    export can take another model's weights; onnxruntime folds constants itself when it loads the graph."""
+    import io
+
+    if exporter == "dynamo":
+        if not onnx_dynamo_supported():
+            raise RuntimeError(f"torch {torch.__version__} has no torch.onnx.export(dynamo=True) (torch >= 2.5)")
+        program = torch.onnx.export(module, args, dynamo=True, verbose=False, input_names=input_names,
+                                    output_names=output_names, dynamic_shapes=dynamic_shapes, optimize=False)
+        return program.model_proto.SerializeToString()
+    buffer = io.BytesIO()
+    kwargs: dict[str, Any] = {"dynamo": False} if onnx_dynamo_supported() else {}
+    torch.onnx.export(module, args, buffer, input_names=input_names, output_names=output_names,
+                      dynamic_axes=dynamic_axes, do_constant_folding=False, **kwargs)
+    return buffer.getvalue()
+
+
+def aoti_supported() -> bool:
+    """Whether this torch can build and load an AOTInductor package (torch >= 2.6)."""
+    import torch._inductor
+
+    return hasattr(torch._inductor, "aoti_compile_and_package") and hasattr(torch._inductor, "aoti_load_package")
+
+
+def aoti_package(program: Any, path: str) -> Any:
+    """Compile `program` (an ExportedProgram) into an AOTInductor package at `path` and load it."""
+    import torch._inductor
+
+    if not aoti_supported():
+        raise RuntimeError(f"torch {torch.__version__} has no torch._inductor.aoti_compile_and_package (>= 2.6)")
+    package = torch._inductor.aoti_compile_and_package(program, package_path=path)
+    return torch._inductor.aoti_load_package(package)
 

@@ -26,6 +26,8 @@ from act_equiv.oracle.judge import judge
 from act_equiv.oracle.tolerance import tolerance_for
 from act_equiv.oracle.verdict import CaseVerdict, Divergence
 from act_equiv.run.compiled import BACKENDS
+from act_equiv.run.deployed import FORMS as DEPLOYED_FORMS
+from act_equiv.run.deployed import ONNX_EXPORTERS, missing_runtime
 from act_equiv.run.environment import gate_environment
 from act_equiv.run.numerics import AUTOCAST_DTYPES
 from act_equiv.run.records import DTYPES, RunSettings
@@ -60,6 +62,10 @@ class Gate:
     lerobot_repo: str | None = None
     worker_timeout: float = WORKER_TIMEOUT
     strict: bool = False
+    forms: tuple[str, ...] | str = ("compiled",)
+    """The forms beside the eager ones: "compiled" and the deployment forms (`act_equiv.run.deployed.FORMS`); a
+    comma-separated string is accepted too. Without "compiled", no torch.compile form runs (backend none)."""
+    onnx_exporter: str = "dynamo"
     runner: Runner = field(init=False)
     notes: list[str] = field(init=False, default_factory=list)
     """What the run could not do as asked, said once at the start and in the report."""
@@ -76,8 +82,10 @@ class Gate:
         if self.mode is not None and self.backend != "inductor":
             raise UsageError(f"mode={self.mode!r} needs backend='inductor' (got {self.backend!r})", "mode", "backend")
         self._check_autocast()
+        self._check_forms()
         settings = RunSettings(self.device, self.dtype, self.backend, self.mode, self.dynamic, autocast=self.autocast,
-                               explain=self.explain, reference64=self._needs_reference64())
+                               explain=self.explain, reference64=self._needs_reference64(),
+                               forms=self.deployed_forms, onnx_exporter=self.onnx_exporter)
         if not self.worker_timeout > 0:
             raise UsageError(f"worker_timeout={self.worker_timeout!r} is invalid: seconds > 0", "worker_timeout")
         reference = open_side(self.reference, settings, self.reference_python, self.lerobot_repo, "reference",
@@ -89,22 +97,57 @@ class Gate:
             reference.close()
             raise
         self.runner = Runner(reference, target, settings)
-        if self.backend is not None and not self.runner.compiles:
-            self.notes.append(f"compiled forms not run (backend={self.backend!r} asked): the target runs in a worker "
-                              "process, and compiled forms need its module in this one")
-            self.backend = None
-            self.runner.settings = dataclasses.replace(settings, backend=None, mode=None, reference64=False)
+        if (self.backend is not None or self.deployed_forms) and not self.runner.compiles:
+            self.notes.append(f"compiled and deployment forms not run ({','.join(self.forms)} asked): the target runs "
+                              "in a worker process, and those forms need its module in this one")
+            self.backend, self.mode, self.forms = None, None, ("compiled",)
+            self.runner.settings = dataclasses.replace(settings, backend=None, mode=None, reference64=False, forms=())
             self.runner.reference.settings = self.runner.target.settings = self.runner.settings
 
     def close(self) -> None:
         """End the sides' worker processes (a gate without workers has nothing to end)."""
         self.runner.close()
 
+    @property
+    def deployed_forms(self) -> tuple[str, ...]:
+        return tuple(form for form in self.forms if form != "compiled")
+
+    def _check_forms(self) -> None:
+        """Forms by name (a comma-separated string too); each deployment form runnable here, in float32 without
+        autocast (onnx: float32 only); the onnx exporter by name."""
+        if isinstance(self.forms, str):
+            self.forms = tuple(form.strip() for form in self.forms.split(",") if form.strip())
+        allowed = ["compiled", *DEPLOYED_FORMS]
+        unknown = [form for form in self.forms if form not in allowed]
+        if unknown or not self.forms:
+            raise UsageError(f"forms={','.join(self.forms)!r} is invalid: a comma-separated list of {allowed}",
+                             "forms")
+        self.forms = tuple(dict.fromkeys(self.forms))
+        if self.onnx_exporter not in ONNX_EXPORTERS:
+            raise UsageError(f"onnx_exporter={self.onnx_exporter!r} is invalid: one of {list(ONNX_EXPORTERS)}",
+                             "onnx_exporter")
+        for form in self.deployed_forms:
+            reason = missing_runtime(form)
+            if reason is not None:
+                raise UsageError(f"forms={form!r}: {reason}", "forms")
+        if self.deployed_forms and self.autocast is not None:
+            raise UsageError(f"forms={','.join(self.deployed_forms)!r} run without autocast (got "
+                             f"autocast={self.autocast!r}): deployment exports are float32", "forms", "autocast")
+        if "onnx" in self.forms and self.dtype != "float32":
+            raise UsageError(f"forms='onnx' runs float32 only (got dtype={self.dtype!r})", "forms", "dtype")
+        if "onnx" in self.forms and self.onnx_exporter == "dynamo" and not compat.onnx_dynamo_supported():
+            raise UsageError(f"onnx_exporter='dynamo' needs torch >= 2.5 (this is {torch.__version__}); use "
+                             "'torchscript'", "onnx_exporter")
+        if "compiled" not in self.forms:
+            self.backend, self.mode = None, None
+
     def _needs_reference64(self) -> bool:
         """Whether any compiled tolerance of these settings may fall back to the fp64-referenced check."""
+        dtype = DTYPES[self.dtype]
+        if any(tolerance_for(form, dtype).rmse_factor is not None for form in self.deployed_forms):
+            return True
         if self.backend is None:
             return False
-        dtype = DTYPES[self.dtype]
         return any(tolerance_for("compiled", dtype, self.backend, autocast=self.autocast, training=training,
                                  gradient=gradient).rmse_factor is not None
                    for training in (False, True) for gradient in (False, True))
@@ -139,6 +182,7 @@ class Gate:
                                 self.autocast, reference=self.reference, strict=self.strict,
                                 reference_python=self.reference_python, target_python=self.target_python,
                                 lerobot_repo=self.lerobot_repo, worker_timeout=self.worker_timeout,
+                                forms=",".join(self.forms), onnx_exporter=self.onnx_exporter,
                                 sides={"reference": self.runner.reference.environment(),
                                        "target": self.runner.target.environment()}, notes=self.notes)
 
@@ -256,8 +300,10 @@ def search(
 
 
 def _compiled_failure(failing: dict[str, CaseVerdict]) -> bool:
-    """Whether the first failure needed the compiled stage (then its shrinking needs it too)."""
-    return "compile" in next(iter(failing.values())).info
+    """Whether the first failure needed the compiled stage (then its shrinking needs it too): a compiled form or a
+    deployment form ran."""
+    info = next(iter(failing.values())).info
+    return "compile" in info or "deployed" in info
 
 
 def sweep_covering(
@@ -316,8 +362,9 @@ def check(
         announce(f"eager sweep: {eager_examples} random cases, target eager vs legacy (no compile)")
         stages.append(search(gate, aes.cases(**scope), eager_examples, time_budget, seed_value, profile,
                              on_verdict, compiled=False, stage="eager", shrink_budget=shrink_budget))
-    if stages[-1].failure is None and gate.backend is not None:
-        announce(f"compiled search: {max_examples} cases, backend {gate.backend}")
+    if stages[-1].failure is None and (gate.backend is not None or gate.deployed_forms):
+        deployed = "".join(f", {form}" for form in gate.deployed_forms)
+        announce(f"compiled search: {max_examples} cases, backend {gate.backend}{deployed}")
         spent = sum(stage.seconds for stage in stages[1:])
         budget_left = None if time_budget is None else max(0.0, time_budget - spent)
         stages.append(search(gate, aes.cases(**scope), max_examples, budget_left, seed_value, profile,

@@ -167,6 +167,9 @@ def _report(terminalreporter: Any, config: pytest.Config, session_files: list[Pa
         f"act_equiv: {built['result']['cases']} cases judged, {compiled['compiled_cases']} compiled, "
         f"{compiled['distinct_compiled_structures']} distinct compiled structures, "
         f"{compiled['fell_back_to_eager']} eager fallbacks; report: {path}")
+    for form, deployed in built["deployed"].items():
+        terminalreporter.write_line(f"act_equiv: {form}: {deployed['cases']} cases, {deployed['distinct_structures']} "
+                                    f"distinct structures exported, batch sizes {deployed['batch_sizes']}")
 
 
 @pytest.fixture(scope="session")

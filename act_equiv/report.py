@@ -149,6 +149,30 @@ def _generic(evidence: str) -> str:
     return re.sub(r"\d+(\.\d+)?(e-?\d+)?", "#", evidence) if "max |diff|" in evidence else evidence
 
 
+def deployed_summary(verdicts: list[dict]) -> dict[str, dict[str, Any]]:
+    """Per deployment form: the cases it ran in, the exports made (a structure's export is reused with each case's
+    weights where the form can take them), the distinct structures exported, export seconds and batch sizes."""
+    forms: dict[str, dict[str, Any]] = {}
+    for v in verdicts:
+        deployed = v["info"].get("deployed") or {}
+        for form, entry in deployed.items():
+            if form == "batch_sizes":
+                continue
+            row = forms.setdefault(form, {"cases": 0, "exports": 0, "structures": set(), "export_seconds": [],
+                                          "batch_sizes": set()})
+            row["cases"] += 1
+            row["batch_sizes"].update(deployed["batch_sizes"])
+            if entry["exported"]:
+                row["exports"] += 1
+                row["structures"].add(json.dumps(v["case"]["config"], sort_keys=True))
+                row["export_seconds"].append(entry["export_seconds"])
+    return {form: {"cases": row["cases"], "exports": row["exports"], "distinct_structures": len(row["structures"]),
+                   "export_seconds_median": round(statistics.median(row["export_seconds"]), 2)
+                   if row["export_seconds"] else None,
+                   "export_seconds_max": max(row["export_seconds"], default=None),
+                   "batch_sizes": sorted(row["batch_sizes"])} for form, row in sorted(forms.items())}
+
+
 def build(verdicts: list[dict], environment: dict[str, Any], run: dict[str, Any],
           failures: list[dict] | None = None) -> dict[str, Any]:
     failures = failures if failures is not None else [v for v in verdicts if not v["passed"]]
@@ -163,6 +187,7 @@ def build(verdicts: list[dict], environment: dict[str, Any], run: dict[str, Any]
         "exclusions": describe_exclusions(),
         "pairs": pair_errors(verdicts),
         "compile": compile_summary(verdicts),
+        "deployed": deployed_summary(verdicts),
         "failures": failures,
     }
 
@@ -217,6 +242,12 @@ def markdown(report: dict[str, Any]) -> str:
               f"- eager forms traced by torch._dynamo.explain: {comp['explain'] or 'not measured in this run'}",
               f"- float64 reference of the fp64-referenced check (cases): {comp['reference64'] or 'none needed'}"]
     lines += [f"  - break reason: {reason}" for reason in comp["break_reasons"]]
+    if report.get("deployed"):
+        lines += ["", "## Deployment forms", "", "| form | cases | exports | distinct structures exported | "
+                  "export s median | export s max | batch sizes |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {form} | {d['cases']} | {d['exports']} | {d['distinct_structures']} | "
+                  f"{d['export_seconds_median']} | {d['export_seconds_max']} | {d['batch_sizes']} |"
+                  for form, d in report["deployed"].items()]
     failures = report["failures"]
     if len(failures) > MARKDOWN_FAILURES:
         lines += ["", f"{len(failures)} failing verdicts (a pytest session records every shrinking step); the first "

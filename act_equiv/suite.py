@@ -40,6 +40,7 @@ MUST_KEEP = [
          BatchSpec(batch_size=2, seed=1, pad="some"), training=training)
     for training in (False, True)
 ]
+MUST_KEEP_INFERENCE = Case(MUST_KEEP[0].config, BatchSpec(batch_size=2, seed=1, actions=False))
 
 
 def _gate(act_options: dict[str, Any], **overrides: Any) -> Gate:
@@ -113,6 +114,19 @@ def act_gate_cuda_autocast(request: pytest.FixtureRequest, act_options: dict[str
     yield from _session_gate(act_options, device="cuda", autocast=request.param, backend="inductor", mode=None)
 
 
+@pytest.fixture(scope="session", params=["exported", "onnx", "onnx-torchscript"])
+def act_gate_deployed(request: pytest.FixtureRequest, act_options: dict[str, Any]) -> Gate:
+    """The gate with one deployment form and no compiled one (skips where its runtime is missing, with the reason:
+    the onnx form names the `[export]` extra)."""
+    form, _, exporter = request.param.partition("-")
+    return _gate(act_options, forms=form, onnx_exporter=exporter or "dynamo")
+
+
+@pytest.fixture(scope="session")
+def act_gate_aoti(act_options: dict[str, Any]) -> Gate:
+    return _gate(act_options, forms="aoti")
+
+
 def _cases(**pins: Any) -> st.SearchStrategy[Case]:
     return aes.cases(**{**profiles.scope(), **pins})
 
@@ -178,6 +192,31 @@ def test_forms_agree_autocast(act_gate_autocast: Gate, case: Case) -> None:
 def test_forms_agree_inductor_autocast(act_gate_inductor_autocast: Gate, case: Case) -> None:
     """Inductor under autocast: the autocast tolerance and its fp64-referenced check on generated code."""
     assert_holds(act_gate_inductor_autocast, case)
+
+
+# Deployment exports cost seconds each (aoti: a C++ compile, ~30-40 s on 2 cores), so few cases per form; each
+# case runs at its own batch size, at 1 and at two more, all from one export.
+def _inference_cases() -> st.SearchStrategy[Case]:
+    return _cases(cameras=st.integers(0, profiles.scope()["max_cameras"]), training=False, batch={"actions": False},
+                  max_layers=1)
+
+
+@pytest.mark.compile
+@settings(max_examples=3)
+@given(case=_inference_cases())
+@example(case=MUST_KEEP_INFERENCE)
+def test_deployed_forms_agree(act_gate_deployed: Gate, case: Case) -> None:
+    """Each deployment form (exported; onnx by either exporter) against the eager target per the tolerance table,
+    at every batch size from one export; inference only (eval, no actions)."""
+    assert_holds(act_gate_deployed, case)
+
+
+@pytest.mark.compile
+@settings(max_examples=1)
+@given(case=_inference_cases())
+def test_aoti_agrees(act_gate_aoti: Gate, case: Case) -> None:
+    """The AOTInductor package against the eager target (inductor's tolerance), at every batch size."""
+    assert_holds(act_gate_aoti, case)
 
 
 @pytest.mark.cuda

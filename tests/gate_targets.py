@@ -67,3 +67,10 @@ class Crashes(ACT):
 
     def forward(self, batch):
         os._exit(3)
+class LastCameraDroppedWhenExported(ACT):
+    """An export-only bug: right eagerly, but an exported graph leaves out the last camera's tokens."""
+
+    def encoder_inputs(self, batch, latent_sample):
+        if compat.is_exporting() and len(batch.get(OBS_IMAGES, ())) > 1:
+            batch = {**batch, OBS_IMAGES: batch[OBS_IMAGES][:-1]}
+        return super().encoder_inputs(batch, latent_sample)

@@ -43,3 +43,22 @@ def test_bench_takes_the_option_tables_gate_options() -> None:
     assert (args.device, args.backend, args.mode, args.report_dir) == ("cpu", "inductor", None, "reports")
     with pytest.raises(SystemExit):
         parser().parse_args(["bench", "--backend", "none"])
+
+
+@pytest.mark.compile
+def test_bench_adds_the_deployment_forms(tmp_path: Path) -> None:
+    args = ["bench", "--config", "small", "--batch-size", "1", "--num-runs", "2", "--warmup", "1",
+            "--forms", "exported,onnx", "--report-dir", str(tmp_path)]
+    assert main(args) == 0
+    (path,) = tmp_path.glob("bench-*/bench.json")
+    rows = json.loads(path.read_text())["forms"]
+    assert set(rows) == {"legacy eager", "concat eager", "concat exported", "concat onnxruntime"}
+    assert rows["concat exported"]["compile_s"] > 0 and rows["concat onnxruntime"]["median_ms"] > 0
+
+
+def test_bench_rejects_bad_forms(capsys: pytest.CaptureFixture) -> None:
+    assert main(["bench", "--forms", "compiled,tensorrt"]) == 2
+    assert "--forms 'compiled,tensorrt' is invalid: a comma-separated list of ['compiled', 'exported'" \
+        in capsys.readouterr().err
+    assert main(["bench", "--forms", "exported", "--training"]) == 2
+    assert "time inference" in capsys.readouterr().err

@@ -18,8 +18,13 @@ from act_equiv.run.environment import gate_environment
 TESTS = Path(__file__).parent
 
 
+def python_path() -> str:
+    """tests/ for `gate_targets`, then the caller's PYTHONPATH (a checkout put first on the path stays first)."""
+    return os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
+
+
 def act_equiv(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": python_path(), "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "act_equiv", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600)
 
@@ -62,6 +67,21 @@ def test_known_bad_target_exits_1_fast_with_a_shrunk_two_camera_case_and_a_repla
     assert replay.returncode == 1 and "FAIL" in replay.stdout and "reference/target" in replay.stdout
 
 
+@pytest.mark.compile
+def test_an_export_only_bug_exits_1_with_a_shrunk_two_camera_case_and_a_replay(tmp_path: Path) -> None:
+    done = act_equiv("check", "--target", "gate_targets:LastCameraDroppedWhenExported", "--forms", "exported",
+                     "--profile", "ci", "--max-examples", "9", "--shrink-budget", "30", "--report-dir", "out",
+                     cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    report = only_report(tmp_path / "out")
+    assert report["environment"]["forms"] == "exported" and report["environment"]["backend"] is None
+    (failure,) = report["failures"]
+    assert len(failure["case"]["config"]["camera_shapes"]) == 2 and failure["case"]["training"] is False
+    assert any(line.startswith("[target/exported") for line in failure["failures"]), failure["failures"]
+    replay = act_equiv(*failure["replay"].split()[1:], cwd=tmp_path)
+    assert replay.returncode == 1 and "target/exported" in replay.stdout
+
+
 @pytest.mark.parametrize(
     ("target", "message"),
     [("no_such_module:ACT", "cannot import module 'no_such_module'"),
@@ -94,12 +114,13 @@ def test_a_bad_profile_names_the_flag(capsys: pytest.CaptureFixture) -> None:
     {"backend": None, "dynamic": True, "strict": True, "autocast": "bfloat16", "reference": "lerobot@v1",
      "lerobot_repo": "/repo", "reference_python": "/venv/bin/python", "worker_timeout": 30.0},
     {"backend": "inductor", "mode": "max-autotune", "dynamic": False, "strict": False, "dtype": "float64"},
-], ids=["defaults", "sides", "inductor"])
+    {"backend": None, "dynamic": None, "strict": False, "forms": "exported,onnx", "onnx_exporter": "torchscript"},
+], ids=["defaults", "sides", "inductor", "deployed"])
 def test_replay_reads_a_reports_environment_back_through_the_option_table(keywords: dict) -> None:
     """What a report states (`backend: null`, `strict: true`) maps back to the same `Gate` keywords."""
     gate = {"target": "concat", "device": "cpu", "dtype": "float32", "mode": None, "autocast": None,
             "reference": "legacy", "reference_python": None, "target_python": None, "lerobot_repo": None,
-            "worker_timeout": 300.0, **keywords}
+            "worker_timeout": 300.0, "forms": "compiled", "onnx_exporter": "dynamo", **keywords}
     assert options.gate_keywords(options.option_values(gate_environment(**gate))) == gate
 
 
@@ -143,7 +164,7 @@ def test_target_that_raises_exits_1_and_is_reported(tmp_path: Path) -> None:
 def test_pytest_plugin_runs_the_suite_against_another_repos_target(tmp_path: Path) -> None:
     """Another repo: no act_equiv tests of its own, only `--act-target` (the pytest11 entry point)."""
     (tmp_path / "conftest.py").write_text("")
-    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    env = {**os.environ, "PYTHONPATH": python_path()}
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "must_keep and eval"]
     bad = subprocess.run([*command, "--act-target", "gate_targets:CameraTokensReversed"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=600)

@@ -521,3 +521,62 @@ def test_clear_skip_marks_resets_module_call_code_only_where_modules_are_not_inl
     monkeypatch.setattr(compat, "fresh_modules_share_graphs", lambda: False)
     compat.clear_skip_marks(_ReluNet())
     assert "_call_impl" in cleared and "forward" in cleared
+
+
+# -- deployment exports ----------------------------------------------------------------------------------------------
+class _Exporting(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 1 if compat.is_exporting() else x
+
+
+def test_is_exporting_inside_torch_export_only() -> None:
+    x = torch.zeros(2, 3)
+    assert torch.equal(_Exporting()(x), x)
+    assert torch.equal(torch.export.export(_Exporting(), (x,)).module()(x), x + 1)
+
+
+def test_is_exporting_before_torch_2_4_reads_the_onnx_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(torch.compiler, "is_exporting")
+    monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
+    assert compat.is_exporting()
+
+
+def test_exporter_message_is_the_innermost_error_without_colour_codes() -> None:
+    try:
+        try:
+            raise ValueError("Could not guard on data-dependent expression\nmore")
+        except ValueError as inner:
+            raise RuntimeError("Failed to export. \x1b[96mThis is step 1/3\x1b[0m") from inner
+    except RuntimeError as outer:
+        assert compat.exporter_message(outer) == "ValueError: Could not guard on data-dependent expression"
+    assert compat.exporter_message(RuntimeError("\x1b[1mbold\x1b[0m")) == "RuntimeError: bold"
+
+
+def test_export_specialisation_is_found_in_the_cause_chain() -> None:
+    class Specialises(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + torch.zeros(int(x.shape[0]), 3)
+
+    with pytest.raises(Exception) as caught:
+        compat.export_program(Specialises(), (torch.zeros(2, 3),), ({0: compat.batch_dim()},))
+    wrapped = RuntimeError("exporter failed")
+    wrapped.__cause__ = caught.value
+    assert compat.is_export_specialisation_error(caught.value) and compat.is_export_specialisation_error(wrapped)
+    assert not compat.is_export_specialisation_error(RuntimeError("Could not guard on data-dependent expression"))
+
+
+def test_onnx_dynamo_exporter_refused_where_torch_lacks_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert compat.onnx_dynamo_supported() == (compat.torch_version() >= (2, 5))
+    monkeypatch.setattr(compat, "onnx_dynamo_supported", lambda: False)
+    with pytest.raises(RuntimeError, match=r"no torch.onnx.export\(dynamo=True\)"):
+        compat.onnx_export(nn.Identity(), (torch.zeros(2),), "dynamo", ["x"], ["y"], None, {})
+
+
+def test_aoti_refused_where_torch_lacks_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from act_equiv.run.deployed import missing_runtime
+
+    assert compat.aoti_supported() == (compat.torch_version() >= (2, 6))
+    monkeypatch.setattr(compat, "aoti_supported", lambda: False)
+    with pytest.raises(RuntimeError, match="aoti_compile_and_package"):
+        compat.aoti_package(None, "unused.pt2")
+    assert "the aoti form needs torch >= 2.6" in (missing_runtime("aoti") or "")

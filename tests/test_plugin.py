@@ -97,6 +97,13 @@ def test_a_bad_act_option_is_a_usage_error_naming_the_act_flag(pytester: pytest.
     assert "target=" not in result.stderr.str()
 
 
+def test_an_unknown_form_is_a_usage_error_naming_the_act_flag(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\n")
+    result = pytester.runpytest_subprocess("--act-forms", "compiled,frozen", "-k", "must_keep")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: act-equiv: --act-forms 'compiled,frozen' is invalid: a comma-separated*"])
+
+
 def test_a_fixture_conflicting_with_the_session_options_skips(pytester: pytest.Pytester) -> None:
     """`--act-dtype float64` is a good option; the autocast fixtures' `autocast=` cannot run with it: they skip."""
     pytester.makeini("[pytest]\n")

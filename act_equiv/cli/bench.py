@@ -2,7 +2,9 @@
 
 Times legacy eager, concat eager, legacy compiled and concat compiled in one process, calls interleaved
 round-robin (so drift in machine load hits every form alike), warm-up excluded, and reports medians, spread,
-ratios to legacy eager, throughput, compile time and graph breaks per form.
+ratios to legacy eager, throughput, compile time and graph breaks per form. `--forms` adds the deployment forms of
+the concat model (inference: torch.export's module, onnxruntime's CPU provider, an AOTInductor package), timed in
+the same rounds; their "compile s" is the export's.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from act_equiv.config import ACTConfig
 from act_equiv.errors import UsageError
 from act_equiv.models import ACT, ACTPolicy, LegacyACT, build
 from act_equiv.run.compiled import CompiledForm
+from act_equiv.run.deployed import DeploymentModule, deploy, deployment_inputs, missing_runtime
 from act_equiv.run.environment import environment
 
 # ACTConfig's own defaults are LeRobot's; presets set the features and, for `small`, the model size.
@@ -49,13 +52,32 @@ def add_parser(subparsers: Any) -> None:
     bench = subparsers.add_parser("bench", help="time legacy/concat, eager/compiled, in one interleaved run")
     compiled_only = {"default": "inductor", "choices": options.COMPILED_BACKENDS,
                      "help": "torch.compile backend of the compiled forms"}
-    options.add_arguments(bench, options.select("device", "backend", "mode", "report_dir", backend=compiled_only))
+    options.add_arguments(bench, options.select("device", "backend", "mode", "forms", "onnx_exporter", "report_dir",
+                                                backend=compiled_only))
     bench.add_argument("--batch-size", type=int, default=8)
     bench.add_argument("--num-runs", type=int, default=20, help="timed calls per form")
     bench.add_argument("--warmup", type=int, default=3, help="untimed calls per form (the first one compiles)")
     bench.add_argument("--config", default="default", choices=sorted(PRESETS), help="model preset")
     bench.add_argument("--training", action="store_true", help="time forward + backward + AdamW step")
     bench.set_defaults(func=run)
+
+
+DEPLOYED_ROWS = {"exported": "concat exported", "onnx": "concat onnxruntime", "aoti": "concat aoti"}
+
+
+class _Deployed:
+    """A deployment form's inference call on the flat inputs (exported at batch >= 2, see `act_equiv.compat`)."""
+
+    def __init__(self, form: str, model: nn.Module, config: ACTConfig, batch: dict[str, Any], batch_size: int,
+                 device: str, onnx_exporter: str) -> None:
+        module = DeploymentModule(config, model.eval())
+        example = deployment_inputs(config, make_batch(config, BatchSpec(max(batch_size, 2), seed=0), device))
+        self.form = deploy(form, module, example, onnx_exporter)
+        self.inputs = deployment_inputs(config, batch)
+
+    def __call__(self) -> None:
+        with torch.no_grad():
+            self.form(self.inputs)
 
 
 class _Step:
@@ -100,12 +122,24 @@ def measure(args: argparse.Namespace, progress: Callable[[str], None] = print) -
     for name in ("batch_size", "num_runs", "warmup"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} is invalid: an int >= 1")
+    forms = [form.strip() for form in args.forms.split(",") if form.strip()]
+    unknown = [form for form in forms if form not in ("compiled", *DEPLOYED_ROWS)]
+    if unknown or not forms:
+        raise UsageError(f"--forms {args.forms!r} is invalid: a comma-separated list of "
+                         f"{['compiled', *DEPLOYED_ROWS]}", "forms")
+    deployed = [form for form in forms if form in DEPLOYED_ROWS]
+    if deployed and args.training:
+        raise UsageError(f"--forms {','.join(deployed)} time inference: drop --training", "forms")
+    for form in deployed:
+        if missing_runtime(form) is not None:
+            raise UsageError(f"--forms {form}: {missing_runtime(form)}", "forms")
     config = ACTConfig(**PRESETS[args.config])
     batch = make_batch(config, BatchSpec(args.batch_size, seed=0), args.device)
     compile_with = {"backend": args.backend, "mode": args.mode}
-    steps: dict[str, _Step] = {}
+    steps: dict[str, _Step | _Deployed] = {}
     explained: dict[str, Any] = {}
-    for name in FORMS:
+    compile_seconds: dict[str, float] = {}
+    for name in FORMS if "compiled" in forms else [form for form in FORMS if form.endswith("eager")]:
         form_cls = LegacyACT if name.startswith("legacy") else ACT
         model = build(config, 0, form_cls).to(args.device)
         if name.endswith("eager"):
@@ -113,8 +147,13 @@ def measure(args: argparse.Namespace, progress: Callable[[str], None] = print) -
             with torch.set_grad_enabled(args.training):
                 explained[name.split()[0]] = compat.explain(probe, batch)
         steps[name] = _Step(model, config, batch, args.training, compile_with if "compiled" in name else None)
+    for form in deployed:
+        progress(f"exporting {DEPLOYED_ROWS[form]}")
+        step = _Deployed(form, build(config, 0, ACT).to(args.device), config, batch, args.batch_size, args.device,
+                         args.onnx_exporter)
+        steps[DEPLOYED_ROWS[form]] = step
+        compile_seconds[DEPLOYED_ROWS[form]] = step.form.export_seconds
     compat.reset()
-    compile_seconds: dict[str, float] = {}
     for name, step in steps.items():
         progress(f"warm-up {name} ({args.warmup} calls{', compiling' if 'compiled' in name else ''})")
         first = _timed(step, args.device)
@@ -136,7 +175,8 @@ def measure(args: argparse.Namespace, progress: Callable[[str], None] = print) -
 
 
 def _summarise(args: argparse.Namespace, config: ACTConfig, times: dict[str, list[float]],
-               compile_seconds: dict[str, float], explained: dict[str, Any], steps: dict[str, _Step]) -> dict:
+               compile_seconds: dict[str, float], explained: dict[str, Any],
+               steps: dict[str, _Step | _Deployed]) -> dict:
     base = statistics.median(times["legacy eager"])
     rows = {}
     for name, values in times.items():
@@ -153,7 +193,8 @@ def _summarise(args: argparse.Namespace, config: ACTConfig, times: dict[str, lis
     return {
         "kind": "bench",
         "command": shlex.join(["act-equiv", *sys.argv[1:]]),
-        "environment": environment(args.device, backend=args.backend, mode=args.mode),
+        "environment": environment(args.device, backend=args.backend, mode=args.mode, forms=args.forms,
+                                   onnx_exporter=args.onnx_exporter),
         "settings": {"config": args.config, "batch_size": args.batch_size, "num_runs": args.num_runs,
                      "warmup": args.warmup, "training": args.training, "model": config.to_dict()},
         "forms": rows,

@@ -14,6 +14,9 @@ Pairs judged:
 - target/compiled: the compiled target against its eager self, per the tolerance table (outputs and gradients
   each their own), with the fp64-referenced check where a compiler may reorder floating point; in eval also
   at every further batch size the compiled graph was called with (the dynamic-shape graph);
+- target/<deployment form> (eval): the actions of each deployment form (exported, onnx, aoti) against the eager
+  target at every size it ran, per the tolerance table; one export must serve them all (`export_specialised`),
+  and an exporter or runtime that raises is a finding (`export_raised`);
 - the reference must be finite: a NaN or inf in its outputs leaves nothing to compare against.
 The fp64 reference of the compiled check is the target's own float64 run, or the reference's where the target
 cannot run in float64 (LeRobot's zero latent is hard-coded float32) and the target agrees with the reference
@@ -32,7 +35,7 @@ from typing import Any
 import torch
 
 from act_equiv.oracle.compare import compare, non_finite
-from act_equiv.oracle.tolerance import EAGER_ROUNDING, EXACT, Tolerance, tolerance_for
+from act_equiv.oracle.tolerance import DEPLOYED_KINDS, EAGER_ROUNDING, EXACT, Tolerance, tolerance_for
 from act_equiv.oracle.verdict import CaseVerdict, Finding, PairClass, TensorCheck
 from act_equiv.run.numerics import AUTOCAST_DTYPES
 from act_equiv.run.records import CaseRun, ErrorRecord, batch_suffix
@@ -95,6 +98,8 @@ def judge(run: CaseRun, strict: bool = False) -> CaseVerdict:
         verdict.checks += repeat
     if "compiled" in forms:
         verdict.checks += _judge_compiled(run, verdict)
+    if run.deployed_sizes:
+        verdict.checks += _judge_deployed(run, verdict)
     if run.compile_stats is not None:
         _judge_compile(run, verdict)
     if run.explain:
@@ -197,6 +202,23 @@ def _judge_compiled(run: CaseRun, verdict: CaseVerdict) -> list[TensorCheck]:
     return checks
 
 
+def _judge_deployed(run: CaseRun, verdict: CaseVerdict) -> list[TensorCheck]:
+    """Each deployment form's actions vs the eager target's at every size it ran (the runner stops a form at its
+    first error, which is a finding of its own)."""
+    s, forms = run.settings, run.forms
+    verdict.info["deployed"] = {**run.deployed, "batch_sizes": run.deployed_sizes}
+    checks = []
+    for form in s.forms:
+        tolerance = tolerance_for(form, s.torch_dtype)
+        for size in run.deployed_sizes:
+            suffix = batch_suffix(run.case, size)
+            if f"{form}{suffix}" not in forms:
+                break
+            checks += compare({"actions": forms[f"target{suffix}"]["actions"]}, forms[f"{form}{suffix}"],
+                              f"target/{form}{suffix}", tolerance, _reference64(run, verdict, suffix))
+    return checks
+
+
 def _reference64(run: CaseRun, verdict: CaseVerdict, suffix: str) -> dict | None:
     """The float64 reference the fp64-referenced check may use, and which form served (recorded in the verdict)."""
     forms = run.forms
@@ -260,6 +282,12 @@ def _error_finding(error: ErrorRecord, run: CaseRun) -> Finding | None:
         return Finding("graph_break", f"graph break under fullgraph=True: {error.message}", detail)
     if error.stage.startswith("compiled"):
         return Finding("compiled_raised", f"the compiled target raised {error.type}: {error.message}", detail)
+    if error.kind == "specialised":
+        return Finding("export_specialised", f"one export does not serve every batch size: {error.message}", detail)
+    form = error.stage.removeprefix("export:").split("@")[0]
+    if form in DEPLOYED_KINDS:
+        return Finding("export_raised", f"the {form} form raised {error.type} in {error.stage}: {error.message}",
+                       detail)
     if error.stage.startswith("reference"):
         return Finding("reference_raised", f"the reference raised {error.type} in {error.stage}: {error.message}",
                        detail)

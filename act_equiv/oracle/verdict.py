@@ -65,6 +65,8 @@ FindingKind = Literal[
     "reference_not_finite",  # the reference itself overflowed, so nothing can be judged against it
     "reference64_raised",  # the float64 run of the fp64-referenced check raised
     "autocast_ran",  # the autocast run did not really compute in the autocast dtype
+    "export_specialised",  # a deployment export does not serve every batch size (specialised, or refused one)
+    "export_raised",  # a deployment exporter or its runtime raised
 ]
 """Every kind of `Finding` the oracle emits (`act_equiv.oracle.judge`)."""
 FINDING_KINDS: tuple[FindingKind, ...] = get_args(FindingKind)

@@ -62,7 +62,8 @@ class RecompileLimitError(CompileError):
     """Dynamo hit the recompile limit and refused to compile (fullgraph=True, or the fail switch was on)."""
 
 
-ErrorKind = Literal["not_compiled", "graph_break", "raised"]
+ErrorKind = Literal["not_compiled", "graph_break", "raised", "specialised", "worker_failed"]
+"""`specialised`: a deployment export that does not serve every batch size (`act_equiv.run.deployed`)."""
 
 
 def error_kind(error: BaseException) -> ErrorKind:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from act_equiv.case import Case
 from act_equiv.run.compiled import CompileStats, ErrorKind, error_kind
+from act_equiv.run.deployed import ExportSpecialisedError
 
 __all__ = ["DTYPES", "CaseRun", "ErrorRecord", "Outputs", "RunSettings", "batch_suffix"]
 
@@ -38,6 +39,11 @@ class RunSettings:
     the fp64-referenced check)."""
     autocast: str | None = None
     """"bfloat16" / "float16": every form but the float64 reference runs under `torch.autocast` (float32 weights)."""
+    forms: tuple[str, ...] = ()
+    """Deployment forms (`act_equiv.run.deployed.FORMS`) run in eval cases beside the eager target, at the case's
+    batch size, at batch 1 (the robot loop) and at the compiled form's further sizes, all from one export."""
+    onnx_exporter: str = "dynamo"
+    """The onnx form's exporter: "dynamo" (torch.export based) or "torchscript"."""
     explain: bool = True
     """Measure graph breaks of the eager legacy and target forms (once per structure and mode, in the compiled
     stage: a dynamo trace costs seconds)."""
@@ -50,7 +56,8 @@ class RunSettings:
         """How the forms ran, in a few words ("cpu float32+bfloat16 autocast, inductor"): reports group by it."""
         precision = self.dtype + (f"+{self.autocast} autocast" if self.autocast else "")
         compiled = self.backend if self.mode is None else f"{self.backend} {self.mode}"
-        return f"{self.device} {precision}, {compiled or 'not compiled'}"
+        deployed = [f"onnx {self.onnx_exporter}" if form == "onnx" else form for form in self.forms]
+        return f"{self.device} {precision}, {compiled or 'not compiled'}" + "".join(f", {form}" for form in deployed)
 
 
 @dataclass
@@ -60,7 +67,7 @@ class ErrorRecord:
 
     stage: str
     type: str
-    kind: ErrorKind | Literal["worker_failed"]
+    kind: ErrorKind
     message: str
     traceback: list[str]
 
@@ -71,7 +78,11 @@ class ErrorRecord:
         if remote is not None:
             return cls(stage, remote["type"], "raised", remote["message"], remote["traceback"])
         frames = traceback.format_exception(type(error), error, error.__traceback__)
-        kind = "worker_failed" if type(error).__name__ == "WorkerError" else error_kind(error)
+        kind: ErrorKind = error_kind(error)
+        if type(error).__name__ == "WorkerError":  # by name: act_equiv.run.worker imports this module's users
+            kind = "worker_failed"
+        elif isinstance(error, ExportSpecialisedError):
+            kind = "specialised"
         return cls(stage, type(error).__name__, kind,
                    str(error).strip().splitlines()[0] if str(error) else "", [line.rstrip() for line in frames[-6:]])
 
@@ -90,6 +101,11 @@ class CaseRun:
     layout: dict[str, list[str]] | None = None
     """Missing/unexpected keys when the reference weights did not load strictly."""
     compile_stats: CompileStats | None = None
+    deployed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per deployment form: the example batch it was exported at, whether this case exported it or loaded its
+    weights into the structure's export, and the export's seconds."""
+    deployed_sizes: list[int] = field(default_factory=list)
+    """The batch sizes the deployment forms were called at (eval only)."""
     batch_sizes: list[int] = field(default_factory=list)
     features: dict[str, bool | int] = field(default_factory=dict)
     """The interacting features as the case really had them (`Case.features`, padding read off the batch)."""

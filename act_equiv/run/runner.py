@@ -6,7 +6,8 @@ be deterministic before anything is compared with it) and at the policy level; w
 again in float64 (the evidence that tells rounding from divergence); the target compiled, and, when the settings
 ask for it, a float64 run beside it (the fp64-referenced check): the target's own, or the reference's where the
 target cannot run in float64. In eval the compiled form is also called at further batch sizes, each beside the
-eager target at that size. Compiled forms need the target in this process.
+eager target at that size, and the deployment forms the settings ask for (`act_equiv.run.deployed`) at those sizes
+and at batch 1, one export each. Compiled and deployment forms need the target in this process.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from act_equiv.config import ACTION_IS_PAD
 from act_equiv.models import ACTPolicy
 from act_equiv.run import numerics
 from act_equiv.run.compiled import CompiledForm
+from act_equiv.run.deployed import DeployedForm, DeploymentModule, deploy, deployment_inputs
 from act_equiv.run.records import CaseRun, ErrorRecord, Outputs, RunSettings, batch_suffix
 from act_equiv.run.side import Probe, Side
 
@@ -42,6 +44,9 @@ class Runner:
         self.settings = settings
         self._structure: str | None = None
         self._explained: dict[str, dict[str, Any]] = {}
+        self._deployments: dict[str, tuple[str, DeployedForm, int]] = {}
+        """Per deployment form, the latest structure's export: (structure key, form, weight seed of the weights it
+        holds; the weights are the reference's of that seed, loaded strictly)."""
 
     @property
     def rollout_only(self) -> bool:
@@ -86,10 +91,11 @@ class Runner:
         s, batch = self.settings, run.live["batch"]
         if s.explain:
             self._explain(run, batch)
-        if s.backend is None:
-            return
-        self._compiled(run)
-        if s.reference64 and "compiled" in run.forms:
+        if s.backend is not None:
+            self._compiled(run)
+        if s.forms and not run.case.training:
+            self._deployed(run)
+        if s.reference64 and ("compiled" in run.forms or run.deployed_sizes):
             self._float64(run, run.live["batches"])
 
     def _float64(self, run: CaseRun, batches: dict[int, dict[str, Any]]) -> None:
@@ -190,8 +196,7 @@ class Runner:
             run.live["batches"] = {case.batch.batch_size: run.live["batch"]}
             if case.training:
                 return
-            first = max(case.batch.batch_size, 2)
-            for size in range(first + 1, first + 1 + s.extra_batch_sizes):
+            for size in further_batch_sizes(case.batch.batch_size, s.extra_batch_sizes):
                 other = self._batch(case, size)
                 if not (self._form(run, f"compiled@batch{size}", f"compiled@batch{size}",
                                    lambda b=other: side.invoke(case, form, target, b))
@@ -200,6 +205,45 @@ class Runner:
                     return
                 run.batch_sizes.append(size)
                 run.live["batches"][size] = other
+
+    def _deployed(self, run: CaseRun) -> None:
+        """Each deployment form beside the eager target at every size in `deployed_sizes`, from one export."""
+        case, side, target = run.case, self.target, run.live["target"]
+        batches = run.live.setdefault("batches", {case.batch.batch_size: run.live["batch"]})
+        sizes = deployed_sizes(case.batch.batch_size, self.settings.extra_batch_sizes)
+        probe = Probe(case.config, target)
+        for size in sizes:
+            batches.setdefault(size, self._batch(case, size))
+            name = "target" + batch_suffix(case, size)
+            if name not in run.forms and not self._form(run, name, name,
+                                                        lambda b=batches[size]: side.invoke(case, probe, target, b)):
+                return
+        run.deployed_sizes = sizes
+        module = DeploymentModule(case.config, target)
+        for form in self.settings.forms:
+            deployed = self._guarded(run, f"export:{form}", lambda f=form: self._deployment(run, f, module))
+            for size in sizes if deployed is not _FAILED else ():
+                inputs = deployment_inputs(case.config, batches[size])
+                name = form + batch_suffix(case, size)
+                if not self._form(run, name, name, lambda i=inputs, d=deployed: {"actions": _infer(d, i)}):
+                    break
+
+    def _deployment(self, run: CaseRun, form: str, module: DeploymentModule) -> DeployedForm:
+        """The structure's export of `form` with this case's weights loaded, or a new export (at batch >= 2:
+        torch.export specialises a dynamic dimension whose example size is 1)."""
+        case, key = run.case, run.case.structure_key()
+        cached = self._deployments.get(form)
+        if cached is not None and cached[0] == key and (cached[2] == case.weight_seed or cached[1].load(module)):
+            self._deployments[form] = (key, cached[1], case.weight_seed)
+            run.deployed[form] = {"example_batch": cached[1].example_batch, "exported": False}
+            return cached[1]
+        self._deployments.pop(form, None)
+        example = deployment_inputs(case.config, self._batch(case, max(case.batch.batch_size, 2)))
+        deployed = deploy(form, module, example, self.settings.onnx_exporter)
+        self._deployments[form] = (key, deployed, case.weight_seed)
+        run.deployed[form] = {"example_batch": deployed.example_batch, "exported": True,
+                              "export_seconds": round(deployed.export_seconds, 3)}
+        return deployed
 
     def _explain(self, run: CaseRun, batch: dict[str, Any]) -> None:
         """Graph count and breaks of each eager form in this process, measured once per structure and mode."""
@@ -236,3 +280,17 @@ def identical(expected: Outputs, actual: Outputs) -> bool:
         if not bool(((value == other) | (value.isnan() & other.isnan())).all()):
             return False
     return True
+def further_batch_sizes(batch_size: int, extra: int) -> range:
+    """The `extra` sizes beyond the case's (and beyond 2) at which the compiled and deployment forms run again."""
+    first = max(batch_size, 2)
+    return range(first + 1, first + 1 + extra)
+
+
+def deployed_sizes(batch_size: int, extra: int) -> list[int]:
+    """Where deployment forms run: the case's batch size, 1 (the robot loop) and the further sizes."""
+    return list(dict.fromkeys([batch_size, 1, *further_batch_sizes(batch_size, extra)]))
+
+
+def _infer(deployed: DeployedForm, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    with torch.no_grad():
+        return deployed(inputs).detach()
