@@ -475,14 +475,20 @@ def test_graph_break_log_missing_in_a_release_reads_as_empty(monkeypatch: pytest
     assert compat.graph_break_reasons_since(0) == []
 
 
-def test_no_compiled_frames_error_is_found_in_the_cause_chain() -> None:
+def chained(outer: BaseException, inner: BaseException) -> BaseException:
+    """`outer` raised from `inner`, as a wrapper re-raises: its `__cause__` set, its traceback real."""
     try:
         try:
-            raise RuntimeError("torch.compile with fullgraph=True found no compiled frames")
-        except RuntimeError as inner:
-            raise ValueError("wrapper") from inner
-    except ValueError as outer:
-        assert compat.is_no_compiled_frames_error(outer)
+            raise inner
+        except type(inner) as caught:
+            raise outer from caught
+    except type(outer) as error:
+        return error
+
+
+def test_no_compiled_frames_error_is_found_in_the_cause_chain() -> None:
+    outer = chained(ValueError("wrapper"), RuntimeError("torch.compile with fullgraph=True found no compiled frames"))
+    assert compat.is_no_compiled_frames_error(outer)
     assert not compat.is_no_compiled_frames_error(RuntimeError("graph break"))
 
 
@@ -542,13 +548,9 @@ def test_is_exporting_before_torch_2_4_reads_the_onnx_flag(monkeypatch: pytest.M
 
 
 def test_exporter_message_is_the_innermost_error_without_colour_codes() -> None:
-    try:
-        try:
-            raise ValueError("Could not guard on data-dependent expression\nmore")
-        except ValueError as inner:
-            raise RuntimeError("Failed to export. \x1b[96mThis is step 1/3\x1b[0m") from inner
-    except RuntimeError as outer:
-        assert compat.exporter_message(outer) == "ValueError: Could not guard on data-dependent expression"
+    outer = chained(RuntimeError("Failed to export. \x1b[96mThis is step 1/3\x1b[0m"),
+                    ValueError("Could not guard on data-dependent expression\nmore"))
+    assert compat.exporter_message(outer) == "ValueError: Could not guard on data-dependent expression"
     assert compat.exporter_message(RuntimeError("\x1b[1mbold\x1b[0m")) == "RuntimeError: bold"
 
 
