@@ -7,6 +7,8 @@ bytecode). Each other tag is one commit on top of `installed` (annotated tags, n
 - `numeric`: ACT's forward scales the encoder's 1D position embedding by 1.001 (outputs change far beyond float32
   rounding).
 - `policy-loss`: ACTPolicy's l1 loss no longer masks padded actions; the inner ACT is untouched.
+- `stacked-images`: the image contract before 2025-03: the policy stacks the cameras into one (B, n_cameras, C, H, W)
+  tensor and the inner ACT loops over `shape[-4]`; same numerics where the cameras share one shape.
 - `old-layout`: the pre-2025 layout, `lerobot/` at the repository root with the policies in
   `lerobot/common/policies` and every `lerobot.policies` rewritten to `lerobot.common.policies`; same numerics.
 
@@ -70,6 +72,19 @@ EDITS: dict[str, Edit] = {
         'F.l1_loss(batch[ACTION], actions_hat, reduction="none") * ~batch["action_is_pad"].unsqueeze(-1)',
         'F.l1_loss(batch[ACTION], actions_hat, reduction="none")',
     ),)),
+    "stacked-images": Edit(MODELING, (
+        ("            batch[OBS_IMAGES] = [batch[key] for key in self.config.image_features]\n\n        actions = ",
+         "            batch[OBS_IMAGES] = torch.stack([batch[key] for key in self.config.image_features], dim=-4)\n\n"
+         "        actions = "),
+        ("            batch[OBS_IMAGES] = [batch[key] for key in self.config.image_features]\n\n        actions_hat",
+         "            batch[OBS_IMAGES] = torch.stack([batch[key] for key in self.config.image_features], dim=-4)\n\n"
+         "        actions_hat"),
+        ("batch_size = batch[OBS_IMAGES][0].shape[0] if OBS_IMAGES in batch",
+         "batch_size = batch[OBS_IMAGES].shape[0] if OBS_IMAGES in batch"),
+        ("            for img in batch[OBS_IMAGES]:\n",
+         "            for cam_index in range(batch[OBS_IMAGES].shape[-4]):\n"
+         "                img = batch[OBS_IMAGES][:, cam_index]\n"),
+    )),
 }
 """Tag -> its edit of the `installed` package."""
 

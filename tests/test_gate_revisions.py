@@ -26,8 +26,8 @@ def repo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     return built if request.param == "clone" else bare_copy(built, tmp_path_factory.mktemp("bare") / "repo.git")
 
 
-def gate(repo: Path, tmp_path: Path, target: str) -> tuple[int, dict]:
-    code = main(["check", "--reference", "lerobot@installed", "--target", f"lerobot@{target}", "--lerobot-repo",
+def gate(repo: Path, tmp_path: Path, target: str, reference: str = "installed") -> tuple[int, dict]:
+    code = main(["check", "--reference", f"lerobot@{reference}", "--target", f"lerobot@{target}", "--lerobot-repo",
                  str(repo), "--reference-python", PYTHON, "--target-python", PYTHON, "--profile", "ci",
                  "--max-examples", "1", "--seed", "1", "--report-dir", str(tmp_path)])
     [report] = tmp_path.glob("*/report.json")
@@ -61,3 +61,14 @@ def test_loss_only_edit_fails_at_the_policy_level_only(repo: Path, tmp_path: Pat
     assert failure["classes"]["model"]["name"] == "bitwise", failure["failures"]
     assert failure["classes"]["policy"]["name"] == "divergent" and "padded" in failure["describe"]
     assert "divergent" not in report["classes"]["model"]["counts"]
+
+
+def test_an_older_contract_that_stacks_cameras_skips_what_it_cannot_express(repo: Path, tmp_path: Path) -> None:
+    """Before 2025-03 LeRobot stacked its cameras into one tensor: as the reference it cannot run cameras of
+    different shapes (those cases are skipped with the reason); every other case compares bitwise."""
+    code, report = gate(repo, tmp_path, "installed", reference="stacked-images")
+    assert code == 0, report["failures"]
+    assert report["environment"]["sides"]["reference"]["cameras"] == "stacked"
+    counts = report["classes"]["model"]["counts"]
+    assert set(counts) <= {"bitwise", "raised-both", "unsupported"} and counts["bitwise"] > 0, counts
+    assert counts.get("unsupported", 0) == report["result"]["skipped"] > 0, (counts, report["result"])

@@ -364,7 +364,7 @@ def test_each_tag_changes_exactly_what_it_says(lerobot_repo: Path) -> None:
     for tag, found in revisions.items():  # each tag ran its own extracted source
         assert Path(out[tag]["module"]).is_relative_to(found.root)
     installed = out["installed"]
-    for tag in ("refactor", "old-layout"):
+    for tag in ("refactor", "old-layout", "stacked-images"):
         assert out[tag]["actions"] == installed["actions"] and out[tag]["loss"] == installed["loss"], tag
     numeric = max(abs(a - b) for a, b in zip(out["numeric"]["actions"], installed["actions"], strict=True))
     assert numeric > 1e-4 * max(map(abs, installed["actions"])), numeric  # float32 rounding is ~1e-7 relative

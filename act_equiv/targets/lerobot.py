@@ -18,17 +18,19 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 from typing import Any
 
+import torch
 from torch import nn
 
-from act_equiv.config import ACTION, OBS_ENV_STATE, OBS_STATE, TINY_BACKBONE, ACTConfig
+from act_equiv.config import ACTION, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE, TINY_BACKBONE, ACTConfig
 from act_equiv.errors import TargetError
 from act_equiv.models.backbone import ResNetBackbone
 from act_equiv.targets.target import Target
 
 __all__ = ["INSTALL", "LEROBOT_FIELDS", "MAPPED_BACKBONE", "POLICIES", "build", "lerobot_config", "load", "mapping",
-           "policy"]
+           "policy", "stacked_unsupported", "stacks_cameras"]
 
 INSTALL = (
     "`--target lerobot` needs LeRobot: run `tox -e lerobot`, or in a Python 3.11 venv "
@@ -107,6 +109,40 @@ def policy(config: ACTConfig, model: nn.Module, policies: str = POLICIES) -> nn.
     return lerobot_policy.to(parameter.device, parameter.dtype)
 
 
+def stacks_cameras(modeling: Any) -> bool:
+    """Whether this LeRobot's inner ACT takes its cameras as one stacked (B, n_cameras, C, H, W) tensor, as before
+    2025-03 (its forward loops over `shape[-4]`), rather than a list of per-camera tensors."""
+    return "shape[-4]" in inspect.getsource(modeling.ACT.forward)
+
+
+def stacked_unsupported(config: ACTConfig) -> str | None:
+    """Why a LeRobot that stacks its cameras cannot run `config`: cameras of different shapes do not stack."""
+    if len(set(config.camera_shapes)) > 1:
+        return (f"this LeRobot stacks its cameras into one tensor (its contract before 2025-03), and cameras of "
+                f"different shapes {sorted(set(config.camera_shapes))} do not stack")
+    return None
+
+
+def _stack_cameras(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """Forward pre-hook: act_equiv's batches carry the cameras as a list; a stacking LeRobot reads one tensor."""
+    batch = args[0]
+    if isinstance(batch.get(OBS_IMAGES), list):
+        return ({**batch, OBS_IMAGES: torch.stack(batch[OBS_IMAGES], dim=-4)}, *args[1:])
+    return None
+
+
+def _stacking(factory: Any) -> Any:
+    """`factory` whose models take act_equiv's list of cameras and hand the stacking LeRobot one tensor (a forward
+    pre-hook, so the state_dict keys stay LeRobot's)."""
+
+    def build_stacking(config: ACTConfig) -> nn.Module:
+        model = factory(config)
+        model.register_forward_pre_hook(_stack_cameras)
+        return model
+
+    return build_stacking
+
+
 def _modeling(policies: str) -> Any:
     return importlib.import_module(f"{policies}.act.modeling_act")
 
@@ -120,9 +156,13 @@ def load(spec: str = "lerobot", policies: str = POLICIES, about: dict[str, Any] 
         raise TargetError(f"{INSTALL} ({type(error).__name__}: {error})") from error
     import lerobot
 
-    # No `unsupported`: act_equiv's ACTConfig is stricter than LeRobot's (it rejects glu, dilation on
-    # BasicBlock ResNets, pretrained weights), so every config it accepts is expressible, tiny_resnet via `mapping`.
-    return Target(spec, functools.partial(build, policies=policies),
+    # act_equiv's ACTConfig is stricter than LeRobot's (it rejects glu, dilation on BasicBlock ResNets, pretrained
+    # weights), so every config it accepts is expressible, tiny_resnet via `mapping`; only a LeRobot that stacks its
+    # cameras cannot take cameras of different shapes.
+    factory: Any = functools.partial(build, policies=policies)
+    stacked = stacks_cameras(modeling)
+    return Target(spec, _stacking(factory) if stacked else factory,
+                  unsupported=stacked_unsupported if stacked else (lambda config: None),
                   policy=functools.partial(policy, policies=policies),
                   about={"lerobot": getattr(lerobot, "__version__", "unknown"), "modeling": modeling.__file__,
-                         **(about or {})})
+                         "cameras": "stacked" if stacked else "list", **(about or {})})
