@@ -126,6 +126,12 @@ def _pos_1d(model: ACT) -> Tensor:
     return model.encoder_1d_feature_pos_embed.weight.unsqueeze(1)
 
 
+def _leading(model: ACT, batch: Batch, latent_sample: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+    """The tokens before the cameras (latent, then state and env, those present) and their 1-D position
+    embeddings, correctly: the camera mutants start from these."""
+    return [model.encoder_latent_input_proj(latent_sample).unsqueeze(0), *_state_env(model, batch)], [_pos_1d(model)]
+
+
 # -- token order --------------------------------------------------------------------------------------------------
 @_mutant("state_env_swapped", "state and env")
 class StateEnvSwapped(ACT):
@@ -163,8 +169,7 @@ class CamerasReversedTokens(ACT):
     """Camera token blocks joined in reverse camera order, their position embeddings in camera order."""
 
     def encoder_inputs(self, batch: Batch, latent_sample: Tensor) -> tuple[Tensor, Tensor]:
-        tokens = [self.encoder_latent_input_proj(latent_sample).unsqueeze(0), *_state_env(self, batch)]
-        pos = [_pos_1d(self)]
+        tokens, pos = _leading(self, batch, latent_sample)
         cams = [_camera(self, img) for img in _cameras(self, batch)]
         tokens += [cam_tokens for cam_tokens, _ in reversed(cams)]  # BUG: tokens reversed, pos embeds not
         pos += [cam_pos for _, cam_pos in cams]
@@ -176,8 +181,7 @@ class Camera0FeaturesReused(ACT):
     """Every camera gets camera 0's feature map (the loop indexes the image list with 0)."""
 
     def encoder_inputs(self, batch: Batch, latent_sample: Tensor) -> tuple[Tensor, Tensor]:
-        tokens = [self.encoder_latent_input_proj(latent_sample).unsqueeze(0), *_state_env(self, batch)]
-        pos = [_pos_1d(self)]
+        tokens, pos = _leading(self, batch, latent_sample)
         images = _cameras(self, batch)
         for _ in images:
             cam_tokens, cam_pos = _camera(self, images[0])  # BUG: images[0] instead of the loop's image
@@ -191,8 +195,7 @@ class FlattenWHTokens(ACT):
     """Camera tokens flattened "(w h) b c", their 2-D position embeddings "(h w) b c"."""
 
     def encoder_inputs(self, batch: Batch, latent_sample: Tensor) -> tuple[Tensor, Tensor]:
-        tokens = [self.encoder_latent_input_proj(latent_sample).unsqueeze(0), *_state_env(self, batch)]
-        pos = [_pos_1d(self)]
+        tokens, pos = _leading(self, batch, latent_sample)
         for img in _cameras(self, batch):
             feature_map = self.backbone(img)["feature_map"]
             cam_pos = self.encoder_cam_feat_pos_embed(feature_map).to(feature_map.dtype)
@@ -210,8 +213,7 @@ class ReshapeNotPermute(ACT):
             b, c, h, w = x.shape
             return x.flatten(2).reshape(h * w, b, c)  # BUG
 
-        tokens = [self.encoder_latent_input_proj(latent_sample).unsqueeze(0), *_state_env(self, batch)]
-        pos = [_pos_1d(self)]
+        tokens, pos = _leading(self, batch, latent_sample)
         for img in _cameras(self, batch):
             feature_map = self.backbone(img)["feature_map"]
             pos.append(seq_first(self.encoder_cam_feat_pos_embed(feature_map).to(feature_map.dtype)))
@@ -227,8 +229,7 @@ class CamPosEmbedShared(ACT):
     """
 
     def encoder_inputs(self, batch: Batch, latent_sample: Tensor) -> tuple[Tensor, Tensor]:
-        tokens = [self.encoder_latent_input_proj(latent_sample).unsqueeze(0), *_state_env(self, batch)]
-        pos = [_pos_1d(self)]
+        tokens, pos = _leading(self, batch, latent_sample)
         maps = [self.backbone(img)["feature_map"] for img in _cameras(self, batch)]
         if maps:
             height, width = max(m.shape[2] for m in maps), max(m.shape[3] for m in maps)
