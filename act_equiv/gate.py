@@ -188,14 +188,14 @@ class Gate:
 
 
 def open_side(spec: str, settings: RunSettings, python: str | None = None, lerobot_repo: str | None = None,
-              setting: str = "target", timeout: float | None = None) -> Any:
+              setting: str = "target", timeout: float = WORKER_TIMEOUT) -> Any:
     """The side for `spec`: in this process (`Side`) unless it must run in a worker (`WorkerSide`): a LeRobot git
     revision (`lerobot@REV`, materialised by `act_equiv.targets.revision`), or any spec on another `python`.
     `setting` names the option the spec came from ("reference" or "target"), for error messages; `timeout` is a
-    worker's per-request limit (`act_equiv.run.worker.WORKER_TIMEOUT` by default)."""
+    worker's per-request limit."""
     if not is_revision(spec) and python is None:
         return Side(resolve(spec), settings)
-    worker = {"python": python, "setting": setting, "timeout": timeout or WORKER_TIMEOUT}
+    worker = {"python": python, "setting": setting, "timeout": timeout}
     if not is_revision(spec):
         return WorkerSide(spec, settings, **worker)
     try:

@@ -51,7 +51,7 @@ class Runner:
     @property
     def rollout_only(self) -> bool:
         """Both sides use act_equiv's `ACTPolicy`, whose loss and chunk the model level already compares."""
-        return {side.environment()["policy"] for side in (self.reference, self.target)} == {OWN_POLICY}
+        return self.reference.policy_name == self.target.policy_name == OWN_POLICY
 
     @property
     def compiles(self) -> bool:

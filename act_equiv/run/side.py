@@ -61,12 +61,16 @@ class Side:
     def spec(self) -> str:
         return self.target.name
 
-    def environment(self) -> dict[str, Any]:
-        """Where this side runs, as a report states it (`policy`: the policy-level form's class)."""
+    @property
+    def policy_name(self) -> str:
+        """The policy-level form, by its qualified name (act_equiv's `ACTPolicy`, or LeRobot's through its adapter)."""
         factory = getattr(self.target.policy, "func", self.target.policy)
+        return f"{factory.__module__}.{factory.__qualname__}"
+
+    def environment(self) -> dict[str, Any]:
+        """Where this side runs, as a report states it."""
         return {"spec": self.spec, "process": "in-process", "python": platform.python_version(),
-                "torch": str(torch.__version__), "policy": f"{factory.__module__}.{factory.__qualname__}",
-                **self.target.describe()}
+                "torch": str(torch.__version__), "policy": self.policy_name, **self.target.describe()}
 
     def unsupported(self, config: ACTConfig) -> str | None:
         return self.target.unsupported(config)
@@ -106,8 +110,7 @@ class Side:
         `rollout_only` where both sides use act_equiv's `ACTPolicy`: its loss and action chunk are exactly the model
         level's calls, so only the rollout is new (and a training case has nothing more to compare)."""
         s = self.settings
-        own = rollout_only
-        if own and case.training:
+        if rollout_only and case.training:
             return {}
         dtype = torch.float64 if float64 else s.torch_dtype
         model = copy.deepcopy(self.model).to(torch.float64) if float64 else self.model
@@ -117,7 +120,7 @@ class Side:
         with self._sampling() if float64 else nullcontext(), numerics.autocast(s.device, None if float64
                                                                                   else s.autocast):
             policy.train(case.training)
-            if case.batch.actions and not own:
+            if case.batch.actions and not rollout_only:
                 torch.manual_seed(case.weight_seed + 1)
                 with torch.set_grad_enabled(case.training):
                     loss, terms = policy.forward(batch)
@@ -125,7 +128,7 @@ class Side:
                 outputs.update({f"policy/{name}": torch.as_tensor(value).detach() for name, value in terms.items()})
             if not case.training:
                 torch.manual_seed(case.weight_seed + 1)
-                if not own:
+                if not rollout_only:
                     outputs["policy/chunk"] = policy.predict_action_chunk(batch)
                 policy.reset()
                 outputs["policy/rollout"] = torch.stack([

@@ -73,6 +73,10 @@ class WorkerSide:
     def spec(self) -> str:
         return self.label
 
+    @property
+    def policy_name(self) -> str:
+        return self._about["policy"]
+
     def environment(self) -> dict[str, Any]:
         return {"spec": self.label, "process": f"worker ({self.python})", **self._about}
 
