@@ -145,3 +145,16 @@ def test_side_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "is not a git repository" in capsys.readouterr().err
     assert main(["check", "--reference", "nowhere:Model", "--reference-python", sys.executable]) == 2
     assert "--reference 'nowhere:Model' does not load in the worker" in capsys.readouterr().err
+
+
+def test_a_reference_that_raises_outside_the_classed_stages_is_a_finding() -> None:
+    """The reference's own `unsupported` hook raising is no pair class's stage: it is `reference_raised`, and the
+    case runs no forms."""
+
+    def broken(config):
+        raise RuntimeError("the reference cannot even say what it supports")
+
+    verdict = gate_with(Target("concat", ACT), Target("broken", ACT, unsupported=broken)).verdict(EVAL)
+    [finding] = verdict.findings
+    assert not verdict.passed and finding.check == "reference_raised", verdict.summary()
+    assert "reference:unsupported" in finding.message and "cannot even say" in finding.message
