@@ -19,15 +19,14 @@ from hypothesis import HealthCheck, Phase, assume, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky, Unsatisfiable
 
-from act_equiv import compat
+from act_equiv import compat, forms
 from act_equiv.case import Case
 from act_equiv.errors import UsageError
 from act_equiv.oracle.judge import judge
 from act_equiv.oracle.tolerance import tolerance_for
 from act_equiv.oracle.verdict import CaseVerdict, Divergence
 from act_equiv.run.compiled import BACKENDS
-from act_equiv.run.deployed import FORMS as DEPLOYED_FORMS
-from act_equiv.run.deployed import ONNX_EXPORTERS, missing_runtime
+from act_equiv.run.deployed import ONNX_EXPORTERS
 from act_equiv.run.environment import gate_environment
 from act_equiv.run.numerics import AUTOCAST_DTYPES
 from act_equiv.run.records import DTYPES, RunSettings
@@ -63,12 +62,11 @@ class Gate:
     worker_timeout: float = WORKER_TIMEOUT
     strict: bool = False
     forms: tuple[str, ...] | str = ("compiled",)
-    """The forms beside the eager ones: "compiled" and the deployment forms (`act_equiv.run.deployed.FORMS`); a
-    comma-separated string is accepted too. Without "compiled", no torch.compile form runs (backend none)."""
+    """The target's forms beside its eager one (`act_equiv.forms.FORMS`: "compiled" and the deployment forms); a
+    comma-separated string is accepted too. Without "compiled", no torch.compile form runs (backend none). They run
+    where the target runs, a worker included."""
     onnx_exporter: str = "dynamo"
     runner: Runner = field(init=False)
-    notes: list[str] = field(init=False, default_factory=list)
-    """What the run could not do as asked, said once at the start and in the report."""
 
     def __post_init__(self) -> None:
         if self.device not in ("cpu", "cuda"):
@@ -97,12 +95,11 @@ class Gate:
             reference.close()
             raise
         self.runner = Runner(reference, target, settings)
-        if (self.backend is not None or self.deployed_forms) and not self.runner.compiles:
-            self.notes.append(f"compiled and deployment forms not run ({','.join(self.forms)} asked): the target runs "
-                              "in a worker process, and those forms need its module in this one")
-            self.backend, self.mode, self.forms = None, None, ("compiled",)
-            self.runner.settings = dataclasses.replace(settings, backend=None, mode=None, reference64=False, forms=())
-            self.runner.reference.settings = self.runner.target.settings = self.runner.settings
+        try:
+            self._check_target_forms()
+        except BaseException:
+            self.runner.close()
+            raise
 
     def close(self) -> None:
         """End the sides' worker processes (a gate without workers has nothing to end)."""
@@ -110,41 +107,46 @@ class Gate:
 
     @property
     def deployed_forms(self) -> tuple[str, ...]:
-        return tuple(form for form in self.forms if form != "compiled")
+        return tuple(form for form in self.forms if forms.FORMS[form].deployment)
 
     def _check_forms(self) -> None:
-        """Forms by name (a comma-separated string too); each deployment form runnable here, in float32 without
-        autocast (onnx: float32 only); the onnx exporter by name."""
-        if isinstance(self.forms, str):
-            self.forms = tuple(form.strip() for form in self.forms.split(",") if form.strip())
-        allowed = ["compiled", *DEPLOYED_FORMS]
-        unknown = [form for form in self.forms if form not in allowed]
-        if unknown or not self.forms:
-            raise UsageError(f"forms={','.join(self.forms)!r} is invalid: a comma-separated list of {allowed}",
-                             "forms")
-        self.forms = tuple(dict.fromkeys(self.forms))
+        """Forms by name (a comma-separated string too), each in a dtype and autocast it runs in (the table's); the
+        onnx exporter by name. What each form needs installed is checked where the target runs, once it is open."""
+        try:
+            self.forms = forms.parse_forms(self.forms)
+        except ValueError as error:
+            raise UsageError(str(error), "forms") from None
         if self.onnx_exporter not in ONNX_EXPORTERS:
             raise UsageError(f"onnx_exporter={self.onnx_exporter!r} is invalid: one of {list(ONNX_EXPORTERS)}",
                              "onnx_exporter")
-        for form in self.deployed_forms:
-            reason = missing_runtime(form)
-            if reason is not None:
-                raise UsageError(f"forms={form!r}: {reason}", "forms")
-        if self.deployed_forms and self.autocast is not None:
-            raise UsageError(f"forms={','.join(self.deployed_forms)!r} run without autocast (got "
-                             f"autocast={self.autocast!r}): deployment exports are float32", "forms", "autocast")
-        if "onnx" in self.forms and self.dtype != "float32":
-            raise UsageError(f"forms='onnx' runs float32 only (got dtype={self.dtype!r})", "forms", "dtype")
+        no_autocast = [form for form in self.forms if not forms.FORMS[form].autocast]
+        if no_autocast and self.autocast is not None:
+            raise UsageError(f"forms={','.join(no_autocast)!r} run without autocast (got autocast={self.autocast!r}): "
+                             "deployment exports are float32", "forms", "autocast")
+        for form in self.forms:
+            if self.dtype not in forms.FORMS[form].dtypes:
+                raise UsageError(f"forms={form!r} runs {' or '.join(forms.FORMS[form].dtypes)} only (got "
+                                 f"dtype={self.dtype!r})", "forms", "dtype")
         if "onnx" in self.forms and self.onnx_exporter == "dynamo" and not compat.onnx_dynamo_supported():
             raise UsageError(f"onnx_exporter='dynamo' needs torch >= 2.5 (this is {torch.__version__}); use "
                              "'torchscript'", "onnx_exporter")
         if "compiled" not in self.forms:
             self.backend, self.mode = None, None
 
+    def _check_target_forms(self) -> None:
+        """Every form asked for can run where the target runs (its worker's interpreter answers for itself): else a
+        usage error naming what to install there, before any case runs."""
+        missing = self.runner.target.missing_forms()
+        if missing:
+            form, reason = next(iter(missing.items()))
+            where = f" (the target runs on {self.target_python}: install it there)" if self.target_python else ""
+            raise UsageError(f"forms={form!r}: {reason}{where}", "forms", "target_python")
+
     def _needs_reference64(self) -> bool:
         """Whether any compiled tolerance of these settings may fall back to the fp64-referenced check."""
         dtype = DTYPES[self.dtype]
-        if any(tolerance_for(form, dtype).rmse_factor is not None for form in self.deployed_forms):
+        if any(forms.FORMS[form].float64_evidence and tolerance_for(forms.FORMS[form].tolerance, dtype).rmse_factor
+               is not None for form in self.deployed_forms):
             return True
         if self.backend is None:
             return False
@@ -173,7 +175,6 @@ class Gate:
         if verdict.passed and compiled:
             self.runner.run_compiled(run)
             verdict = judge(run, strict=self.strict)
-        run.live.clear()
         return verdict
 
     def environment(self) -> dict[str, Any]:
@@ -184,7 +185,7 @@ class Gate:
                                 lerobot_repo=self.lerobot_repo, worker_timeout=self.worker_timeout,
                                 forms=",".join(self.forms), onnx_exporter=self.onnx_exporter,
                                 sides={"reference": self.runner.reference.environment(),
-                                       "target": self.runner.target.environment()}, notes=self.notes)
+                                       "target": self.runner.target.environment()})
 
 
 def open_side(spec: str, settings: RunSettings, python: str | None = None, lerobot_repo: str | None = None,

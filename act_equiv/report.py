@@ -201,7 +201,7 @@ def write(report: dict[str, Any], directory: Path) -> Path:
 
 def markdown(report: dict[str, Any]) -> str:
     result, comp = report["result"], report["compile"]
-    env = {key: value for key, value in report["environment"].items() if key not in ("sides", "notes")}
+    env = {key: value for key, value in report["environment"].items() if key != "sides"}
     lines = [
         f"# act_equiv {report['run'].get('kind', 'check')}: {'PASS' if result['passed'] else 'FAIL'}",
         "",
@@ -213,7 +213,6 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         *[f"- {role}: " + ", ".join(f"{key} {value}" for key, value in side.items())
           for role, side in report["environment"].get("sides", {}).items()],
-        *[f"- note: {note}" for note in report["environment"].get("notes", [])],
         "",
         f"Cases: {result['cases']} ({result['skipped']} skipped), failures: {result['failures']}, "
         f"seconds: {report['run'].get('seconds', '?')}, stopped by: {report['run'].get('stopped_by', '-')}",

@@ -575,10 +575,10 @@ def test_onnx_dynamo_exporter_refused_where_torch_lacks_it(monkeypatch: pytest.M
 
 
 def test_aoti_refused_where_torch_lacks_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    from act_equiv.run.deployed import missing_runtime
+    from act_equiv.forms import missing
 
     assert compat.aoti_supported() == (compat.torch_version() >= (2, 6))
     monkeypatch.setattr(compat, "aoti_supported", lambda: False)
     with pytest.raises(RuntimeError, match="aoti_compile_and_package"):
         compat.aoti_package(None, "unused.pt2")
-    assert "the aoti form needs torch >= 2.6" in (missing_runtime("aoti") or "")
+    assert "the aoti form needs torch >= 2.6" in (missing("aoti") or "")

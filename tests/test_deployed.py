@@ -13,10 +13,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from act_equiv import compat, profiles
+from act_equiv import compat, forms, profiles
 from act_equiv import strategies as aes
 from act_equiv.case import BatchSpec, Case, make_batch
-from act_equiv.cli import main, options
+from act_equiv.cli import main
 from act_equiv.config import OBS_IMAGES
 from act_equiv.errors import UsageError
 from act_equiv.gate import Gate
@@ -30,11 +30,11 @@ from act_equiv.targets import Target
 
 EVAL = dataclasses.replace(MUST_KEEP[0], batch=BatchSpec(2, seed=1, actions=False))
 """Two cameras of different resolutions, state and env, inference batch 2."""
-ONNX = deployed.missing_runtime("onnx")
+ONNX = forms.missing("onnx")
 needs_onnx = pytest.mark.skipif(ONNX is not None, reason=ONNX or "")
 needs_onnx_dynamo = pytest.mark.skipif(ONNX is not None or not compat.onnx_dynamo_supported(),
                                        reason=ONNX or "torch.onnx.export(dynamo=True) needs torch >= 2.5")
-AOTI = deployed.missing_runtime("aoti")
+AOTI = forms.missing("aoti")
 needs_aoti = pytest.mark.skipif(AOTI is not None, reason=AOTI or "")
 
 
@@ -94,10 +94,6 @@ def test_input_names_follow_the_config() -> None:
     assert deployed.input_names(config) == ["observation.state", "observation.environment_state",
                                             "observation.images.0", "observation.images.1"]
     assert len(deployment_inputs(config, make_batch(config, EVAL.batch))) == 4
-
-
-def test_option_table_names_the_deployment_forms() -> None:
-    assert options.DEPLOYED_FORMS == deployed.FORMS
 
 
 # -- export_specialised ----------------------------------------------------------------------------------------------

@@ -240,7 +240,7 @@ def test_inductor_miscompile_is_caught() -> None:
 
 def test_compiled_only_failure_is_a_finding() -> None:
     found = findings(gate_for(RaisesWhenCompiled), EVAL)
-    assert "compiled_raised" in found and "the compiled target raised" in found["compiled_raised"]
+    assert "compiled_raised" in found and "the compiled form of the target raised" in found["compiled_raised"]
 
 
 def test_autocast_switched_off_in_the_target_is_caught() -> None:

@@ -115,13 +115,16 @@ def tests_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_worker_side_computes_what_the_in_process_side_does(tests_on_path: None) -> None:
     gate = Gate(target="gate_targets:ActionHeadSplitSum", target_python=sys.executable, explain=False)
     try:
-        assert gate.backend is None and "worker" in gate.notes[0]
         worker = gate.verdict(TRAIN)
     finally:
         gate.close()
-    local = gate_with(Target("split", ActionHeadSplitSum)).verdict(TRAIN)
+    local = gate_with(Target("split", ActionHeadSplitSum), backend="aot_eager").verdict(TRAIN)
     assert worker.classes["model"].name == local.classes["model"].name == "rounding"
-    assert {c.tensor: c.max_abs for c in worker.checks} == {c.tensor: c.max_abs for c in local.checks}
+    assert {(c.pair, c.tensor): c.max_abs for c in worker.checks} == {(c.pair, c.tensor): c.max_abs
+                                                                        for c in local.checks}
+    # The worker compiled its own module and proved the compiled graph ran there.
+    assert any(c.pair == "target/compiled" for c in worker.checks)
+    assert worker.info["compile"]["graphs"] >= 1 and not worker.info["compile"]["fell_back_to_eager"]
 
 
 @pytest.mark.parametrize(("target", "message"), [("Hangs", "no reply"), ("Crashes", "died")])

@@ -24,13 +24,14 @@ import torch
 from torch import nn
 
 from act_equiv import compat
+from act_equiv import forms as table
 from act_equiv.case import BatchSpec, make_batch
 from act_equiv.cli import options
 from act_equiv.config import ACTConfig
 from act_equiv.errors import UsageError
 from act_equiv.models import ACT, ACTPolicy, LegacyACT, build
 from act_equiv.run.compiled import CompiledForm
-from act_equiv.run.deployed import DeploymentModule, deploy, deployment_inputs, missing_runtime
+from act_equiv.run.deployed import DeploymentModule, deploy, deployment_inputs
 from act_equiv.run.environment import environment
 
 # ACTConfig's own defaults are LeRobot's; presets set the features and, for `small`, the model size.
@@ -122,17 +123,17 @@ def measure(args: argparse.Namespace, progress: Callable[[str], None] = print) -
     for name in ("batch_size", "num_runs", "warmup"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} is invalid: an int >= 1")
-    forms = [form.strip() for form in args.forms.split(",") if form.strip()]
-    unknown = [form for form in forms if form not in ("compiled", *DEPLOYED_ROWS)]
-    if unknown or not forms:
-        raise UsageError(f"--forms {args.forms!r} is invalid: a comma-separated list of "
-                         f"{['compiled', *DEPLOYED_ROWS]}", "forms")
-    deployed = [form for form in forms if form in DEPLOYED_ROWS]
-    if deployed and args.training:
-        raise UsageError(f"--forms {','.join(deployed)} time inference: drop --training", "forms")
-    for form in deployed:
-        if missing_runtime(form) is not None:
-            raise UsageError(f"--forms {form}: {missing_runtime(form)}", "forms")
+    try:
+        forms = table.parse_forms(args.forms)
+    except ValueError as error:
+        raise UsageError(str(error), "forms") from None
+    deployed = [form for form in forms if table.FORMS[form].deployment]
+    training_only = [form for form in forms if args.training and not table.FORMS[form].runs_in(True)]
+    if training_only:
+        raise UsageError(f"--forms {','.join(training_only)} time inference: drop --training", "forms")
+    for form in forms:
+        if table.missing(form) is not None:
+            raise UsageError(f"--forms {form}: {table.missing(form)}", "forms")
     config = ACTConfig(**PRESETS[args.config])
     batch = make_batch(config, BatchSpec(args.batch_size, seed=0), args.device)
     compile_with = {"backend": args.backend, "mode": args.mode}

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from act_equiv.errors import UsageError
+from act_equiv.forms import DEPLOYED
 
-__all__ = ["COMPILED_BACKENDS", "DEPLOYED_FORMS", "GATE", "OPTIONS", "SEARCH", "SIDES", "Option", "add_arguments",
+__all__ = ["COMPILED_BACKENDS", "GATE", "OPTIONS", "SEARCH", "SIDES", "Option", "add_arguments",
            "add_to_group", "gate_keywords", "option_values", "profile", "select"]
 
 
@@ -55,8 +56,6 @@ class Option:
 
 COMPILED_BACKENDS = ("inductor", "aot_eager", "eager")
 """torch.compile backends (`act_equiv.run.compiled.BACKENDS`, which imports torch; a test keeps them equal)."""
-DEPLOYED_FORMS = ("exported", "onnx", "aoti")
-"""Deployment forms (`act_equiv.run.deployed.FORMS`, which imports torch; a test keeps them equal)."""
 
 _SPECS = ("MODULE:ATTR (ACTConfig -> nn.Module), a built-in (concat: act_equiv's own tensor-concat ACT; legacy; "
           "lerobot: the installed LeRobot; mutant:NAME), or lerobot@REV: LeRobot's ACT at a git revision (commit, tag, "
@@ -83,9 +82,9 @@ GATE: tuple[Option, ...] = (
            gate_values={"auto": None, "true": True, "false": False}),
     Option("autocast", "none", "mixed precision: every form but the float64 reference under torch.autocast in "
                                "this dtype", ("none", "bfloat16", "float16"), gate_values={"none": None}),
-    Option("forms", "compiled", "forms judged beside the eager ones, comma-separated: compiled (torch.compile) and "
-                                "the deployment exports " + ", ".join(DEPLOYED_FORMS) + " (eval cases; onnx "
-                                "needs pip install 'act-equiv[export]')"),
+    Option("forms", "compiled", "the target's forms judged beside its eager one, comma-separated, run where the "
+                                "target runs (a worker too): compiled (torch.compile) and the deployment exports "
+                                + ", ".join(DEPLOYED) + " (eval cases; onnx needs pip install 'act-equiv[export]')"),
     Option("onnx_exporter", "dynamo", "the onnx form's exporter: torch.onnx.export with dynamo=True, or the "
                                       "TorchScript exporter", ("dynamo", "torchscript")),
     Option("strict", False, "fail the warning classes too: a rounding-only difference between reference and target "

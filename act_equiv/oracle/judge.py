@@ -34,8 +34,9 @@ from typing import Any
 
 import torch
 
+from act_equiv.forms import FORMS
 from act_equiv.oracle.compare import compare, non_finite
-from act_equiv.oracle.tolerance import DEPLOYED_KINDS, EAGER_ROUNDING, EXACT, Tolerance, tolerance_for
+from act_equiv.oracle.tolerance import EAGER_ROUNDING, EXACT, Tolerance, tolerance_for
 from act_equiv.oracle.verdict import CaseVerdict, Finding, PairClass, TensorCheck
 from act_equiv.run.numerics import AUTOCAST_DTYPES
 from act_equiv.run.records import CaseRun, ErrorRecord, batch_suffix
@@ -209,7 +210,7 @@ def _judge_deployed(run: CaseRun, verdict: CaseVerdict) -> list[TensorCheck]:
     verdict.info["deployed"] = {**run.deployed, "batch_sizes": run.deployed_sizes}
     checks = []
     for form in s.forms:
-        tolerance = tolerance_for(form, s.torch_dtype)
+        tolerance = tolerance_for(FORMS[form].tolerance, s.torch_dtype)
         for size in run.deployed_sizes:
             suffix = batch_suffix(run.case, size)
             if f"{form}{suffix}" not in forms:
@@ -280,14 +281,11 @@ def _error_finding(error: ErrorRecord, run: CaseRun) -> Finding | None:
         return Finding("compiled_ran", f"compiled code could not run: {error.message}", detail)
     if error.kind == "graph_break":
         return Finding("graph_break", f"graph break under fullgraph=True: {error.message}", detail)
-    if error.stage.startswith("compiled"):
-        return Finding("compiled_raised", f"the compiled target raised {error.type}: {error.message}", detail)
     if error.kind == "specialised":
         return Finding("export_specialised", f"one export does not serve every batch size: {error.message}", detail)
-    form = error.stage.removeprefix("export:").split("@")[0]
-    if form in DEPLOYED_KINDS:
-        return Finding("export_raised", f"the {form} form raised {error.type} in {error.stage}: {error.message}",
-                       detail)
+    if error.form is not None:
+        return Finding(FORMS[error.form].raised, f"the {error.form} form of the target raised {error.type} in "
+                       f"{error.stage}: {error.message}", detail)
     if error.stage.startswith("reference"):
         return Finding("reference_raised", f"the reference raised {error.type} in {error.stage}: {error.message}",
                        detail)

@@ -12,7 +12,7 @@ with the batch dimension of every input and of the output dynamic. It builds LeR
 tensors and returns `model(batch)[0]`, so no action, padding mask or VAE input is needed (inference). On the
 eager target it computes the same numbers as the dict call; the oracle checks that bitwise.
 
-Forms (`FORMS`), each exported once per model structure and reused with each case's weights loaded:
+Forms (`act_equiv.forms.DEPLOYED`), each exported once per model structure and reused with each case's weights loaded:
 - `exported`: `torch.export.export` with a dynamic batch dimension, run through `ExportedProgram.module()`;
 - `onnx`: `torch.onnx.export` (the dynamo exporter or the TorchScript one), run by onnxruntime's CPU provider;
 - `aoti`: an AOTInductor package of the exported program, loaded and run.
@@ -24,7 +24,6 @@ message; a runtime error at the example batch propagates as it is (the runner re
 
 from __future__ import annotations
 
-import importlib.util
 import tempfile
 import time
 from abc import ABC, abstractmethod
@@ -35,17 +34,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from act_equiv import compat
+from act_equiv import compat, forms
 from act_equiv.config import OBS_ENV_STATE, OBS_IMAGES, OBS_STATE, ACTConfig
 
-__all__ = ["EXPORT_EXTRA", "FORMS", "ONNX_EXPORTERS", "AotiForm", "DeployedForm", "DeploymentModule", "ExportError",
-           "ExportSpecialisedError", "ExportedForm", "OnnxForm", "deploy", "deployment_inputs", "input_names",
-           "missing_runtime"]
+__all__ = ["ONNX_EXPORTERS", "AotiForm", "DeployedForm", "DeploymentModule", "ExportError", "ExportSpecialisedError",
+           "ExportedForm", "OnnxForm", "deploy", "deployment_inputs", "input_names"]
 
-FORMS: tuple[str, ...] = ("exported", "onnx", "aoti")
 ONNX_EXPORTERS: tuple[str, ...] = ("dynamo", "torchscript")
-EXPORT_EXTRA = "pip install 'act-equiv[export]'"
-_ONNX_PACKAGES = ("onnx", "onnxruntime", "onnxscript")
 
 
 class ExportSpecialisedError(RuntimeError):
@@ -90,23 +85,12 @@ def deployment_inputs(config: ACTConfig, batch: dict[str, Any]) -> tuple[Tensor,
     return (*inputs, *(batch[OBS_IMAGES] if config.camera_shapes else ()))
 
 
-def missing_runtime(form: str) -> str | None:
-    """Why `form` cannot run in this environment (a missing package or torch feature), or None."""
-    if form == "onnx":
-        missing = [name for name in _ONNX_PACKAGES if importlib.util.find_spec(name) is None]
-        if missing:
-            return f"the onnx form needs {', '.join(missing)}: {EXPORT_EXTRA}"
-    if form == "aoti" and not compat.aoti_supported():
-        return f"the aoti form needs torch >= 2.6 (AOTInductor packages); this is torch {torch.__version__}"
-    return None
-
-
 class DeployedForm(ABC):
     """One export of a `DeploymentModule`, callable at any batch size; `load` swaps in another model's weights."""
 
     name = ""
 
-    def __init__(self, module: DeploymentModule, example: Sequence[Tensor]) -> None:
+    def __init__(self, module: DeploymentModule, example: Sequence[Tensor], onnx_exporter: str = "dynamo") -> None:
         self.example_batch = example[0].shape[0]
         start = time.perf_counter()
         try:
@@ -176,8 +160,8 @@ class OnnxForm(DeployedForm):
 
     name = "onnx"
 
-    def __init__(self, module: DeploymentModule, example: Sequence[Tensor], exporter: str = "dynamo") -> None:
-        self.exporter = exporter
+    def __init__(self, module: DeploymentModule, example: Sequence[Tensor], onnx_exporter: str = "dynamo") -> None:
+        self.exporter = onnx_exporter
         super().__init__(module, example)
 
     def _export(self, module: DeploymentModule, example: tuple[Tensor, ...]) -> None:
@@ -247,11 +231,8 @@ class AotiForm(DeployedForm):
 
 def deploy(form: str, module: DeploymentModule, example: Sequence[Tensor], onnx_exporter: str = "dynamo"
            ) -> DeployedForm:
-    """Export `module` as `form` at `example` (flat inputs; a batch >= 2, see `compat`)."""
-    if form == "exported":
-        return ExportedForm(module, example)
-    if form == "onnx":
-        return OnnxForm(module, example, onnx_exporter)
-    if form == "aoti":
-        return AotiForm(module, example)
-    raise ValueError(f"form={form!r} is invalid: one of {list(FORMS)}")
+    """Export `module` as deployment form `form` (`act_equiv.forms.FORMS`) at `example` (flat inputs; a batch >= 2,
+    see `compat`)."""
+    if form not in forms.DEPLOYED:
+        raise ValueError(f"form={form!r} is invalid: one of {list(forms.DEPLOYED)}")
+    return forms.load(form)(module, example, onnx_exporter)

@@ -3,17 +3,20 @@ writes these and judges nothing; the oracle reads them. Plain data, so the oracl
 
 from __future__ import annotations
 
+import dataclasses
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from act_equiv.case import Case
+from act_equiv.case import Case, make_batch
 from act_equiv.run.compiled import CompileStats, ErrorKind, error_kind
 from act_equiv.run.deployed import ExportSpecialisedError
 
-__all__ = ["DTYPES", "CaseRun", "ErrorRecord", "Outputs", "RunSettings", "batch_suffix"]
+__all__ = ["DTYPES", "FAILED", "CaseRun", "ErrorRecord", "FormsRecord", "Outputs", "RunSettings", "batch_suffix",
+           "guarded", "record_form"]
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
 
@@ -52,6 +55,10 @@ class RunSettings:
     def torch_dtype(self) -> torch.dtype:
         return DTYPES[self.dtype]
 
+    def batch(self, case: Case, size: int) -> dict[str, Any]:
+        """The case's batch at `size` on this device and dtype: the same tensors in every process that makes it."""
+        return make_batch(case.config, case.batch.with_batch_size(size), self.device, self.torch_dtype)
+
     def label(self) -> str:
         """How the forms ran, in a few words ("cpu float32+bfloat16 autocast, inductor"): reports group by it."""
         precision = self.dtype + (f"+{self.autocast} autocast" if self.autocast else "")
@@ -70,13 +77,15 @@ class ErrorRecord:
     kind: ErrorKind
     message: str
     traceback: list[str]
+    form: str | None = None
+    """The form (`act_equiv.forms.FORMS`) whose run raised, or None for the eager forms."""
 
     @classmethod
-    def capture(cls, stage: str, error: BaseException) -> ErrorRecord:
+    def capture(cls, stage: str, error: BaseException, form: str | None = None) -> ErrorRecord:
         """`error` as raised here, or, for a side in a worker, as the worker recorded it (`RemoteError`)."""
         remote = getattr(error, "record", None)
         if remote is not None:
-            return cls(stage, remote["type"], "raised", remote["message"], remote["traceback"])
+            return cls(stage, remote["type"], "raised", remote["message"], remote["traceback"], form)
         frames = traceback.format_exception(type(error), error, error.__traceback__)
         kind: ErrorKind = error_kind(error)
         if type(error).__name__ == "WorkerError":  # by name: act_equiv.run.worker imports this module's users
@@ -84,7 +93,62 @@ class ErrorRecord:
         elif isinstance(error, ExportSpecialisedError):
             kind = "specialised"
         return cls(stage, type(error).__name__, kind,
-                   str(error).strip().splitlines()[0] if str(error) else "", [line.rstrip() for line in frames[-6:]])
+                   str(error).strip().splitlines()[0] if str(error) else "", [line.rstrip() for line in frames[-6:]],
+                   form)
+
+
+FAILED = object()
+"""What `guarded` returns when the call raised (its error is recorded)."""
+
+
+def guarded(record: Any, stage: str, fn: Callable[[], Any], form: str | None = None) -> Any:
+    """`fn()`, or `FAILED` with its error appended to `record.errors` as raised at `stage` (by `form`)."""
+    try:
+        return fn()
+    except Exception as error:
+        record.errors.append(ErrorRecord.capture(stage, error, form))
+        return FAILED
+
+
+def record_form(record: Any, name: str, stage: str, fn: Callable[[], Outputs], form: str | None = None) -> bool:
+    """`record.forms[name] = fn()`; False (the error recorded at `stage`) when it raised."""
+    outputs = guarded(record, stage, fn, form)
+    if outputs is FAILED:
+        return False
+    record.forms[name] = outputs
+    return True
+
+
+@dataclass
+class FormsRecord:
+    """What one side's forms produced (`act_equiv.run.form_runner`), in the process that owns the side; plain data,
+    so a worker sends it back as it is (`to_dict`) and the runner adds it to the case's run (`add_to`)."""
+
+    forms: dict[str, Outputs] = field(default_factory=dict)
+    errors: list[ErrorRecord] = field(default_factory=list)
+    compile_stats: CompileStats | None = None
+    deployed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deployed_sizes: list[int] = field(default_factory=list)
+    batch_sizes: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["errors"] = [dataclasses.asdict(error) for error in self.errors]
+        data["compile_stats"] = None if self.compile_stats is None else dataclasses.asdict(self.compile_stats)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FormsRecord:
+        stats = data["compile_stats"]
+        return cls(**{**data, "errors": [ErrorRecord(**error) for error in data["errors"]],
+                      "compile_stats": None if stats is None else CompileStats(**stats)})
+
+    def add_to(self, run: CaseRun) -> None:
+        run.forms.update(self.forms)
+        run.errors += self.errors
+        run.compile_stats = self.compile_stats
+        run.deployed.update(self.deployed)
+        run.deployed_sizes, run.batch_sizes = self.deployed_sizes, self.batch_sizes
 
 
 @dataclass
@@ -113,9 +177,6 @@ class CaseRun:
     seconds: float = 0.0
     unsupported: dict[str, str] | None = None
     """A side that cannot express the case: {"side": "reference" | "target", "spec", "reason"}."""
-    live: dict[str, Any] = field(default_factory=dict, repr=False)
-    """The modules and batches (`batch`, and `batches` by size once compiled), kept for the compiled stage and the
-    float64 reference (never serialised)."""
 
 
 def batch_suffix(case: Case, size: int) -> str:

@@ -21,32 +21,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from act_equiv import forms
 from act_equiv.case import Case, make_batch
-from act_equiv.config import ACTION, OBS_IMAGES, ACTConfig
-from act_equiv.models import ACTPolicy, build
+from act_equiv.config import OBS_IMAGES, ACTConfig
+from act_equiv.models import build
 from act_equiv.run import numerics
-from act_equiv.run.records import Outputs, RunSettings
+from act_equiv.run.form_runner import FormRunner
+from act_equiv.run.probe import Probe
+from act_equiv.run.records import FormsRecord, Outputs, RunSettings
 from act_equiv.targets.target import Target
 
 __all__ = ["Probe", "Side", "cast_batch", "policy_batch", "rollout_steps"]
-
-
-
-class Probe(nn.Module):
-    """Model forward plus act_equiv's loss as one function, returning every output by name."""
-
-    def __init__(self, config: ACTConfig, model: nn.Module) -> None:
-        super().__init__()
-        self.policy = ACTPolicy(config, model)
-
-    def forward(self, batch: dict[str, Any]) -> Outputs:
-        output = self.policy.model(batch)
-        actions, (mu, log_sigma_x2) = output
-        outputs = {"actions": actions, "mu": mu, "log_sigma_x2": log_sigma_x2}
-        if ACTION in batch:  # inference batches carry no actions, so there is no loss to compute
-            loss, terms = self.policy.loss(batch, output)
-            outputs.update(loss=loss, **terms)
-        return outputs
 
 
 class Side:
@@ -56,6 +41,7 @@ class Side:
         self.target = target
         self.settings = settings
         self.model: nn.Module | None = None
+        self._forms = FormRunner()
 
     @property
     def spec(self) -> str:
@@ -71,6 +57,12 @@ class Side:
         """Where this side runs, as a report states it."""
         return {"spec": self.spec, "process": "in-process", "python": platform.python_version(),
                 "torch": str(torch.__version__), "policy": self.policy_name, **self.target.describe()}
+
+    def missing_forms(self) -> dict[str, str]:
+        """The forms of the settings that cannot run in this interpreter, each with what it needs
+        (`act_equiv.forms.missing`)."""
+        asked = [*self.settings.forms, *([forms.COMPILED] if self.settings.backend is not None else [])]
+        return {name: reason for name in asked if (reason := forms.missing(name)) is not None}
 
     def unsupported(self, config: ACTConfig) -> str | None:
         return self.target.unsupported(config)
@@ -91,6 +83,18 @@ class Side:
             return {"missing": sorted(set(state) - keys), "unexpected": sorted(keys - set(state))}
         self.model.load_state_dict(state, strict=True)
         return None
+
+    def batch(self, case: Case, size: int) -> dict[str, Any]:
+        """The case's batch at `size`, in the run's device and dtype (the same tensors in every process)."""
+        return self.settings.batch(case, size)
+
+    def forms(self, case: Case) -> FormsRecord:
+        """The loaded model's forms the settings ask for (`act_equiv.run.form_runner`), run here."""
+        return self._forms.run(self, case)
+
+    def explain(self, case: Case) -> dict[str, Any] | None:
+        """Graphs and graph breaks of the built or loaded model, eager, as `torch._dynamo.explain` counts them."""
+        return self._forms.explain(self, case)
 
     def call(self, case: Case, batch: dict[str, Any]) -> Outputs:
         """The model level in the case's mode, in the run's dtype and autocast."""

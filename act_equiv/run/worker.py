@@ -78,7 +78,8 @@ class WorkerSide:
         return self._about["policy"]
 
     def environment(self) -> dict[str, Any]:
-        return {"spec": self.label, "process": f"worker ({self.python})", **self._about}
+        about = {key: value for key, value in self._about.items() if key != "missing_forms"}
+        return {"spec": self.label, "process": f"worker ({self.python})", **about}
 
     def unsupported(self, config: Any) -> str | None:
         return self._request("unsupported", config=config.to_dict())
@@ -105,6 +106,19 @@ class WorkerSide:
 
     def policy(self, case: Any, float64: bool = False, rollout_only: bool = False) -> dict[str, Any]:
         return self._request("policy", case=case.to_dict(), float64=float64, rollout_only=rollout_only)
+
+    def forms(self, case: Any) -> Any:
+        """The loaded model's forms, compiled and exported in the worker (`Side.forms`)."""
+        from act_equiv.run.records import FormsRecord
+
+        return FormsRecord.from_dict(self._request("forms", case=case.to_dict()))
+
+    def explain(self, case: Any) -> dict[str, Any] | None:
+        return self._request("explain", case=case.to_dict())
+
+    def missing_forms(self) -> dict[str, str]:
+        """What the worker's interpreter lacks for the settings' forms (asked when it opened)."""
+        return self._about["missing_forms"]
 
     def close(self) -> None:
         if self._group is not None:
@@ -239,6 +253,10 @@ class _Server:
                 return self.side.call64(case, arguments["batches"])
             if op == "policy":
                 return self.side.policy(case, arguments["float64"], arguments["rollout_only"])
+            if op == "forms":
+                return self.side.forms(case).to_dict()
+            if op == "explain":
+                return self.side.explain(case)
         raise ValueError(f"unknown request {op!r}")
 
     def _open(self, spec: str, settings: dict[str, Any], **keywords: Any) -> dict[str, Any]:
@@ -247,4 +265,5 @@ class _Server:
         from act_equiv.targets import resolve_in_worker
 
         self.side = Side(resolve_in_worker(spec, **keywords), RunSettings(**settings))
-        return {**self.side.environment(), "process": f"worker pid {os.getpid()}"}
+        return {**self.side.environment(), "process": f"worker pid {os.getpid()}",
+                "missing_forms": self.side.missing_forms()}
