@@ -9,6 +9,7 @@ and the compiled search. A failure is shrunk within a time budget (`act_equiv.sh
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from act_equiv.shrink import shrink
 from act_equiv.targets import resolve
 from act_equiv.targets.revision import is_revision, materialize
 
+INDUCTOR_CACHE = "TORCHINDUCTOR_CACHE_DIR"
 SHRINK_BUDGET = 60.0
 """Seconds a found failure may spend shrinking before the smallest case so far is reported."""
 
@@ -133,6 +135,19 @@ class Gate:
         if "compiled" not in self.forms:
             self.backend, self.mode = None, None
 
+    def forms_line(self) -> str:
+        """Which forms run on which side, and where: `forms: reference eager (worker); target eager, compiled
+        (aot_eager), exported (worker)`."""
+        target = ["eager", *(f"compiled ({self.backend}" + (f" {self.mode})" if self.mode else ")")
+                             if form == forms.COMPILED and self.backend is not None else form
+                             for form in self.forms if form != forms.COMPILED or self.backend is not None)]
+
+        def where(side: Any) -> str:
+            return "in process" if side.environment()["process"] == "in-process" else "worker"
+
+        return (f"forms: reference eager ({where(self.runner.reference)}); target {', '.join(target)} "
+                f"({where(self.runner.target)})")
+
     def _check_target_forms(self) -> None:
         """Every form asked for can run where the target runs (its worker's interpreter answers for itself): else a
         usage error naming what to install there, before any case runs."""
@@ -204,8 +219,13 @@ def open_side(spec: str, settings: RunSettings, python: str | None = None, lerob
     except UsageError as error:
         raise UsageError(str(error), setting, *error.settings) from None
     about = {"revision": revision.describe(), "commit": revision.commit, "layout": revision.layout}
-    return WorkerSide("lerobot", settings, paths=(str(revision.root),), label=spec, **worker,
-                      open_keywords={"policies": revision.policies_package, "about": about})
+    # A revision's compiled graphs are cached beside its extracted package, so the next run of the same commit (or
+    # the same WORKTREE content) reuses inductor's work; a TORCHINDUCTOR_CACHE_DIR set by the user wins.
+    inductor = {INDUCTOR_CACHE: os.environ.get(INDUCTOR_CACHE,
+                                               str(revision.root.with_name(revision.root.name + ".inductor")))}
+    return WorkerSide("lerobot", settings, paths=(str(revision.root),), label=spec, **worker, env=inductor,
+                      open_keywords={"policies": revision.policies_package,
+                                     "about": {**about, "inductor_cache": inductor[INDUCTOR_CACHE]}})
 
 
 def autocast_dtypes(device: str) -> list[str]:
@@ -279,6 +299,8 @@ def search(
             found_at = found_at or time.perf_counter()
             failing[case.to_json()] = verdict
             raise Divergence(verdict)
+        if stage != "covering" and found_at is None and not (verdict.compared_forms if compiled else verdict.compared):
+            assume(False)  # it compared nothing (both sides raised, or skipped): not one of the stage's cases
 
     if seed_value is not None:
         prop = seed(seed_value)(prop)
@@ -287,8 +309,9 @@ def search(
     except (Divergence, Flaky) as error:
         # Hypothesis re-runs the shrunk example last, so the error it raises carries the smallest case.
         failure = error.verdict if isinstance(error, Divergence) else list(failing.values())[-1]
-    except Unsatisfiable:  # the time budget ran out before a single case was drawn
-        return SearchResult(verdicts, None, time.perf_counter() - start, "time budget")
+    except Unsatisfiable:  # no case compared anything: the time budget ran out first, or every case raised alike
+        return SearchResult(verdicts, None, time.perf_counter() - start,
+                            "time budget" if stopped_by == "time budget" else "nothing compared")
     else:
         return SearchResult(verdicts, None, time.perf_counter() - start, stopped_by)
     hypothesis_seconds = time.perf_counter() - (found_at or start)

@@ -170,6 +170,7 @@ def deployed_summary(verdicts: list[dict]) -> dict[str, dict[str, Any]]:
                    "export_seconds_median": round(statistics.median(row["export_seconds"]), 2)
                    if row["export_seconds"] else None,
                    "export_seconds_max": max(row["export_seconds"], default=None),
+                   "export_seconds_total": round(sum(row["export_seconds"]), 2),
                    "batch_sizes": sorted(row["batch_sizes"])} for form, row in sorted(forms.items())}
 
 

@@ -9,6 +9,14 @@ bytecode). Each other tag is one commit on top of `installed` (annotated tags, n
 - `policy-loss`: ACTPolicy's l1 loss no longer masks padded actions; the inner ACT is untouched.
 - `stacked-images`: the image contract before 2025-03: the policy stacks the cameras into one (B, n_cameras, C, H, W)
   tensor and the inner ACT loops over `shape[-4]`; same numerics where the cameras share one shape.
+- `cat-refactor`: the encoder tokens built by `torch.cat` of per-source blocks instead of lists of tokens and
+  `torch.stack` (the refactor that lets `torch.compile` capture the forward); numerics stay bitwise.
+- `graph-break`: a defensive NaN check on the encoder output (`if torch.isnan(x).any(): raise`): eager numerics
+  unchanged, but a data-dependent branch that breaks the compiled graph and refuses torch.export.
+- `compiled-drift`: the encoder output scaled by 1.001 only while `torch.compiler.is_compiling()`: a stand-in for a
+  miscompile (as dynamo's `*_TESTING_ONLY` injection is); eager numerics unchanged.
+- `compiled-policy`: `ACTPolicy.__init__` wraps its model in `torch.compile`, so the policy's state_dict keys gain
+  `_orig_mod.` and published checkpoints no longer load strictly.
 - `old-layout`: the pre-2025 layout, `lerobot/` at the repository root with the policies in
   `lerobot/common/policies` and every `lerobot.policies` rewritten to `lerobot.common.policies`; same numerics.
 
@@ -29,7 +37,8 @@ from pathlib import Path
 
 from act_equiv.targets.revision import GIT_LOCATING_ENV
 
-__all__ = ["EDITS", "MAIN", "TAGS", "Edit", "bare_copy", "git", "lerobot_python", "lerobot_source", "make_repo"]
+__all__ = ["EDITS", "MAIN", "TAGS", "Edit", "bare_copy", "git", "lerobot_python", "lerobot_source", "make_repo",
+           "worktree_with"]
 
 MAIN = "main"
 MODELING = "policies/act/modeling_act.py"
@@ -85,6 +94,38 @@ EDITS: dict[str, Edit] = {
          "            for cam_index in range(batch[OBS_IMAGES].shape[-4]):\n"
          "                img = batch[OBS_IMAGES][:, cam_index]\n"),
     )),
+    "cat-refactor": Edit(MODELING, (
+        ("encoder_in_tokens = [self.encoder_latent_input_proj(latent_sample)]",
+         "encoder_in_tokens = [self.encoder_latent_input_proj(latent_sample).unsqueeze(0)]"),
+        ("encoder_in_pos_embed = list(self.encoder_1d_feature_pos_embed.weight.unsqueeze(1))",
+         "encoder_in_pos_embed = [self.encoder_1d_feature_pos_embed.weight.unsqueeze(1)]"),
+        ("encoder_in_tokens.append(self.encoder_robot_state_input_proj(batch[OBS_STATE]))",
+         "encoder_in_tokens.append(self.encoder_robot_state_input_proj(batch[OBS_STATE]).unsqueeze(0))"),
+        ("encoder_in_tokens.append(self.encoder_env_state_input_proj(batch[OBS_ENV_STATE]))",
+         "encoder_in_tokens.append(self.encoder_env_state_input_proj(batch[OBS_ENV_STATE]).unsqueeze(0))"),
+        ("encoder_in_tokens.extend(list(cam_features))", "encoder_in_tokens.append(cam_features)"),
+        ("encoder_in_pos_embed.extend(list(cam_pos_embed))", "encoder_in_pos_embed.append(cam_pos_embed)"),
+        ("encoder_in_tokens = torch.stack(encoder_in_tokens, axis=0)",
+         "encoder_in_tokens = torch.cat(encoder_in_tokens, dim=0)"),
+        ("encoder_in_pos_embed = torch.stack(encoder_in_pos_embed, axis=0)",
+         "encoder_in_pos_embed = torch.cat(encoder_in_pos_embed, dim=0)"),
+    )),
+    "graph-break": Edit(MODELING, ((
+        "        encoder_out = self.encoder(encoder_in_tokens, pos_embed=encoder_in_pos_embed)\n",
+        "        encoder_out = self.encoder(encoder_in_tokens, pos_embed=encoder_in_pos_embed)\n"
+        "        if torch.isnan(encoder_out).any():\n"
+        "            raise ValueError(\"NaN in the encoder output\")\n",
+    ),)),
+    "compiled-drift": Edit(MODELING, ((
+        "        encoder_out = self.encoder(encoder_in_tokens, pos_embed=encoder_in_pos_embed)\n",
+        "        encoder_out = self.encoder(encoder_in_tokens, pos_embed=encoder_in_pos_embed)\n"
+        "        if torch.compiler.is_compiling():\n"
+        "            encoder_out = encoder_out * 1.001\n",
+    ),)),
+    "compiled-policy": Edit(MODELING, ((
+        "        self.model = ACT(config)\n",
+        "        self.model = torch.compile(ACT(config))\n",
+    ),)),
 }
 """Tag -> its edit of the `installed` package."""
 
@@ -150,6 +191,15 @@ def make_repo(dest: Path, lerobot_dir: Path) -> Path:
     _move_to_common_layout(dest)
     _commit(dest, "old-layout", "move the package to the lerobot/common layout")
     git(dest, "checkout", "-q", MAIN)
+    return dest
+
+
+def worktree_with(repo: Path, dest: Path, tag: str) -> Path:
+    """A clone of `repo` at `dest`, on `installed`, with `tag`'s edit applied to its working tree and not committed
+    (`lerobot@WORKTREE` against `lerobot@HEAD` is then the edit under review)."""
+    git(dest.parent, "clone", "-q", str(repo), str(dest))
+    git(dest, "checkout", "-q", "--detach", "installed")
+    EDITS[tag].apply(dest / "src" / "lerobot")
     return dest
 
 

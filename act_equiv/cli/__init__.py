@@ -43,7 +43,9 @@ def _check(args: argparse.Namespace) -> int:
     if shrink_budget < 0:
         raise UsageError(f"--shrink-budget {shrink_budget:g} is invalid: seconds >= 0")
     settings.load_profile(profile)
+    opening = time.perf_counter()
     gate = _gate(vars(args))
+    open_seconds = time.perf_counter() - opening
     max_examples = args.max_examples or settings.get_profile(profile).max_examples
     run_id = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + f"{time.time_ns() % 10**6:06d}"
     directory = Path(args.report_dir) / run_id
@@ -54,14 +56,16 @@ def _check(args: argparse.Namespace) -> int:
         if verdict.info["stage"] != "compiled":
             return
         compiles += verdict.info.get("compile", {}).get("frames_compiled", 0)
-        status = "skip" if "skipped" in verdict.info else ("PASS" if verdict.passed else "FAIL")
-        print(f"[{done}/{max_examples}] {status} {verdict.case.describe()} "
+        status = ("FAIL" if not verdict.passed else "skip" if "skipped" in verdict.info
+                  else f"PASS ({', '.join(verdict.compared_forms)})" if verdict.compared_forms
+                  else "not compared (does not count)")
+        print(f"[{done}] {status} {verdict.case.describe()} "
               f"({verdict.info['seconds']:.1f}s, graphs compiled so far: {compiles})", flush=True)
 
     print(f"act-equiv check: reference={args.reference} target={args.target} backend={args.backend} "
           f"device={args.device} dtype={args.dtype} autocast={args.autocast} profile={profile} "
           f"max_examples={max_examples} time_budget={args.time_budget or '-'} shrink_budget={shrink_budget:g}"
-          + (" strict" if args.strict else ""), flush=True)
+          + (" strict" if args.strict else "") + f"; {gate.forms_line()}", flush=True)
     for role in ("reference", "target"):
         side = gate.runner.reference if role == "reference" else gate.runner.target
         print(f"{role}: " + ", ".join(f"{key}={value}" for key, value in side.environment().items()), flush=True)
@@ -87,6 +91,7 @@ def _check(args: argparse.Namespace) -> int:
            "shrink_budget": shrink_budget,
            "seed": args.seed, "seconds": round(seconds, 1), "stopped_by": last.stopped_by}
     built = report.build(verdicts, environment, run, failures)
+    run["split"] = time_split(built, open_seconds, seconds, last.shrink)
     path = report.write(built, directory)
     if args.junitxml:
         report.junit(built, Path(args.junitxml))
@@ -97,8 +102,22 @@ def _check(args: argparse.Namespace) -> int:
         print(f"{level} level: {pair_class['class']} ({counts})")
         for line in pair_class["warnings"]:
             print(f"warning: {line}")
+    split = run["split"]
+    print(f"time: {split['open']:.0f}s opening the sides, {split['compile']:.0f}s compiling and exporting, "
+          f"{split['cases']:.0f}s running cases, {split['shrink']:.0f}s shrinking")
     print(f"report: {path}")
     return EXIT_DIVERGENCE if failures else EXIT_OK
+
+
+def time_split(built: dict[str, Any], open_seconds: float, seconds: float, shrink: dict[str, Any] | None
+               ) -> dict[str, float]:
+    """Where a check's time went: opening the sides (worker start and imports), compiling and exporting (the calls
+    that compiled, and exports, wherever the target ran), running cases (the rest of the stages) and shrinking."""
+    compiling = built["compile"]["compile_seconds_total"] + sum(
+        form["export_seconds_total"] for form in built["deployed"].values())
+    shrinking = 0.0 if shrink is None else shrink["hypothesis_seconds"] + shrink["greedy"]["seconds"]
+    return {"open": round(open_seconds, 1), "compile": round(compiling, 1),
+            "cases": round(max(0.0, seconds - compiling - shrinking), 1), "shrink": round(shrinking, 1)}
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -147,11 +147,10 @@ def _classify(run: CaseRun, level: Level, strict: bool) -> tuple[PairClass | Non
         side = "reference" if raised[0].startswith("reference") else "target"
         return PairClass(level.name, "raised", f"the {side} raised {first.type} at {raised[0]}: {first.message} "
                          f"[{where(first)}]", accepted=False, detail={side: _error_detail(first)}), []
-    if level.name == "model" and run.layout is not None:
-        layout = run.layout
-        return PairClass("model", "layout", "checkpoint layout changed: the reference state_dict does not load "
-                         f"strict=True (missing {layout['missing'][:5]}, unexpected {layout['unexpected'][:5]})",
-                         accepted=False), []
+    layout = run.layouts.get(level.name)
+    if layout is not None:
+        return PairClass(level.name, "layout", layout_evidence(level.name, layout), accepted=False,
+                         detail={"layout": layout}), []
     reference, target = forms.get(f"reference{level.form}"), forms.get(f"target{level.form}")
     if not reference and not target:  # nothing at this level (act_equiv's own policy adds nothing in training)
         return None, []
@@ -186,6 +185,45 @@ def _classify(run: CaseRun, level: Level, strict: bool) -> tuple[PairClass | Non
                      accepted=False), checks + rounded
 
 
+def layout_evidence(level: str, layout: dict[str, list[str]]) -> str:
+    """What changed in a checkpoint's layout, and where a wrapper renamed every key, the usual fix."""
+    checkpoint = "state_dict" if level == "model" else "policy's state_dict (as its constructor builds it)"
+    text = (f"checkpoint layout changed: the reference's {checkpoint} does not load strict=True into the target's, "
+            "nor the target's into the reference's")
+    segment = inserted_segment(layout["missing"], layout["unexpected"])
+    if segment is not None:
+        first = layout["missing"][0]
+        renamed = next(key for key in layout["unexpected"] if _without(key, segment) == first)
+        text += f": every key gains `{segment}.` ({len(layout['missing'])} keys, e.g. {first} -> {renamed})"
+        if segment == "_orig_mod":
+            text += (", a torch.compile'd module replaced the original (pytorch#101107); save "
+                     "getattr(model, '_orig_mod', model).state_dict(), or compile the forward "
+                     "(model.forward = torch.compile(model.forward)) rather than replace the module")
+        return text
+    parts = [f"{name} {layout[name][:5]}" + (f" and {len(layout[name]) - 5} more" if len(layout[name]) > 5 else "")
+             for name in ("missing", "unexpected", "shapes") if layout.get(name)]
+    return f"{text} ({', '.join(parts)})"
+
+
+def inserted_segment(missing: list[str], unexpected: list[str]) -> str | None:
+    """The one dotted segment a wrapper inserted into every key (`model.x` -> `model._orig_mod.x`), if that is the
+    whole difference."""
+    if not missing or len(missing) != len(unexpected):
+        return None
+    for segment in unexpected[0].split("."):
+        if {_without(key, segment) for key in unexpected} == set(missing):
+            return segment
+    return None
+
+
+def _without(key: str, segment: str) -> str:
+    """`key` without the first dotted part equal to `segment`."""
+    parts = key.split(".")
+    if segment in parts:
+        parts.remove(segment)
+    return ".".join(parts)
+
+
 def _judge_compiled(run: CaseRun, verdict: CaseVerdict) -> list[TensorCheck]:
     """Compiled vs eager target at the case's batch size and at each further one the graph was called with."""
     s, forms = run.settings, run.forms
@@ -200,6 +238,7 @@ def _judge_compiled(run: CaseRun, verdict: CaseVerdict) -> list[TensorCheck]:
         pair = f"target/compiled{suffix}"
         checks += compare(forms[f"target{suffix}"], forms[f"compiled{suffix}"], pair, tolerance,
                           _reference64(run, verdict, suffix))
+    verdict.info.setdefault("compared_forms", []).append("compiled")
     return checks
 
 
@@ -217,6 +256,8 @@ def _judge_deployed(run: CaseRun, verdict: CaseVerdict) -> list[TensorCheck]:
                 break
             checks += compare({"actions": forms[f"target{suffix}"]["actions"]}, forms[f"{form}{suffix}"],
                               f"target/{form}{suffix}", tolerance, _reference64(run, verdict, suffix))
+            if form not in verdict.compared_forms:
+                verdict.info.setdefault("compared_forms", []).append(form)
     return checks
 
 

@@ -88,6 +88,8 @@ a divergence; one side raised; the checkpoint layout changed; a side cannot expr
 the same exception type at the same stage (behaviour unchanged: a pre-existing bug is not the edit's regression)."""
 PAIR_CLASSES: tuple[PairClassName, ...] = get_args(PairClassName)
 WARNING_CLASSES: tuple[PairClassName, ...] = ("rounding", "raised-both")
+COMPARED: tuple[PairClassName, ...] = ("bitwise", "rounding", "divergent")
+"""The classes of a pair whose outputs were compared (the others raised, did not load, or could not run)."""
 """Classes that pass with a warning line, unless the run is strict."""
 
 
@@ -137,6 +139,16 @@ class CaseVerdict:
         classed = self._classed
         return (not self.findings and all(c.accepted for c in self.classes.values())
                 and all(check.passed for check in self.checks if check.pair not in classed))
+
+    @property
+    def compared(self) -> bool:
+        """Whether the reference/target pair compared outputs at some level (not only raised alike or skipped)."""
+        return any(c.name in COMPARED for c in self.classes.values())
+
+    @property
+    def compared_forms(self) -> list[str]:
+        """The target's forms (`act_equiv.forms`) whose outputs this case compared with its eager ones."""
+        return self.info.get("compared_forms", [])
 
     @property
     def failures(self) -> list[str]:

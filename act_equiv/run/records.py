@@ -162,8 +162,9 @@ class CaseRun:
     "reference64" where the target cannot run in float64). The eager target, compiled and float64 forms at a
     further batch size N are named "<form>@batchN"."""
     errors: list[ErrorRecord] = field(default_factory=list)
-    layout: dict[str, list[str]] | None = None
-    """Missing/unexpected keys when the reference weights did not load strictly."""
+    layouts: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    """Per level ("model", "policy"), where the reference's checkpoint does not load strictly into the target or the
+    target's back into the reference: the missing and unexpected keys, and the keys whose shapes differ."""
     compile_stats: CompileStats | None = None
     deployed: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per deployment form: the example batch it was exported at, whether this case exported it or loaded its

@@ -22,6 +22,7 @@ from act_equiv.config import ACTION_IS_PAD
 from act_equiv.models import ACTPolicy
 from act_equiv.run import numerics
 from act_equiv.run.records import FAILED, CaseRun, Outputs, RunSettings, batch_suffix, guarded, record_form
+from act_equiv.run.side import state_layout
 
 OWN_POLICY = f"{ACTPolicy.__module__}.{ACTPolicy.__qualname__}"
 """How a side's environment names act_equiv's own policy."""
@@ -113,15 +114,30 @@ class Runner:
         if layout is FAILED:
             return
         if layout is not None:
-            run.layout = layout
+            run.layouts["model"] = layout
             return
         for name in ("target", "target_repeat"):
             if not record_form(run, name, "forward" if name == "target" else name, lambda: target.call(case, batch)):
                 break
-        record_form(run, "reference_policy", "reference:policy",
-                    lambda: reference.policy(case, rollout_only=self.rollout_only))
-        record_form(run, "target_policy", "policy", lambda: target.policy(case, rollout_only=self.rollout_only))
+        if self._policy_loads(run):
+            record_form(run, "reference_policy", "reference:policy",
+                        lambda: reference.policy(case, rollout_only=self.rollout_only))
+            record_form(run, "target_policy", "policy", lambda: target.policy(case, rollout_only=self.rollout_only))
         self._evidence(run, batch)
+
+    def _policy_loads(self, run: CaseRun) -> bool:
+        """The checkpoint contract at the policy level: each side's policy, as its own constructor builds it, must
+        hold the same keys and shapes (the reference's checkpoint then loads strictly into the target and the
+        target's into the reference). A policy that wraps its model (torch.compile's `_orig_mod.`) fails it."""
+        case = run.case
+        reference = guarded(run, "reference:policy", lambda: self.reference.policy_state(case))
+        target = guarded(run, "policy", lambda: self.target.policy_state(case))
+        if reference is FAILED or target is FAILED:
+            return False
+        layout = state_layout(reference, target)
+        if layout is not None:
+            run.layouts["policy"] = layout
+        return layout is None
 
     def _evidence(self, run: CaseRun, batch: dict[str, Any]) -> None:
         """Where a pair is not bitwise equal, both sides again in float64: whether they then agree to float64

@@ -31,7 +31,7 @@ from act_equiv.run.probe import Probe
 from act_equiv.run.records import FormsRecord, Outputs, RunSettings
 from act_equiv.targets.target import Target
 
-__all__ = ["Probe", "Side", "cast_batch", "policy_batch", "rollout_steps"]
+__all__ = ["Probe", "Side", "cast_batch", "policy_batch", "rollout_steps", "shapes", "state_layout"]
 
 
 class Side:
@@ -42,6 +42,7 @@ class Side:
         self.settings = settings
         self.model: nn.Module | None = None
         self._forms = FormRunner()
+        self._policy_state: tuple[str | None, dict[str, list[int]]] = (None, {})
 
     @property
     def spec(self) -> str:
@@ -78,11 +79,18 @@ class Side:
         the layout change it is (missing/unexpected keys) and nothing is loaded."""
         s = self.settings
         self.model = self.target.factory(case.config).to(s.device, s.torch_dtype)
-        keys = set(self.model.state_dict())
-        if keys != set(state):
-            return {"missing": sorted(set(state) - keys), "unexpected": sorted(keys - set(state))}
-        self.model.load_state_dict(state, strict=True)
-        return None
+        layout = state_layout(shapes(state), shapes(self.model.state_dict()))
+        if layout is None:
+            self.model.load_state_dict(state, strict=True)
+        return layout
+
+    def policy_state(self, case: Case) -> dict[str, list[int]]:
+        """The keys and shapes of this side's policy as its own constructor builds it around the model (once per
+        structure): what a checkpoint of it holds."""
+        key = case.structure_key()
+        if self._policy_state[0] != key:
+            self._policy_state = (key, shapes(self.target.make_policy(case.config, self.model).state_dict()))
+        return self._policy_state[1]
 
     def batch(self, case: Case, size: int) -> dict[str, Any]:
         """The case's batch at `size`, in the run's device and dtype (the same tensors in every process)."""
@@ -179,6 +187,20 @@ def policy_batch(config: ACTConfig, batch: dict[str, Any]) -> dict[str, Any]:
     `observation.images` from those keys itself)."""
     cameras = dict(zip(config.image_features, batch.get(OBS_IMAGES, []), strict=False))
     return {**batch, **cameras}
+
+
+def state_layout(reference: dict[str, list[int]], target: dict[str, list[int]]) -> dict[str, list[str]] | None:
+    """How two checkpoints' layouts (key -> shape) differ, or None where each loads strictly into the other."""
+    shapes = sorted(key for key in reference.keys() & target.keys() if list(reference[key]) != list(target[key]))
+    if reference.keys() == target.keys() and not shapes:
+        return None
+    return {"missing": sorted(reference.keys() - target.keys()), "unexpected": sorted(target.keys() - reference.keys()),
+            "shapes": [f"{key}: {list(reference[key])} -> {list(target[key])}" for key in shapes]}
+
+
+def shapes(state: dict[str, torch.Tensor]) -> dict[str, list[int]]:
+    """A state_dict's layout: key -> shape."""
+    return {key: list(value.shape) for key, value in state.items()}
 
 
 def cast_batch(batch: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:

@@ -52,8 +52,10 @@ class WorkerSide:
 
     def __init__(self, spec: str, settings: Any, python: str | None = None, paths: tuple[str, ...] = (),
                  open_keywords: dict[str, Any] | None = None, label: str | None = None,
-                 timeout: float = WORKER_TIMEOUT, setting: str = "target") -> None:
+                 timeout: float = WORKER_TIMEOUT, setting: str = "target", env: dict[str, str] | None = None) -> None:
         self._spec, self.settings, self.paths, self.timeout = spec, settings, paths, timeout
+        self.env = {name: value for name, value in (env or {}).items() if name not in os.environ}
+        """Environment variables the worker sets before it imports anything, where this process has not set them."""
         self.python = python or sys.executable
         self.label = label or spec
         self.setting = setting
@@ -107,6 +109,9 @@ class WorkerSide:
     def policy(self, case: Any, float64: bool = False, rollout_only: bool = False) -> dict[str, Any]:
         return self._request("policy", case=case.to_dict(), float64=float64, rollout_only=rollout_only)
 
+    def policy_state(self, case: Any) -> dict[str, list[int]]:
+        return self._request("policy_state", case=case.to_dict())
+
     def forms(self, case: Any) -> Any:
         """The loaded model's forms, compiled and exported in the worker (`Side.forms`)."""
         from act_equiv.run.records import FormsRecord
@@ -133,7 +138,7 @@ class WorkerSide:
         try:
             gateway = self._group.makegateway(f"popen//python={self.python}")
             self._channel = gateway.remote_exec(_BOOTSTRAP)
-            self._channel.send({"paths": [*self.paths, _SOURCE_ROOT]})
+            self._channel.send({"paths": [*self.paths, _SOURCE_ROOT], "env": self.env})
             reply = self._channel.receive(self.timeout)
         except (execnet.TimeoutError, EOFError, OSError, execnet.RemoteError) as error:
             self.close()
@@ -184,9 +189,11 @@ def _usage(message: str, *settings: str) -> Exception:
 
 
 _BOOTSTRAP = """
-import sys
+import os, sys
 try:
-    sys.path[:0] = channel.receive()["paths"]
+    start = channel.receive()
+    os.environ.update(start["env"])
+    sys.path[:0] = start["paths"]
     from act_equiv.run.worker import serve
 except BaseException as error:
     channel.send({"ok": False, "error": {"type": type(error).__name__, "message": str(error)}})
@@ -194,7 +201,8 @@ else:
     channel.send({"ok": True})
     serve(channel)
 """
-"""What execnet runs in the worker: put the paths first, import act_equiv from there, serve requests."""
+"""What execnet runs in the worker: set its environment, put the paths first, import act_equiv from there, serve
+requests."""
 
 
 def _pack(value: Any) -> bytes:
@@ -253,6 +261,8 @@ class _Server:
                 return self.side.call64(case, arguments["batches"])
             if op == "policy":
                 return self.side.policy(case, arguments["float64"], arguments["rollout_only"])
+            if op == "policy_state":
+                return self.side.policy_state(case)
             if op == "forms":
                 return self.side.forms(case).to_dict()
             if op == "explain":

@@ -90,7 +90,11 @@ def lerobot_config(config: ACTConfig, policies: str = POLICIES) -> Any:
 
 def build(config: ACTConfig, policies: str = POLICIES) -> nn.Module:
     """LeRobot's inner ACT for `config` (the tiny backbone swapped in when asked for, see `mapping`)."""
-    model = _modeling(policies).ACT(lerobot_config(config, policies))
+    return _mapped(_modeling(policies).ACT(lerobot_config(config, policies)), config)
+
+
+def _mapped(model: nn.Module, config: ACTConfig) -> nn.Module:
+    """`model` (LeRobot's inner ACT) with act_equiv's tiny backbone and its input projection, where `mapping` says."""
     if mapping(config) is not None:
         backbone = ResNetBackbone(TINY_BACKBONE)
         model.backbone = backbone
@@ -99,14 +103,19 @@ def build(config: ACTConfig, policies: str = POLICIES) -> nn.Module:
 
 
 def policy(config: ACTConfig, model: nn.Module, policies: str = POLICIES) -> nn.Module:
-    """LeRobot's own `ACTPolicy` around `model` (the inner ACT that holds the weights under test). Releases that
-    normalise inside the policy (before the processor pipelines of 2025-09) are told every feature's normalisation
-    mode is IDENTITY (`lerobot_config`), so both sides of a comparison see the same numbers, in float32 and float64
-    alike (statistics of mean 0 and std 1 would not be exact in float64: LeRobot adds 1e-8 to the std)."""
-    lerobot_policy = _modeling(policies).ACTPolicy(lerobot_config(config, policies))
-    lerobot_policy.model = model
+    """LeRobot's own `ACTPolicy`, as its constructor builds it, holding `model`'s weights (the inner ACT under
+    test): loaded into the policy's own inner ACT, strictly, so that whatever the constructor wraps it in (a
+    torch.compile) stays and shows in the policy's checkpoint. Releases that normalise inside the policy (before
+    the processor pipelines of 2025-09) are told every feature's normalisation mode is IDENTITY (`lerobot_config`),
+    so both sides of a comparison see the same numbers, in float32 and float64 alike (statistics of mean 0 and std
+    1 would not be exact in float64: LeRobot adds 1e-8 to the std)."""
+    modeling = _modeling(policies)
+    lerobot_policy = modeling.ACTPolicy(lerobot_config(config, policies))
+    inner = _mapped(next(m for m in lerobot_policy.modules() if isinstance(m, modeling.ACT)), config)
     parameter = next(model.parameters())
-    return lerobot_policy.to(parameter.device, parameter.dtype)
+    lerobot_policy.to(parameter.device, parameter.dtype)
+    inner.load_state_dict(model.state_dict(), strict=True)
+    return lerobot_policy
 
 
 def stacks_cameras(modeling: Any) -> bool:

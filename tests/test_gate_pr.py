@@ -1,0 +1,110 @@
+"""A LeRobot pull request gated on every form, as a reviewer runs it: `--reference lerobot@HEAD --target
+lerobot@WORKTREE` (an uncommitted edit) and the same edit committed (`lerobot@installed` vs `lerobot@<tag>`). The
+revision under test is compiled, exported and checkpoint-checked in its own worker (`act_equiv.run.form_runner`):
+an edit that breaks the compiled graph, one whose compiled forward drifts and one whose policy compiles its model
+(renaming its checkpoint's keys) fail; a pure `torch.cat` refactor passes with compiled and exported cases counted.
+Both sides run in workers on a Python that imports LeRobot (`.venv-lerobot` in CI)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from lerobot_repo import lerobot_python, lerobot_source, make_repo, worktree_with
+
+from act_equiv.cli import main
+
+try:
+    SOURCE = lerobot_source()
+except LookupError as reason:
+    pytest.skip(str(reason), allow_module_level=True)
+PYTHON = lerobot_python()
+
+Sides = Callable[[str], tuple[str, str, Path]]
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_repo(tmp_path_factory.mktemp("lerobot") / "repo", SOURCE)
+
+
+@pytest.fixture(params=["committed", "worktree"])
+def sides(request: pytest.FixtureRequest, repo: Path, tmp_path: Path) -> Sides:
+    """`sides(tag)`: (reference, target, repository) comparing `tag`'s edit with `installed`, committed or as an
+    uncommitted edit in a clone's working tree."""
+
+    def make(tag: str) -> tuple[str, str, Path]:
+        if request.param == "committed":
+            return "lerobot@installed", f"lerobot@{tag}", repo
+        return "lerobot@HEAD", "lerobot@WORKTREE", worktree_with(repo, tmp_path / "clone", tag)
+
+    return make
+
+
+def gate(sides: tuple[str, str, Path], report_dir: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict, str]:
+    reference, target, repo = sides
+    code = main(["check", "--reference", reference, "--target", target, "--lerobot-repo", str(repo),
+                 "--reference-python", PYTHON, "--target-python", PYTHON, "--forms", "compiled,exported",
+                 "--profile", "ci", "--max-examples", "1", "--seed", "1", "--shrink-budget", "10",
+                 "--report-dir", str(report_dir / "reports")])
+    [report] = (report_dir / "reports").glob("*/report.json")
+    return code, json.loads(report.read_text()), capsys.readouterr().out
+
+
+def test_a_graph_break_fails_with_its_file_and_line_and_the_export_fails_in_the_worker(
+        sides: Sides, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, report, out = gate(sides("graph-break"), tmp_path, capsys)
+    assert code == 1, out
+    assert out.splitlines()[0].endswith("forms: reference eager (worker); target eager, compiled (aot_eager), exported "
+                                        "(worker)"), out.splitlines()[0]
+    [failure] = report["failures"]
+    found = {finding["check"]: finding["message"] for finding in failure["findings"]}
+    assert "graph_break" in found and "modeling_act.py:" in found["graph_break"], found
+    assert "export_raised" in found and "exported" in found["export_raised"], found
+    assert {c["name"] for c in failure["classes"].values()} == {"bitwise"}, failure["classes"]
+
+
+def test_a_compiled_forward_that_drifts_is_a_compiled_divergence(
+        sides: Sides, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, report, out = gate(sides("compiled-drift"), tmp_path, capsys)
+    assert code == 1, out
+    [failure] = report["failures"]
+    assert any(check["pair"].startswith("target/compiled") and not check["passed"] for check in failure["checks"])
+    assert failure["classes"]["model"]["name"] == "bitwise", failure["classes"]
+
+
+def test_a_policy_that_compiles_its_model_breaks_the_checkpoint_contract(
+        sides: Sides, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, report, out = gate(sides("compiled-policy"), tmp_path, capsys)
+    assert code == 1, out
+    [failure] = report["failures"]
+    policy = failure["classes"]["policy"]
+    assert policy["name"] == "layout" and "`_orig_mod.`" in policy["evidence"], policy
+    assert "getattr(model, '_orig_mod', model)" in policy["evidence"]
+    assert failure["classes"]["model"]["name"] == "bitwise"
+
+
+def test_a_cat_refactor_passes_with_compiled_structures_and_export_cases(
+        sides: Sides, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, report, out = gate(sides("cat-refactor"), tmp_path, capsys)
+    assert code == 0, out
+    assert report["compile"]["distinct_compiled_structures"] > 0 and report["compile"]["fell_back_to_eager"] == 0
+    assert report["deployed"]["exported"]["cases"] > 0
+    for level in ("model", "policy"):
+        assert set(report["classes"][level]["counts"]) <= {"bitwise", "raised-both"}, report["classes"][level]
+
+
+def test_a_form_the_targets_interpreter_cannot_run_is_a_usage_error_naming_the_package(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The worker answers for its own interpreter, before any case runs: exit 2, never a silent PASS."""
+    if subprocess.run([PYTHON, "-c", "import onnxruntime"], capture_output=True, check=False).returncode == 0:
+        pytest.skip(f"{PYTHON} has onnxruntime: nothing is missing there")
+    code = main(["check", "--target", "concat", "--target-python", PYTHON, "--forms", "compiled,onnx",
+                 "--max-examples", "1"])
+    error = capsys.readouterr().err
+    assert code == 2, error
+    assert "--forms 'onnx': the onnx form needs" in error and "onnxruntime" in error, error
+    assert f"the target runs on {PYTHON}: install it there" in error, error
