@@ -269,6 +269,7 @@ def search(
     found_at: float | None = None
     stopped_by = "examples"
     cut = False
+    uncompared = [0]
     base = settings.get_profile(profile) if profile else settings()
     phases = [p for p in base.phases if compiled is False or p is not Phase.shrink]
 
@@ -291,6 +292,9 @@ def search(
         if found_at is None and time_budget is not None and time.perf_counter() - start > time_budget:
             stopped_by = "time budget"
             assume(False)  # cheap rejections until Hypothesis stops
+        if found_at is None and uncompared[0] > UNCOMPARED_FACTOR * max_examples:
+            stopped_by = "too few cases compared"
+            assume(False)
         verdict = judged(case, compiled and (found_at is None or _compiled_failure(failing)))
         verdicts.append(verdict)
         if on_verdict is not None:
@@ -300,6 +304,7 @@ def search(
             failing[case.to_json()] = verdict
             raise Divergence(verdict)
         if stage != "covering" and found_at is None and not (verdict.compared_forms if compiled else verdict.compared):
+            uncompared[0] += 1
             assume(False)  # it compared nothing (both sides raised, or skipped): not one of the stage's cases
 
     if seed_value is not None:
@@ -353,6 +358,9 @@ def sweep_covering(
     return SearchResult(verdicts, None, time.perf_counter() - start, "covering array")
 
 
+UNCOMPARED_FACTOR = 3
+"""A random stage stops drawing once this many times its cases compared nothing (both sides raised alike, or a side
+could not run them): the run then reports how few it compared rather than drawing on."""
 EAGER_SWEEP_FACTOR = 5
 """The eager sweep draws this many times the compiled search's cases (eager cases cost milliseconds)."""
 COVERING_EXAMPLES = 2

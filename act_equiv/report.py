@@ -174,14 +174,27 @@ def deployed_summary(verdicts: list[dict]) -> dict[str, dict[str, Any]]:
                    "batch_sizes": sorted(row["batch_sizes"])} for form, row in sorted(forms.items())}
 
 
+def nothing_compared(verdicts: list[dict]) -> str | None:
+    """Why a run that judged cases compared none of them (the commonest reasons, with their counts), or None: such a
+    run proves nothing, so it never passes."""
+    if not verdicts or any(v["compared"] for v in verdicts) or any(not v["passed"] for v in verdicts):
+        return None
+    reasons = Counter(next((c["evidence"] for c in v["classes"].values()), "no reference/target pair was judged")
+                      for v in verdicts)
+    return (f"nothing compared: none of the {len(verdicts)} cases compared the reference's outputs with the "
+            "target's; " + "; ".join(f"{reason} ({n} case(s))" for reason, n in reasons.most_common(3)))
+
+
 def build(verdicts: list[dict], environment: dict[str, Any], run: dict[str, Any],
           failures: list[dict] | None = None) -> dict[str, Any]:
     failures = failures if failures is not None else [v for v in verdicts if not v["passed"]]
+    empty = nothing_compared(verdicts)
     return {
         "schema": SCHEMA,
         "run": run,
         "environment": environment,
-        "result": {"passed": not failures, "cases": len(verdicts),
+        "result": {"passed": not failures and empty is None, "cases": len(verdicts),
+                   "compared": sum(v["compared"] for v in verdicts), "nothing_compared": empty,
                    "skipped": sum("skipped" in v["info"] for v in verdicts), "failures": len(failures)},
         "classes": classes(verdicts),
         "coverage": coverage(verdicts),
@@ -215,8 +228,10 @@ def markdown(report: dict[str, Any]) -> str:
         *[f"- {role}: " + ", ".join(f"{key} {value}" for key, value in side.items())
           for role, side in report["environment"].get("sides", {}).items()],
         "",
-        f"Cases: {result['cases']} ({result['skipped']} skipped), failures: {result['failures']}, "
-        f"seconds: {report['run'].get('seconds', '?')}, stopped by: {report['run'].get('stopped_by', '-')}",
+        f"Cases: {result['cases']} ({result.get('compared', '?')} compared, {result['skipped']} skipped), "
+        f"failures: {result['failures']}, seconds: {report['run'].get('seconds', '?')}, "
+        f"stopped by: {report['run'].get('stopped_by', '-')}",
+        *(["", f"**FAIL: {result['nothing_compared']}**"] if result.get("nothing_compared") else []),
         "",
     ]
     lines += ["## Verdict classes (reference/target)", "", "| level | class | cases per class |", "|---|---|---|"]

@@ -84,7 +84,8 @@ def test_a_policy_that_compiles_its_model_breaks_the_checkpoint_contract(
     policy = failure["classes"]["policy"]
     assert policy["name"] == "layout" and "`_orig_mod.`" in policy["evidence"], policy
     assert "getattr(model, '_orig_mod', model)" in policy["evidence"]
-    assert failure["classes"]["model"]["name"] == "bitwise"
+    # The inner model is untouched (on a case without a robot state LeRobot raises alike on both sides).
+    assert failure["classes"]["model"]["name"] in ("bitwise", "raised-both"), failure["classes"]
 
 
 def test_a_cat_refactor_passes_with_compiled_structures_and_export_cases(

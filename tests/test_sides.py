@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -161,3 +162,17 @@ def test_a_reference_that_raises_outside_the_classed_stages_is_a_finding() -> No
     [finding] = verdict.findings
     assert not verdict.passed and finding.check == "reference_raised", verdict.summary()
     assert "reference:unsupported" in finding.message and "cannot even say" in finding.message
+
+
+def test_a_run_that_compared_nothing_fails_and_says_why(tests_on_path: None, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Both sides raising alike on every case is `raised-both` each time, a warning; a run of nothing else proved
+    nothing, so it exits 1 saying so."""
+    code = main(["check", "--reference", "gate_targets:Raises", "--target", "gate_targets:Raises", "--backend",
+                 "none", "--profile", "ci", "--max-examples", "1", "--seed", "1", "--report-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "FAIL: nothing compared: none of the" in out and "both sides raise RuntimeError at forward" in out, out
+    [report] = tmp_path.glob("*/report.json")
+    result = json.loads(report.read_text())["result"]
+    assert result["passed"] is False and result["compared"] == 0 and result["cases"] > 0, result

@@ -95,7 +95,9 @@ def _check(args: argparse.Namespace) -> int:
     path = report.write(built, directory)
     if args.junitxml:
         report.junit(built, Path(args.junitxml))
-    print(report.markdown(built) if failures else f"PASS: {len(verdicts)} cases, "
+    empty = built["result"]["nothing_compared"]
+    print(report.markdown(built) if failures else f"FAIL: {empty}" if empty else
+          f"PASS: {len(verdicts)} cases, {built['result']['compared']} compared, "
           f"{built['compile']['distinct_compiled_structures']} compiled structures, {seconds:.0f}s")
     for level, pair_class in built["classes"].items():
         counts = ", ".join(f"{name} {n}" for name, n in pair_class["counts"].items())
@@ -106,7 +108,7 @@ def _check(args: argparse.Namespace) -> int:
     print(f"time: {split['open']:.0f}s opening the sides, {split['compile']:.0f}s compiling and exporting, "
           f"{split['cases']:.0f}s running cases, {split['shrink']:.0f}s shrinking")
     print(f"report: {path}")
-    return EXIT_DIVERGENCE if failures else EXIT_OK
+    return EXIT_OK if built["result"]["passed"] else EXIT_DIVERGENCE
 
 
 def time_split(built: dict[str, Any], open_seconds: float, seconds: float, shrink: dict[str, Any] | None

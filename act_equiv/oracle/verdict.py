@@ -176,6 +176,7 @@ class CaseVerdict:
             "case": self.case.to_dict(),
             "describe": self.case.describe(),
             "passed": self.passed,
+            "compared": self.compared,
             "checks": [c.to_dict() for c in self.checks],
             "findings": [dataclasses.asdict(f) for f in self.findings],
             "failures": self.failures,
