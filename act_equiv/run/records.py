@@ -48,8 +48,10 @@ class RunSettings:
     onnx_exporter: str = "dynamo"
     """The onnx form's exporter: "dynamo" (torch.export based) or "torchscript"."""
     explain: bool = True
-    """Measure graph breaks of the eager legacy and target forms (once per structure and mode, in the compiled
-    stage: a dynamo trace costs seconds)."""
+    """Trace the eager sides with `torch._dynamo.explain` (once per structure and mode, in the compiled stage: a
+    trace costs seconds): both sides where no compiled form runs, and the target where its compiled form hit a graph
+    break (fullgraph stops at the first; the trace lists every one). A compiled form that runs counts graph breaks
+    itself, so a clean structure is not traced twice."""
 
     @property
     def torch_dtype(self) -> torch.dtype:

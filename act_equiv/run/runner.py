@@ -69,17 +69,23 @@ class Runner:
         start = time.perf_counter()
         s, case = self.settings, run.case
         with numerics.pinned(s.device):
-            if s.explain:
-                for role, side in (("reference", self.reference), ("target", self.target)):
-                    explained = guarded(run, f"explain:{role}", lambda x=side: x.explain(case))
-                    run.explain[role] = None if explained is FAILED else explained
+            if s.explain and s.backend is None:  # no compiled form counts graph breaks: trace both eager sides
+                self._explain(run, ("reference", "target"))
             record = guarded(run, "forms", lambda: self.target.forms(case))
             if record is not FAILED:
                 record.add_to(run)
+                if s.explain and any(error.kind == "graph_break" for error in record.errors):
+                    self._explain(run, ("target",))  # fullgraph stops at the first break: list every one
             if s.reference64 and ("compiled" in run.forms or run.deployed_sizes):
                 sizes = dict.fromkeys([*run.batch_sizes, *run.deployed_sizes])
                 self._float64(run, {size: s.batch(case, size) for size in sizes})
         run.seconds += time.perf_counter() - start
+
+    def _explain(self, run: CaseRun, roles: tuple[str, ...]) -> None:
+        for role in roles:
+            side = self.reference if role == "reference" else self.target
+            explained = guarded(run, f"explain:{role}", lambda x=side: x.explain(run.case))
+            run.explain[role] = None if explained is FAILED else explained
 
     def _float64(self, run: CaseRun, batches: dict[int, dict[str, Any]]) -> None:
         """The exact answer at each batch size: full precision, no autocast, the float32 run's random draws. The

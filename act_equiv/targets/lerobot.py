@@ -16,9 +16,11 @@ expressed as is; `unsupported` only reports what would keep LeRobot from buildin
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import inspect
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -90,7 +92,31 @@ def lerobot_config(config: ACTConfig, policies: str = POLICIES) -> Any:
 
 def build(config: ACTConfig, policies: str = POLICIES) -> nn.Module:
     """LeRobot's inner ACT for `config` (the tiny backbone swapped in when asked for, see `mapping`)."""
-    return _mapped(_modeling(policies).ACT(lerobot_config(config, policies)), config)
+    with _replaced_backbone_on_meta(config):
+        return _mapped(_modeling(policies).ACT(lerobot_config(config, policies)), config)
+
+
+@contextlib.contextmanager
+def _replaced_backbone_on_meta(config: ACTConfig) -> Iterator[None]:
+    """While LeRobot builds the torchvision backbone that `mapping` replaces at once, build it on the meta device:
+    no memory and no initialisation (measured: 0.2 s of each 0.24 s build of a policy with cameras, every case and
+    side). LeRobot's ACT looks its backbone up as `getattr(torchvision.models, name)` at construction."""
+    if mapping(config) is None:
+        yield
+        return
+    import torchvision
+
+    original = getattr(torchvision.models, MAPPED_BACKBONE)
+
+    def on_meta(*args: Any, **kwargs: Any) -> nn.Module:
+        with torch.device("meta"):
+            return original(*args, **kwargs)
+
+    setattr(torchvision.models, MAPPED_BACKBONE, on_meta)
+    try:
+        yield
+    finally:
+        setattr(torchvision.models, MAPPED_BACKBONE, original)
 
 
 def _mapped(model: nn.Module, config: ACTConfig) -> nn.Module:
@@ -110,7 +136,8 @@ def policy(config: ACTConfig, model: nn.Module, policies: str = POLICIES) -> nn.
     so both sides of a comparison see the same numbers, in float32 and float64 alike (statistics of mean 0 and std
     1 would not be exact in float64: LeRobot adds 1e-8 to the std)."""
     modeling = _modeling(policies)
-    lerobot_policy = modeling.ACTPolicy(lerobot_config(config, policies))
+    with _replaced_backbone_on_meta(config):
+        lerobot_policy = modeling.ACTPolicy(lerobot_config(config, policies))
     inner = _mapped(next(m for m in lerobot_policy.modules() if isinstance(m, modeling.ACT)), config)
     parameter = next(model.parameters())
     lerobot_policy.to(parameter.device, parameter.dtype)
