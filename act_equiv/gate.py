@@ -386,17 +386,18 @@ def check(
 
     rows = aes.covering_rows()
     announce(f"covering array: {len(rows)} rows x {COVERING_EXAMPLES} cases, every 3-way combination of the "
-             "interacting features, target eager vs legacy")
+             f"interacting features, target eager vs reference {gate.reference}")
     stages = [sweep_covering(gate, rows, lambda row: aes.covering_cases(row, **scope), COVERING_EXAMPLES,
                              seed_value, profile, shrink_budget, on_verdict)]
     eager_examples = EAGER_SWEEP_FACTOR * max_examples
     if stages[-1].failure is None:
-        announce(f"eager sweep: {eager_examples} random cases, target eager vs legacy (no compile)")
+        announce(f"eager sweep: {eager_examples} compared random cases, target eager vs reference {gate.reference} "
+                 "(no compile)")
         stages.append(search(gate, aes.cases(**scope), eager_examples, time_budget, seed_value, profile,
                              on_verdict, compiled=False, stage="eager", shrink_budget=shrink_budget))
     if stages[-1].failure is None and (gate.backend is not None or gate.deployed_forms):
         deployed = "".join(f", {form}" for form in gate.deployed_forms)
-        announce(f"compiled search: {max_examples} cases, backend {gate.backend}{deployed}")
+        announce(f"compiled search: {max_examples} compared cases, backend {gate.backend}{deployed}")
         spent = sum(stage.seconds for stage in stages[1:])
         budget_left = None if time_budget is None else max(0.0, time_budget - spent)
         stages.append(search(gate, aes.cases(**scope), max_examples, budget_left, seed_value, profile,

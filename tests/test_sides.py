@@ -176,3 +176,32 @@ def test_a_run_that_compared_nothing_fails_and_says_why(tests_on_path: None, tmp
     [report] = tmp_path.glob("*/report.json")
     result = json.loads(report.read_text())["result"]
     assert result["passed"] is False and result["compared"] == 0 and result["cases"] > 0, result
+
+
+def _compiled_act(config):
+    import torch
+
+    return torch.compile(ACT(config), backend="eager")
+
+
+class _PolicyCompilingItsModel(ACTPolicy):
+    def __init__(self, config, model):
+        import torch
+
+        super().__init__(config, model)
+        self.model = torch.compile(model, backend="eager")
+
+
+@pytest.mark.parametrize(("target", "level"), [
+    (Target("compiled-model", _compiled_act), "model"),
+    (Target("compiled-policy", ACT, policy=_PolicyCompilingItsModel), "policy"),
+], ids=["model", "policy"])
+def test_a_module_replaced_by_its_compiled_wrapper_breaks_the_checkpoint_contract(target: Target, level: str) -> None:
+    """torch.compile returns a wrapper whose state_dict keys gain `_orig_mod.` (pytorch#101107): the reference's
+    checkpoint no longer loads strictly, at the level that holds the wrapper; the evidence names the keys and the fix."""
+    verdict = gate_with(target).verdict(EVAL)
+    layout = verdict.classes[level]
+    assert not verdict.passed and layout.name == "layout", verdict.classes
+    assert "every key gains `_orig_mod.`" in layout.evidence and "getattr(model, '_orig_mod', model)" in layout.evidence
+    if level == "policy":
+        assert verdict.classes["model"].name == "bitwise", verdict.classes
