@@ -132,16 +132,26 @@ def classes(verdicts: list[dict]) -> dict[str, dict[str, Any]]:
             entry["counts"][pair_class["name"]] += 1
             entry["labels"][pair_class["name"]] = pair_class["label"] or pair_class["name"]
             if pair_class["warning"]:
-                text = f"[{level}: {entry['labels'][pair_class['name']]}] {_generic(pair_class['evidence'])}"
-                seen = entry["warnings"].setdefault(text, {"first case": verdict["describe"], "cases": 0})
+                prefix = f"[{level}: {entry['labels'][pair_class['name']]}] "
+                seen = entry["warnings"].setdefault(prefix + _generic(pair_class["evidence"]), {"cases": 0})
                 seen["cases"] += 1
+                if seen["cases"] == 1 or _max_diff(pair_class["evidence"]) > _max_diff(seen["evidence"]):
+                    seen.update(text=prefix + pair_class["evidence"], evidence=pair_class["evidence"],
+                                case=verdict["describe"])
     summary = {}
     for level, entry in levels.items():
         worst = min(entry["counts"], key=CLASS_ORDER.index)
-        warnings = [f"{text} ({seen['cases']} case(s), first: {seen['first case']})"
-                    for text, seen in list(entry["warnings"].items())[:WARNINGS_SHOWN]]
+        warnings = [f"{seen['text']} ({seen['cases']} case(s); " + ("worst" if "max |diff|" in seen["text"] else
+                                                                      "first") + f": {seen['case']})"
+                    for seen in list(entry["warnings"].values())[:WARNINGS_SHOWN]]
         summary[level] = {"class": entry["labels"][worst], "counts": dict(entry["counts"]), "warnings": warnings}
     return summary
+
+
+def _max_diff(evidence: str) -> float:
+    """The first `max |diff| X` of a warning's evidence (0 without one): the worst case of a group is shown."""
+    found = re.search(r"max \|diff\| ([0-9.e+-]+)", evidence)
+    return float(found.group(1)) if found else 0.0
 
 
 def _generic(evidence: str) -> str:

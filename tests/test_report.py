@@ -11,6 +11,7 @@ import pytest
 from gate_targets import Raises
 
 from act_equiv import report
+from act_equiv.forms import FORMS
 from act_equiv.gate import Gate
 from act_equiv.oracle.verdict import FINDING_KINDS
 from act_equiv.run.side import Side
@@ -58,8 +59,24 @@ def test_the_pair_table_shows_each_checks_own_tolerance_text() -> None:
 
 
 def test_finding_kinds_are_the_oracles_and_documented() -> None:
-    """`FindingKind` lists exactly the kinds act_equiv/oracle/judge.py emits; reports/README.md names each."""
+    """`FindingKind` lists exactly the kinds act_equiv/oracle/judge.py emits (by name, or a form's from the forms
+    table); reports/README.md names each."""
     emitted = set(re.findall(r'Finding\(\s*"(\w+)"', (ROOT / "act_equiv/oracle/judge.py").read_text()))
+    emitted |= {form.raised for form in FORMS.values()}
     assert emitted == set(FINDING_KINDS)
     readme = (ROOT / "reports/README.md").read_text()
     assert all(kind in readme for kind in FINDING_KINDS)
+
+
+def test_a_grouped_warning_shows_its_worst_cases_numbers_and_count() -> None:
+    """One cause is listed once however many cases showed it, with the worst case's real numbers, not a template."""
+
+    def verdict(diff: str, describe: str) -> dict:
+        evidence = (f"float32 outputs differ (max |diff| {diff} on actions); run in float64 both sides agree to "
+                    "float64 rounding (max |diff| 1e-16, rtol=1e-07, atol=1e-07)")
+        return {"describe": describe, "classes": {"model": {"name": "rounding", "label": "", "warning": True,
+                                                            "evidence": evidence}}}
+
+    [line] = report.classes([verdict("2e-07", "small"), verdict("9.5e-07", "large")])["model"]["warnings"]
+    assert "max |diff| 9.5e-07 on actions" in line and "#" not in line, line
+    assert line.endswith("(2 case(s); worst: large)"), line

@@ -198,7 +198,8 @@ class _PolicyCompilingItsModel(ACTPolicy):
 ], ids=["model", "policy"])
 def test_a_module_replaced_by_its_compiled_wrapper_breaks_the_checkpoint_contract(target: Target, level: str) -> None:
     """torch.compile returns a wrapper whose state_dict keys gain `_orig_mod.` (pytorch#101107): the reference's
-    checkpoint no longer loads strictly, at the level that holds the wrapper; the evidence names the keys and the fix."""
+    checkpoint no longer loads strictly, at the level that holds the wrapper; the evidence names the keys and the
+    fix."""
     verdict = gate_with(target).verdict(EVAL)
     layout = verdict.classes[level]
     assert not verdict.passed and layout.name == "layout", verdict.classes
