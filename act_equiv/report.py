@@ -7,6 +7,7 @@ Schema `act_equiv.report/3` is documented in reports/README.md.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import statistics
@@ -214,6 +215,66 @@ def build(verdicts: list[dict], environment: dict[str, Any], run: dict[str, Any]
         "deployed": deployed_summary(verdicts),
         "failures": failures,
     }
+
+
+CONSOLE_FAILURE_LINES = 12
+CONSOLE_LINE = 400
+
+
+def console(report: dict[str, Any]) -> list[str]:
+    """What a check prints: the verdict per level, the shrunk failure with every config field that differs from
+    ACTConfig's defaults and its first failure lines, the warnings in one line each; a screenful, the rest is in
+    summary.md. The caller adds the time, the report path and the replay command, which comes last."""
+    result, lines = report["result"], []
+    if report["failures"]:
+        failure = report["failures"][0]
+        lines.append(f"FAIL: {failure['describe']}")
+        shrink = failure.get("shrink")
+        if shrink:
+            lines.append(f"  shrunk from: {shrink['first']}")
+        lines.append(f"  config (differs from ACTConfig's defaults): {config_changes(failure['case']['config'])}")
+        shown = failure["failures"][:CONSOLE_FAILURE_LINES]
+        lines += [f"  {_clip(_one_line(line))}" for line in shown]
+        if len(failure["failures"]) > len(shown):
+            lines.append(f"  ... {len(failure['failures']) - len(shown)} more failure line(s) in summary.md")
+    elif result.get("nothing_compared"):
+        lines.append(f"FAIL: {_clip(result['nothing_compared'])}")
+    else:
+        lines.append(f"PASS: {result['cases']} cases, {result.get('compared', '?')} compared, "
+                     f"{report['compile']['distinct_compiled_structures']} compiled structures, "
+                     + ", ".join(f"{form} {row['cases']} cases" for form, row in report["deployed"].items())
+                     + ("" if report["deployed"] else "no deployment form"))
+    for level, pair_class in report["classes"].items():
+        counts = ", ".join(f"{name} {n}" for name, n in pair_class["counts"].items())
+        lines.append(f"{level} level: {pair_class['class']} ({counts})")
+        lines += [f"warning: {_clip(line)}" for line in pair_class["warnings"]]
+    return lines
+
+
+def config_changes(config: dict[str, Any]) -> str:
+    """`name=value` for each config field that differs from ACTConfig's default."""
+    from act_equiv.config import ACTConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(ACTConfig) if f.default is not dataclasses.MISSING}
+    changed = [f"{name}={value}" for name, value in config.items()
+               if name not in defaults or _plain(defaults[name]) != _plain(value)]
+    return ", ".join(changed) or "none"
+
+
+def _plain(value: Any) -> Any:
+    """Tuples and lists alike, as JSON has them."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def _one_line(message: str) -> str:
+    """A failure message in one line: its first, with the greatest absolute difference where it has one."""
+    first, *rest = message.splitlines() or [""]
+    greatest = next((line.strip() for line in rest if line.strip().startswith("Greatest absolute")), None)
+    return f"{first}; {greatest}" if greatest else first
+
+
+def _clip(line: str) -> str:
+    return line if len(line) <= CONSOLE_LINE else line[:CONSOLE_LINE - 3] + "..."
 
 
 def write(report: dict[str, Any], directory: Path) -> Path:

@@ -171,3 +171,20 @@ def test_pytest_plugin_runs_the_suite_against_another_repos_target(tmp_path: Pat
     assert bad.returncode == 1 and "1 failed" in bad.stdout, bad.stdout[-2000:]
     assert "reference/target" in bad.stdout
     assert (tmp_path / "reports" / "pytest" / "report.json").is_file()
+
+
+def test_a_failing_run_prints_a_screenful_that_ends_with_the_replay_command(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The verdict per level, the shrunk case with the config fields that differ from the defaults, its first
+    failure lines, the report path, and the replay command as the last line; the rest stays in summary.md."""
+    code = main(["check", "--target", "mutant:cameras_reversed_tokens", "--backend", "none", "--profile", "ci",
+                 "--seed", "1", "--report-dir", str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 1
+    assert len(lines) < 60, "\n".join(lines)
+    assert lines[-1].startswith("replay: act-equiv replay ") and lines[-1].endswith("--failure 0"), lines[-1]
+    fail = next(i for i, line in enumerate(lines) if line.startswith("FAIL: "))
+    assert lines[fail + 2].startswith("  config (differs from ACTConfig's defaults): ") and "camera_shapes=" in \
+        lines[fail + 2], lines[fail:fail + 4]
+    assert any("[model: divergent]" in line for line in lines[fail:]), lines
+    assert any(line.startswith("report: ") and line.endswith("summary.md") for line in lines)

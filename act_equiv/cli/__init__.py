@@ -95,19 +95,14 @@ def _check(args: argparse.Namespace) -> int:
     path = report.write(built, directory)
     if args.junitxml:
         report.junit(built, Path(args.junitxml))
-    empty = built["result"]["nothing_compared"]
-    print(report.markdown(built) if failures else f"FAIL: {empty}" if empty else
-          f"PASS: {len(verdicts)} cases, {built['result']['compared']} compared, "
-          f"{built['compile']['distinct_compiled_structures']} compiled structures, {seconds:.0f}s")
-    for level, pair_class in built["classes"].items():
-        counts = ", ".join(f"{name} {n}" for name, n in pair_class["counts"].items())
-        print(f"{level} level: {pair_class['class']} ({counts})")
-        for line in pair_class["warnings"]:
-            print(f"warning: {line}")
+    for line in report.console(built):
+        print(line)
     split = run["split"]
     print(f"time: {split['open']:.0f}s opening the sides, {split['compile']:.0f}s compiling and exporting, "
           f"{split['cases']:.0f}s running cases, {split['shrink']:.0f}s shrinking")
-    print(f"report: {path}")
+    print(f"report: {path.with_name('summary.md')}")
+    if failures:
+        print(f"replay: {failures[0]['replay']}")
     return EXIT_OK if built["result"]["passed"] else EXIT_DIVERGENCE
 
 
