@@ -49,17 +49,18 @@ def _check(args: argparse.Namespace) -> int:
     max_examples = args.max_examples or settings.get_profile(profile).max_examples
     run_id = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + f"{time.time_ns() % 10**6:06d}"
     directory = Path(args.report_dir) / run_id
-    compiles = 0
+    compiles = compared = 0
 
     def progress(verdict: Any, done: int) -> None:
-        nonlocal compiles
+        nonlocal compiles, compared
         if verdict.info["stage"] != "compiled":
             return
         compiles += verdict.info.get("compile", {}).get("frames_compiled", 0)
-        status = ("FAIL" if not verdict.passed else "skip" if "skipped" in verdict.info
-                  else f"PASS ({', '.join(verdict.compared_forms)})" if verdict.compared_forms
+        compared += bool(verdict.compared_forms)
+        status = ("FAIL" if not verdict.passed else f"PASS ({', '.join(verdict.compared_forms)})"
+                  if verdict.compared_forms else "skip" if "skipped" in verdict.info
                   else "not compared (does not count)")
-        print(f"[{done}] {status} {verdict.case.describe()} "
+        print(f"[{compared if verdict.compared_forms else '-'}/{max_examples}] {status} {verdict.case.describe()} "
               f"({verdict.info['seconds']:.1f}s, graphs compiled so far: {compiles})", flush=True)
 
     print(f"act-equiv check: reference={args.reference} target={args.target} backend={args.backend} "
