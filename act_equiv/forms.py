@@ -19,7 +19,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["COMPILED", "DEPLOYED", "EXPORT_EXTRA", "FORMS", "Form", "load", "missing", "parse_forms"]
+__all__ = ["COMPILED", "DEPLOYED", "EXPORT_EXTRA", "FORMS", "Form", "Mode", "load", "missing", "parse_forms"]
 
 Mode = Literal["eval", "train"]
 EXPORT_EXTRA = "pip install 'act-equiv[export]'"

@@ -73,7 +73,8 @@ def test_act_option_activates(pytester: pytest.Pytester) -> None:
                                            "-k", "test_forms_agree_must_keep")
     result.assert_outcomes(passed=2)
     report = json.loads((pytester.path / "reports/pytest/report.json").read_text())
-    assert report["result"] == {"passed": True, "cases": 2, "skipped": 0, "failures": 0}
+    assert report["result"] == {"passed": True, "cases": 2, "compared": 2, "nothing_compared": None, "skipped": 0,
+                                "failures": 0}
 
 
 def test_importing_the_suite_activates(pytester: pytest.Pytester) -> None:

@@ -10,21 +10,33 @@ oracle judges exactly as it judges an in-process target's. It judges nothing.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import torch
+from torch import nn
 
 from act_equiv import compat, forms
 from act_equiv.case import Case
 from act_equiv.run import numerics
 from act_equiv.run.deployed import DeployedForm, DeploymentModule, deploy, deployment_inputs
 from act_equiv.run.probe import Probe
-from act_equiv.run.records import FAILED, FormsRecord, batch_suffix, guarded, record_form
+from act_equiv.run.records import FAILED, FormsRecord, Outputs, RunSettings, batch_suffix, guarded, record_form
 
-if TYPE_CHECKING:
-    from act_equiv.run.side import Side
+__all__ = ["FormRunner", "ModelSide", "deployed_sizes", "further_batch_sizes"]
 
-__all__ = ["FormRunner", "deployed_sizes", "further_batch_sizes"]
+
+class ModelSide(Protocol):
+    """What running a side's forms needs of it (`act_equiv.run.side.Side`): its settings, its built or loaded
+    model, its batches and the call that runs a form in the case's mode."""
+
+    settings: RunSettings
+    model: nn.Module
+
+    def batch(self, case: Case, size: int) -> dict[str, Any]: ...
+
+    def invoke(self, case: Case, fn: Callable[[dict[str, Any]], Outputs], model: nn.Module,
+               batch: dict[str, Any], autocast: bool = True) -> Outputs: ...
 
 
 class FormRunner:
@@ -37,7 +49,7 @@ class FormRunner:
         """Per deployment form, the latest structure's export: (structure key, form, weight seed of the weights it
         holds; the weights are the reference's of that seed, loaded strictly)."""
 
-    def explain(self, side: Side, case: Case) -> dict[str, Any] | None:
+    def explain(self, side: ModelSide, case: Case) -> dict[str, Any] | None:
         """Graph count and breaks of the side's eager model (`torch._dynamo.explain`), once per structure and mode;
         None where the trace itself raised."""
         key = f"{case.structure_key()}/{case.training}"
@@ -53,7 +65,7 @@ class FormRunner:
             self._structure = None
         return self._explained[key]
 
-    def run(self, side: Side, case: Case) -> FormsRecord:
+    def run(self, side: ModelSide, case: Case) -> FormsRecord:
         """Every form the settings ask for that runs in the case's mode."""
         s, record = side.settings, FormsRecord()
         if s.backend is not None and forms.FORMS[forms.COMPILED].runs_in(case.training):
@@ -63,7 +75,7 @@ class FormRunner:
             self._deployed(side, case, record, deployed)
         return record
 
-    def _compiled(self, side: Side, case: Case, record: FormsRecord) -> None:
+    def _compiled(self, side: ModelSide, case: Case, record: FormsRecord) -> None:
         s, model = side.settings, side.model
         # A new structure starts from a clean dynamo. So does every fresh model where dynamo guards on module
         # instances (torch 2.2): each one compiles its own graph anyway, and a few cases of one structure would
@@ -92,7 +104,7 @@ class FormRunner:
                     return
                 record.batch_sizes.append(size)
 
-    def _deployed(self, side: Side, case: Case, record: FormsRecord, names: list[str]) -> None:
+    def _deployed(self, side: ModelSide, case: Case, record: FormsRecord, names: list[str]) -> None:
         """Each deployment form beside the eager model at every size in `deployed_sizes`, from one export."""
         model = side.model
         sizes = deployed_sizes(case.batch.batch_size, side.settings.extra_batch_sizes)
@@ -114,7 +126,7 @@ class FormRunner:
                 if not record_form(record, key, key, lambda i=inputs, d=exported: {"actions": _infer(d, i)}, name):
                     break
 
-    def _deployment(self, side: Side, case: Case, record: FormsRecord, name: str,
+    def _deployment(self, side: ModelSide, case: Case, record: FormsRecord, name: str,
                     module: DeploymentModule) -> DeployedForm:
         """The structure's export of `name` with this case's weights loaded, or a new export (at batch >= 2:
         torch.export specialises a dynamic dimension whose example size is 1)."""
