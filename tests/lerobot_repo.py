@@ -17,6 +17,8 @@ bytecode). Each other tag is one commit on top of `installed` (annotated tags, n
   miscompile (as dynamo's `*_TESTING_ONLY` injection is); eager numerics unchanged.
 - `compiled-policy`: `ACTPolicy.__init__` wraps its model in `torch.compile`, so the policy's state_dict keys gain
   `_orig_mod.` and published checkpoints no longer load strictly.
+- `checkpoint-half`: `ACTPolicy._save_pretrained` writes its weights in half precision (a smaller file): the state_dict
+  keys and the numerics are unchanged, but a checkpoint no longer gives the weights back.
 - `old-layout`: the pre-2025 layout, `lerobot/` at the repository root with the policies in
   `lerobot/common/policies` and every `lerobot.policies` rewritten to `lerobot.common.policies`; same numerics.
 
@@ -125,6 +127,17 @@ EDITS: dict[str, Edit] = {
     "compiled-policy": Edit(MODELING, ((
         "        self.model = ACT(config)\n",
         "        self.model = torch.compile(ACT(config))\n",
+    ),)),
+    "checkpoint-half": Edit(MODELING, ((
+        "    def get_optim_params(self) -> dict:\n",
+        "    def _save_pretrained(self, save_directory):\n"
+        "        from safetensors.torch import save_file\n\n"
+        "        self.config._save_pretrained(save_directory)\n"
+        "        state = {key: value.half() if value.is_floating_point() else value\n"
+        "                 for key, value in self.state_dict().items()}\n"
+        "        save_file({key: value.contiguous() for key, value in state.items()},\n"
+        "                  str(save_directory / \"model.safetensors\"))\n\n"
+        "    def get_optim_params(self) -> dict:\n",
     ),)),
 }
 """Tag -> its edit of the `installed` package."""

@@ -109,3 +109,20 @@ def test_a_form_the_targets_interpreter_cannot_run_is_a_usage_error_naming_the_p
     assert code == 2, error
     assert "--forms 'onnx': the onnx form needs" in error and "onnxruntime" in error, error
     assert f"the target runs on {PYTHON}: install it there" in error, error
+
+
+def test_a_checkpoint_that_does_not_give_the_weights_back_breaks_the_checkpoint_contract(
+        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Both sides are LeRobot policies with `save_pretrained`: each side's checkpoint must load strictly into the
+    other's policy and give its weights back bit for bit. A checkpoint written in half precision does not."""
+    code = main(["check", "--reference", "lerobot@installed", "--target", "lerobot@checkpoint-half",
+                 "--lerobot-repo", str(repo), "--reference-python", PYTHON, "--target-python", PYTHON,
+                 "--backend", "none", "--profile", "ci", "--max-examples", "1", "--seed", "1", "--shrink-budget", "5",
+                 "--report-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    [report] = tmp_path.glob("*/report.json")
+    [failure] = json.loads(report.read_text())["failures"]
+    policy = failure["classes"]["policy"]
+    assert policy["name"] == "layout" and "checkpoint round trip failed" in policy["evidence"], policy
+    assert "target's save_pretrained checkpoint does not load into the reference's policy" in policy["evidence"]

@@ -187,6 +187,8 @@ def _classify(run: CaseRun, level: Level, strict: bool) -> tuple[PairClass | Non
 
 def layout_evidence(level: str, layout: dict[str, list[str]]) -> str:
     """What changed in a checkpoint's layout, and where a wrapper renamed every key, the usual fix."""
+    if layout.get("checkpoint"):
+        return f"checkpoint round trip failed: {layout['checkpoint'][0]}"
     checkpoint = "state_dict" if level == "model" else "policy's state_dict (as its constructor builds it)"
     text = (f"checkpoint layout changed: the reference's {checkpoint} does not load strict=True into the target's, "
             "nor the target's into the reference's")

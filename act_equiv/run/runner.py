@@ -12,6 +12,7 @@ float64.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from typing import Any
 
@@ -35,6 +36,8 @@ class Runner:
         self.reference = reference
         self.target = target
         self.settings = settings
+        self._checkpointed: dict[str, dict[str, list[str]] | None] = {}
+        """Per structure, how the save_pretrained round trip between the sides failed, or None."""
 
     @property
     def rollout_only(self) -> bool:
@@ -141,9 +144,34 @@ class Runner:
         if reference is FAILED or target is FAILED:
             return False
         layout = state_layout(reference, target)
+        if layout is None:
+            layout = guarded(run, "policy", lambda: self._checkpoints(case))
+            if layout is FAILED:
+                return False
         if layout is not None:
             run.layouts["policy"] = layout
         return layout is None
+
+    def _checkpoints(self, case: Case) -> dict[str, list[str]] | None:
+        """Where both sides' policies have a checkpoint format of their own (LeRobot's `save_pretrained`), each
+        side's checkpoint must load strictly into the other's policy and give back its weights bit for bit; checked
+        once per structure. A refusal, as the layout it is."""
+        key = case.structure_key()
+        if key not in self._checkpointed:
+            self._checkpointed[key] = None
+            sides = (("reference", self.reference, "target", self.target),
+                     ("target", self.target, "reference", self.reference))
+            if self.reference.saves_checkpoints(case) and self.target.saves_checkpoints(case):
+                for source, saving, destination, loading in sides:
+                    with tempfile.TemporaryDirectory(prefix="act-equiv-checkpoint-") as directory:
+                        saving.save_checkpoint(case, directory)
+                        refused = loading.load_checkpoint(case, directory)
+                    if refused is not None:
+                        self._checkpointed[key] = {"missing": [], "unexpected": [], "shapes": [], "checkpoint": [
+                            f"the {source}'s save_pretrained checkpoint does not load into the {destination}'s "
+                            f"policy: {refused}"]}
+                        break
+        return self._checkpointed[key]
 
     def _evidence(self, run: CaseRun, batch: dict[str, Any]) -> None:
         """Where a pair is not bitwise equal, both sides again in float64: whether they then agree to float64

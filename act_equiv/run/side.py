@@ -13,9 +13,11 @@ each in the run's dtype, or in float64 for the evidence that tells rounding from
 from __future__ import annotations
 
 import copy
+import importlib.util
 import platform
 from collections.abc import Callable
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,7 +33,10 @@ from act_equiv.run.probe import Probe
 from act_equiv.run.records import FormsRecord, Outputs, RunSettings
 from act_equiv.targets.target import Target
 
-__all__ = ["Probe", "Side", "cast_batch", "policy_batch", "rollout_steps", "shapes", "state_layout"]
+CHECKPOINT_FILE = "model.safetensors"
+"""The weights file of a LeRobot policy checkpoint (`save_pretrained`)."""
+
+__all__ = ["CHECKPOINT_FILE", "Probe", "Side", "cast_batch", "policy_batch", "rollout_steps", "shapes", "state_layout"]
 
 
 class Side:
@@ -83,6 +88,33 @@ class Side:
         if layout is None:
             self.model.load_state_dict(state, strict=True)
         return layout
+
+    def saves_checkpoints(self, case: Case) -> bool:
+        """Whether this side's policy has a checkpoint format of its own (LeRobot's `save_pretrained`, safetensors)."""
+        return (importlib.util.find_spec("safetensors") is not None
+                and hasattr(self.target.make_policy(case.config, self.model), "save_pretrained"))
+
+    def save_checkpoint(self, case: Case, directory: str) -> None:
+        """The policy's checkpoint as its own `save_pretrained` writes it (config.json, model.safetensors)."""
+        self.target.make_policy(case.config, self.model).save_pretrained(directory)
+
+    def load_checkpoint(self, case: Case, directory: str) -> str | None:
+        """Load the `model.safetensors` of `directory` strictly into this side's policy, as LeRobot's
+        `from_pretrained` does (`safetensors.torch.load_model`); what refused it, or None. The weights must come back
+        bit for bit."""
+        from safetensors.torch import load_model
+
+        policy = self.target.make_policy(case.config, self.model)
+        expected = {key: value.clone() for key, value in policy.state_dict().items()}
+        for value in policy.state_dict().values():
+            if value.is_floating_point():
+                value.zero_()  # so that only the checkpoint can bring the weights back
+        try:
+            load_model(policy, str(Path(directory) / CHECKPOINT_FILE), strict=True)
+        except Exception as error:
+            return f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error) else ''}"
+        changed = [key for key, value in policy.state_dict().items() if not torch.equal(value, expected[key])]
+        return f"the weights loaded differ from the saved ones: {changed[:5]}" if changed else None
 
     def policy_state(self, case: Case) -> dict[str, list[int]]:
         """The keys and shapes of this side's policy as its own constructor builds it around the model (once per

@@ -112,6 +112,15 @@ class WorkerSide:
     def policy_state(self, case: Any) -> dict[str, list[int]]:
         return self._request("policy_state", case=case.to_dict())
 
+    def saves_checkpoints(self, case: Any) -> bool:
+        return self._request("saves_checkpoints", case=case.to_dict())
+
+    def save_checkpoint(self, case: Any, directory: str) -> None:
+        self._request("save_checkpoint", case=case.to_dict(), directory=directory)
+
+    def load_checkpoint(self, case: Any, directory: str) -> str | None:
+        return self._request("load_checkpoint", case=case.to_dict(), directory=directory)
+
     def forms(self, case: Any) -> Any:
         """The loaded model's forms, compiled and exported in the worker (`Side.forms`)."""
         from act_equiv.run.records import FormsRecord
@@ -263,6 +272,12 @@ class _Server:
                 return self.side.policy(case, arguments["float64"], arguments["rollout_only"])
             if op == "policy_state":
                 return self.side.policy_state(case)
+            if op == "saves_checkpoints":
+                return self.side.saves_checkpoints(case)
+            if op == "save_checkpoint":
+                return self.side.save_checkpoint(case, arguments["directory"])
+            if op == "load_checkpoint":
+                return self.side.load_checkpoint(case, arguments["directory"])
             if op == "forms":
                 return self.side.forms(case).to_dict()
             if op == "explain":
