@@ -40,11 +40,11 @@ class ShrinkResult:
 
 
 def signature(verdict: CaseVerdict) -> set[str]:
-    """What failed, coarsely: finding kinds, the classes refused (`model: raised`) and the form pairs of failed
-    tensor checks."""
+    """What failed, coarsely: finding kinds, the classes refused (`model: raised`), and the target's forms (or, for
+    the reference/target pairs, the pairs) of failed tensor checks, whatever the batch size."""
     return ({f.check for f in verdict.findings} | {f"{c.level}: {c.name}" for c in verdict.classes.values()
                                                     if not c.accepted}
-            | {c.pair.split("@")[0] for c in verdict.checks if not c.passed})
+            | {c.form or c.pair for c in verdict.checks if not c.passed})
 
 
 def shrink(judge: Judge, failure: CaseVerdict, budget: float) -> ShrinkResult:

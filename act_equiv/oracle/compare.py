@@ -27,15 +27,19 @@ def compare(
     pair: str,
     tolerance: Tolerance | Callable[[str], Tolerance],
     reference64: Outputs | None = None,
+    form: str | None = None,
 ) -> list[TensorCheck]:
     """Compare every tensor named in either mapping, each against `tolerance` or `tolerance(name)`;
-    `reference64` enables the fp64-referenced check where the tolerance has one."""
+    `reference64` enables the fp64-referenced check where the tolerance has one. `form` names the target's form
+    (`act_equiv.forms`) that `actual` came from, where it is one."""
     checks = []
     for name in sorted(set(expected) | set(actual)):
         exp, act = expected.get(name), actual.get(name)
         ref = None if reference64 is None else reference64.get(name)
         tol = tolerance(name) if callable(tolerance) else tolerance
-        checks.append(_compare_tensor(pair, name, exp, act, tol, ref))
+        check = _compare_tensor(pair, name, exp, act, tol, ref)
+        check.form = form
+        checks.append(check)
     return checks
 
 

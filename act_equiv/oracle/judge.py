@@ -239,7 +239,7 @@ def _judge_compiled(run: CaseRun, verdict: CaseVerdict) -> list[TensorCheck]:
         suffix = batch_suffix(run.case, size)
         pair = f"target/compiled{suffix}"
         checks += compare(forms[f"target{suffix}"], forms[f"compiled{suffix}"], pair, tolerance,
-                          _reference64(run, verdict, suffix))
+                          _reference64(run, verdict, suffix), form="compiled")
     verdict.info.setdefault("compared_forms", []).append("compiled")
     return checks
 
@@ -257,7 +257,7 @@ def _judge_deployed(run: CaseRun, verdict: CaseVerdict) -> list[TensorCheck]:
             if f"{form}{suffix}" not in forms:
                 break
             checks += compare({"actions": forms[f"target{suffix}"]["actions"]}, forms[f"{form}{suffix}"],
-                              f"target/{form}{suffix}", tolerance, _reference64(run, verdict, suffix))
+                              f"target/{form}{suffix}", tolerance, _reference64(run, verdict, suffix), form=form)
             if form not in verdict.compared_forms:
                 verdict.info.setdefault("compared_forms", []).append(form)
     return checks

@@ -40,6 +40,8 @@ class TensorCheck:
     (worst |compiled - fp64| over its allowance k x eager_max + atol + rtol |fp64|), "local_mismatched" (elements
     over it) and "local_where" (the first of them, else the worst element)."""
     message: str = ""
+    form: str | None = None
+    """The target's form (`act_equiv.forms`) this pair judged, or None for the reference/target pairs."""
 
     @property
     def margin(self) -> float:
