@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["ActEquivError", "ConfigError", "TargetError", "UsageError"]
+__all__ = ["ActEquivError", "ConfigError", "PolicyApiMissingError", "TargetError", "UsageError"]
 
 
 class ActEquivError(Exception):
@@ -50,3 +50,8 @@ class ConfigError(UsageError):
         self.value = value
         self.allowed = allowed
         super().__init__(f"ACTConfig.{field_name}={value!r} is invalid: {allowed}")
+
+
+class PolicyApiMissingError(ActEquivError, AttributeError):
+    """A side's policy lacks a method the policy level calls (an older LeRobot without `predict_action_chunk`): that
+    level is `unsupported` for the side, with the reason, not a crash of the side."""

@@ -40,10 +40,12 @@ class ShrinkResult:
 
 
 def signature(verdict: CaseVerdict) -> set[str]:
-    """What failed, coarsely: finding kinds, the classes refused (`model: raised`), and the target's forms (or, for
-    the reference/target pairs, the pairs) of failed tensor checks, whatever the batch size."""
-    return ({f.check for f in verdict.findings} | {f"{c.level}: {c.name}" for c in verdict.classes.values()
-                                                    if not c.accepted}
+    """What failed, coarsely: finding kinds, the classes refused with the side and exception type of a raise
+    (`model: raised (target KeyError)`: a candidate that raises otherwise is another failure), and the target's
+    forms (or, for the reference/target pairs, the pairs) of failed tensor checks, whatever the batch size."""
+    return ({f.check for f in verdict.findings} | {f"{c.level}: {c.name}" + "".join(
+                f" ({side} {error['type']})" for side, error in c.detail.items() if "type" in error)
+                for c in verdict.classes.values() if not c.accepted}
             | {c.form or c.pair for c in verdict.checks if not c.passed})
 
 

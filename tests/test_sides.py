@@ -206,3 +206,25 @@ def test_a_module_replaced_by_its_compiled_wrapper_breaks_the_checkpoint_contrac
     assert "every key gains `_orig_mod.`" in layout.evidence and "getattr(model, '_orig_mod', model)" in layout.evidence
     if level == "policy":
         assert verdict.classes["model"].name == "bitwise", verdict.classes
+
+
+class _PolicyWithoutChunks(ACTPolicy):
+    """An older policy API: no predict_action_chunk."""
+
+    def __getattribute__(self, name: str):
+        if name == "predict_action_chunk":
+            raise AttributeError(name)
+        return super().__getattribute__(name)
+
+
+def test_a_missing_policy_api_is_unsupported_at_the_policy_level_with_the_reason() -> None:
+    """Not `raised`: the side cannot express that level. The target losing it fails; the reference lacking it is
+    accepted (the edit added it). The model level is compared either way."""
+    older = Target("older-policy", ACT, policy=_PolicyWithoutChunks)
+    lost = gate_with(older).verdict(EVAL)
+    policy = lost.classes["policy"]
+    assert not lost.passed and policy.name == "unsupported", lost.classes
+    assert "the target cannot run the policy level: _PolicyWithoutChunks has no predict_action_chunk" in policy.evidence
+    assert lost.classes["model"].name == "bitwise"
+    gained = gate_with(Target("concat", ACT), older).verdict(EVAL)
+    assert gained.passed and gained.classes["policy"].name == "unsupported", gained.classes

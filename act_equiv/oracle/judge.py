@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from act_equiv.errors import PolicyApiMissingError
 from act_equiv.forms import FORMS
 from act_equiv.oracle.compare import compare, non_finite
 from act_equiv.oracle.tolerance import EAGER_ROUNDING, EXACT, Tolerance, tolerance_for
@@ -133,6 +134,11 @@ def _classify(run: CaseRun, level: Level, strict: bool) -> tuple[PairClass | Non
     forms, s = run.forms, run.settings
     errors = {error.stage: error for error in run.errors}
     raised = [stage for stage in (*level.stages, *level.stages.values()) if stage in errors]
+    lacking = [stage for stage in raised if errors[stage].type == PolicyApiMissingError.__name__]
+    if lacking:  # by name: a worker's error arrives as its type's name
+        side = "reference" if lacking[0].startswith("reference") else "target"
+        return PairClass(level.name, "unsupported", f"the {side} cannot run the {level.name} level: "
+                         f"{errors[lacking[0]].message}", accepted=side != "target"), []
     if raised:
         both = [(ref, tgt) for ref, tgt in level.stages.items() if ref in errors and tgt in errors
                 and errors[ref].type == errors[tgt].type]

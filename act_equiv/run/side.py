@@ -26,6 +26,7 @@ from torch import nn
 from act_equiv import forms
 from act_equiv.case import Case, make_batch
 from act_equiv.config import OBS_IMAGES, ACTConfig
+from act_equiv.errors import PolicyApiMissingError
 from act_equiv.models import build
 from act_equiv.run import numerics
 from act_equiv.run.form_runner import FormRunner
@@ -33,10 +34,13 @@ from act_equiv.run.probe import Probe
 from act_equiv.run.records import FormsRecord, Outputs, RunSettings
 from act_equiv.targets.target import Target
 
+POLICY_API = ("forward", "predict_action_chunk", "select_action", "reset")
+"""The policy methods the policy level calls (LeRobot's `ACTPolicy` API)."""
 CHECKPOINT_FILE = "model.safetensors"
 """The weights file of a LeRobot policy checkpoint (`save_pretrained`)."""
 
-__all__ = ["CHECKPOINT_FILE", "Probe", "Side", "cast_batch", "policy_batch", "rollout_steps", "shapes", "state_layout"]
+__all__ = ["CHECKPOINT_FILE", "POLICY_API", "Probe", "Side", "cast_batch", "policy_batch", "rollout_steps", "shapes",
+           "state_layout"]
 
 
 class Side:
@@ -159,6 +163,10 @@ class Side:
         dtype = torch.float64 if float64 else s.torch_dtype
         model = copy.deepcopy(self.model).to(torch.float64) if float64 else self.model
         policy = self.target.make_policy(case.config, model)
+        missing = [name for name in POLICY_API if not callable(getattr(policy, name, None))]
+        if missing:
+            raise PolicyApiMissingError(f"{type(policy).__qualname__} has no {', '.join(missing)}: the policy level "
+                                        f"calls {', '.join(POLICY_API)}")
         batch = policy_batch(case.config, make_batch(case.config, case.batch, s.device, dtype))
         outputs: Outputs = {}
         with self._sampling() if float64 else nullcontext(), numerics.autocast(s.device, None if float64
