@@ -1,7 +1,9 @@
 """`act-equiv check --reference lerobot@A --target lerobot@B` on a LeRobot repository built from the installed LeRobot
 (`lerobot_repo`): a pure refactor and the move to the pre-2025 layout pass, bitwise; a numeric edit fails at the
-model level and a loss-only edit at the policy level, each with a shrunk case; from a clone and from a bare copy.
-Both sides run in workers on a Python that imports LeRobot's dependencies (`.venv-lerobot` in CI)."""
+model level and a loss-only edit at the policy level, each with a shrunk case; the refactor from a clone and from a
+bare copy.
+Both sides run in workers on a Python that imports LeRobot's dependencies (`.venv-lerobot` in CI); eager forms only
+(`tests/test_gate_pr.py` compiles and exports the revision under test)."""
 
 from __future__ import annotations
 
@@ -20,22 +22,41 @@ except LookupError as reason:
 PYTHON = lerobot_python()
 
 
-@pytest.fixture(scope="module", params=["clone", "bare"])
-def repo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    built = make_repo(tmp_path_factory.mktemp("lerobot") / "repo", SOURCE)
-    return built if request.param == "clone" else bare_copy(built, tmp_path_factory.mktemp("bare") / "repo.git")
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_repo(tmp_path_factory.mktemp("lerobot") / "repo", SOURCE)
+
+
+@pytest.fixture(scope="module")
+def bare(clone: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return bare_copy(clone, tmp_path_factory.mktemp("bare") / "repo.git")
+
+
+@pytest.fixture(params=["clone", "bare"])
+def either(request: pytest.FixtureRequest) -> Path:
+    """A clone, and a bare copy of it: resolving and extracting revisions works from both (`tests/test_revision.py`
+    covers each kind of repository in detail; here one gate run per kind end to end)."""
+    return request.getfixturevalue(request.param)
 
 
 def gate(repo: Path, tmp_path: Path, target: str, reference: str = "installed") -> tuple[int, dict]:
     code = main(["check", "--reference", f"lerobot@{reference}", "--target", f"lerobot@{target}", "--lerobot-repo",
-                 str(repo), "--reference-python", PYTHON, "--target-python", PYTHON, "--profile", "ci",
+                 str(repo), "--reference-python", PYTHON, "--target-python", PYTHON, "--backend", "none",
+                 "--profile", "ci",
                  "--max-examples", "1", "--seed", "1", "--report-dir", str(tmp_path)])
     [report] = tmp_path.glob("*/report.json")
     return code, json.loads(report.read_text())
 
 
-@pytest.mark.parametrize("target", ["refactor", "old-layout"])
-def test_refactor_and_layout_move_pass_bitwise(repo: Path, tmp_path: Path, target: str) -> None:
+def test_a_refactor_passes_bitwise_from_a_clone_and_from_a_bare_repository(either: Path, tmp_path: Path) -> None:
+    _passes_bitwise(either, tmp_path, "refactor")
+
+
+def test_a_move_to_the_old_layout_passes_bitwise(clone: Path, tmp_path: Path) -> None:
+    _passes_bitwise(clone, tmp_path, "old-layout")
+
+
+def _passes_bitwise(repo: Path, tmp_path: Path, target: str) -> None:
     code, report = gate(repo, tmp_path, target)
     assert code == 0, report["failures"]
     for level in ("model", "policy"):
@@ -46,16 +67,16 @@ def test_refactor_and_layout_move_pass_bitwise(repo: Path, tmp_path: Path, targe
     assert sides["target"]["layout"] == ("common" if target == "old-layout" else "src"), sides
 
 
-def test_numeric_edit_fails_at_the_model_level_with_a_shrunk_case(repo: Path, tmp_path: Path) -> None:
-    code, report = gate(repo, tmp_path, "numeric")
+def test_numeric_edit_fails_at_the_model_level_with_a_shrunk_case(clone: Path, tmp_path: Path) -> None:
+    code, report = gate(clone, tmp_path, "numeric")
     assert code == 1
     [failure] = report["failures"]
     assert failure["classes"]["model"]["name"] == "divergent", failure["failures"]
     assert failure["shrink"] is not None and failure["describe"]
 
 
-def test_loss_only_edit_fails_at_the_policy_level_only(repo: Path, tmp_path: Path) -> None:
-    code, report = gate(repo, tmp_path, "policy-loss")
+def test_loss_only_edit_fails_at_the_policy_level_only(clone: Path, tmp_path: Path) -> None:
+    code, report = gate(clone, tmp_path, "policy-loss")
     assert code == 1
     [failure] = report["failures"]
     assert failure["classes"]["model"]["name"] == "bitwise", failure["failures"]
@@ -63,10 +84,10 @@ def test_loss_only_edit_fails_at_the_policy_level_only(repo: Path, tmp_path: Pat
     assert "divergent" not in report["classes"]["model"]["counts"]
 
 
-def test_an_older_contract_that_stacks_cameras_skips_what_it_cannot_express(repo: Path, tmp_path: Path) -> None:
+def test_an_older_contract_that_stacks_cameras_skips_what_it_cannot_express(clone: Path, tmp_path: Path) -> None:
     """Before 2025-03 LeRobot stacked its cameras into one tensor: as the reference it cannot run cameras of
     different shapes (those cases are skipped with the reason); every other case compares bitwise."""
-    code, report = gate(repo, tmp_path, "installed", reference="stacked-images")
+    code, report = gate(clone, tmp_path, "installed", reference="stacked-images")
     assert code == 0, report["failures"]
     assert report["environment"]["sides"]["reference"]["cameras"] == "stacked"
     counts = report["classes"]["model"]["counts"]
