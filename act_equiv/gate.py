@@ -269,7 +269,7 @@ def search(
     found_at: float | None = None
     stopped_by = "examples"
     cut = False
-    uncompared = [0]
+    uncompared = 0
     base = settings.get_profile(profile) if profile else settings()
     phases = [p for p in base.phases if compiled is False or p is not Phase.shrink]
 
@@ -282,7 +282,7 @@ def search(
               report_multiple_bugs=False, suppress_health_check=list(HealthCheck), phases=phases)
     @given(strategy)
     def prop(case: Case) -> None:
-        nonlocal stopped_by, found_at, cut
+        nonlocal stopped_by, found_at, cut, uncompared
         known = failing.get(case.to_json())
         if known is not None:
             raise Divergence(known)
@@ -292,7 +292,7 @@ def search(
         if found_at is None and time_budget is not None and time.perf_counter() - start > time_budget:
             stopped_by = "time budget"
             assume(False)  # cheap rejections until Hypothesis stops
-        if found_at is None and uncompared[0] > UNCOMPARED_FACTOR * max_examples:
+        if found_at is None and uncompared > UNCOMPARED_FACTOR * max_examples:
             stopped_by = "too few cases compared"
             assume(False)
         verdict = judged(case, compiled and (found_at is None or _compiled_failure(failing)))
@@ -304,7 +304,7 @@ def search(
             failing[case.to_json()] = verdict
             raise Divergence(verdict)
         if stage != "covering" and found_at is None and not (verdict.compared_forms if compiled else verdict.compared):
-            uncompared[0] += 1
+            uncompared += 1
             assume(False)  # it compared nothing (both sides raised, or skipped): not one of the stage's cases
 
     if seed_value is not None:

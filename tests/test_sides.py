@@ -228,3 +228,20 @@ def test_a_missing_policy_api_is_unsupported_at_the_policy_level_with_the_reason
     assert lost.classes["model"].name == "bitwise"
     gained = gate_with(Target("concat", ACT), older).verdict(EVAL)
     assert gained.passed and gained.classes["policy"].name == "unsupported", gained.classes
+
+
+def test_a_checkpoint_round_trip_that_raised_is_not_remembered_as_passed() -> None:
+    """The round trip is checked once per structure, but only a finished one is remembered: a save that raised
+    fails every case of the structure, not only the first."""
+    gate = gate_with(Target("concat", ACT))
+    for side in (gate.runner.reference, gate.runner.target):
+        side.saves_checkpoints = lambda case: True
+
+    def broken_save(case, directory):
+        raise RuntimeError("cannot write the checkpoint")
+
+    gate.runner.reference.save_checkpoint = broken_save
+    for case in (EVAL, dataclasses.replace(EVAL, weight_seed=EVAL.weight_seed + 1)):
+        verdict = gate.verdict(case)
+        assert verdict.classes["policy"].name == "raised", (case.describe(), verdict.classes)
+        assert "cannot write the checkpoint" in verdict.classes["policy"].evidence

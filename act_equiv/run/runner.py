@@ -157,21 +157,22 @@ class Runner:
         side's checkpoint must load strictly into the other's policy and give back its weights bit for bit; checked
         once per structure. A refusal, as the layout it is."""
         key = case.structure_key()
-        if key not in self._checkpointed:
-            self._checkpointed[key] = None
-            sides = (("reference", self.reference, "target", self.target),
-                     ("target", self.target, "reference", self.reference))
-            if self.reference.saves_checkpoints(case) and self.target.saves_checkpoints(case):
-                for source, saving, destination, loading in sides:
-                    with tempfile.TemporaryDirectory(prefix="act-equiv-checkpoint-") as directory:
-                        saving.save_checkpoint(case, directory)
-                        refused = loading.load_checkpoint(case, directory)
-                    if refused is not None:
-                        self._checkpointed[key] = {"missing": [], "unexpected": [], "shapes": [], "checkpoint": [
-                            f"the {source}'s save_pretrained checkpoint does not load into the {destination}'s "
-                            f"policy: {refused}"]}
-                        break
-        return self._checkpointed[key]
+        if key in self._checkpointed:
+            return self._checkpointed[key]
+        layout = None
+        if self.reference.saves_checkpoints(case) and self.target.saves_checkpoints(case):
+            for source, saving, destination, loading in (("reference", self.reference, "target", self.target),
+                                                         ("target", self.target, "reference", self.reference)):
+                with tempfile.TemporaryDirectory(prefix="act-equiv-checkpoint-") as directory:
+                    saving.save_checkpoint(case, directory)
+                    refused = loading.load_checkpoint(case, directory)
+                if refused is not None:
+                    layout = {"missing": [], "unexpected": [], "shapes": [], "checkpoint": [
+                        f"the {source}'s save_pretrained checkpoint does not load into the {destination}'s policy: "
+                        f"{refused}"]}
+                    break
+        self._checkpointed[key] = layout  # only once the round trip finished: one that raised is tried again
+        return layout
 
     def _evidence(self, run: CaseRun, batch: dict[str, Any]) -> None:
         """Where a pair is not bitwise equal, both sides again in float64: whether they then agree to float64
