@@ -256,6 +256,20 @@ def clear_skip_marks(module: Any) -> None:
             torch._C._dynamo.eval_frame.reset_code(function.__code__)
 
 
+def mark_batch_dynamic(batch: dict[str, Any]) -> dict[str, Any]:
+    """Mark dim 0 of every tensor of `batch` (a list of cameras too) dynamic for its first compile, so that one
+    graph serves every batch size from 2 (`torch._dynamo.maybe_mark_dynamic`: a graph that specialises the batch
+    anyway compiles as before, and recompiles at the next size). A no-op on releases without it."""
+    import torch._dynamo
+
+    mark = getattr(torch._dynamo, "maybe_mark_dynamic", None)
+    for value in batch.values():
+        for tensor in value if isinstance(value, list) else [value]:
+            if mark is not None and isinstance(tensor, torch.Tensor):
+                mark(tensor, 0)
+    return batch
+
+
 def reset() -> None:
     """Drop every compiled graph and guard in the process (`torch._dynamo.reset`); file caches survive."""
     import torch._dynamo

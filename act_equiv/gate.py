@@ -27,6 +27,7 @@ from act_equiv.oracle.judge import judge
 from act_equiv.oracle.tolerance import tolerance_for
 from act_equiv.oracle.verdict import CaseVerdict, Divergence
 from act_equiv.run.compiled import BACKENDS
+from act_equiv.run.concurrent import at_once
 from act_equiv.run.deployed import ONNX_EXPORTERS
 from act_equiv.run.environment import gate_environment
 from act_equiv.run.numerics import AUTOCAST_DTYPES
@@ -88,15 +89,18 @@ class Gate:
                                forms=self.deployed_forms, onnx_exporter=self.onnx_exporter)
         if not self.worker_timeout > 0:
             raise UsageError(f"worker_timeout={self.worker_timeout!r} is invalid: seconds > 0", "worker_timeout")
-        reference = open_side(self.reference, settings, self.reference_python, self.lerobot_repo, "reference",
-                              self.worker_timeout)
-        try:
-            target = open_side(self.target, settings, self.target_python, self.lerobot_repo, "target",
-                               self.worker_timeout)
-        except BaseException:
-            reference.close()
-            raise
-        self.runner = Runner(reference, target, settings)
+        # Both sides open at once where one runs in a worker (each worker imports its side: seconds).
+        opened = at_once([(lambda spec=spec, python=python, role=role: open_side(
+            spec, settings, python, self.lerobot_repo, role, self.worker_timeout), in_worker(spec, python))
+            for spec, python, role in ((self.reference, self.reference_python, "reference"),
+                                       (self.target, self.target_python, "target"))])
+        for outcome in opened:
+            if outcome.error is not None:
+                for other in opened:
+                    if other.error is None:
+                        other.value.close()
+                raise outcome.error
+        self.runner = Runner(opened[0].value, opened[1].value, settings)
         try:
             self._check_target_forms()
         except BaseException:
@@ -203,13 +207,18 @@ class Gate:
                                        "target": self.runner.target.environment()})
 
 
+def in_worker(spec: str, python: str | None) -> bool:
+    """Whether `open_side` runs this side in a worker process."""
+    return is_revision(spec) or python is not None
+
+
 def open_side(spec: str, settings: RunSettings, python: str | None = None, lerobot_repo: str | None = None,
               setting: str = "target", timeout: float = WORKER_TIMEOUT) -> Any:
     """The side for `spec`: in this process (`Side`) unless it must run in a worker (`WorkerSide`): a LeRobot git
     revision (`lerobot@REV`, materialised by `act_equiv.targets.revision`), or any spec on another `python`.
     `setting` names the option the spec came from ("reference" or "target"), for error messages; `timeout` is a
     worker's per-request limit."""
-    if not is_revision(spec) and python is None:
+    if not in_worker(spec, python):
         return Side(resolve(spec), settings)
     worker = {"python": python, "setting": setting, "timeout": timeout}
     if not is_revision(spec):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -22,6 +23,7 @@ from act_equiv.case import Case
 from act_equiv.config import ACTION_IS_PAD
 from act_equiv.models import ACTPolicy
 from act_equiv.run import numerics
+from act_equiv.run.concurrent import Outcome, at_once
 from act_equiv.run.records import FAILED, CaseRun, Outputs, RunSettings, batch_suffix, guarded, record_form
 from act_equiv.run.side import state_layout
 
@@ -118,8 +120,9 @@ class Runner:
             # Nothing to load into the target; whether its own build raises alike tells "raised" from "raised-both".
             guarded(run, "build", lambda: target.build(case))
             return
-        record_form(run, "reference", "reference:forward", lambda: reference.call(case, batch))
-        layout = guarded(run, "build", lambda: target.load(case, state))
+        forward, loaded = self._both(lambda: reference.call(case, batch), lambda: target.load(case, state))
+        record_form(run, "reference", "reference:forward", forward.get)
+        layout = guarded(run, "build", loaded.get)
         if layout is FAILED:
             return
         if layout is not None:
@@ -129,9 +132,10 @@ class Runner:
             if not record_form(run, name, "forward" if name == "target" else name, lambda: target.call(case, batch)):
                 break
         if self._policy_loads(run):
-            record_form(run, "reference_policy", "reference:policy",
-                        lambda: reference.policy(case, rollout_only=self.rollout_only))
-            record_form(run, "target_policy", "policy", lambda: target.policy(case, rollout_only=self.rollout_only))
+            outputs = self._both(lambda: reference.policy(case, rollout_only=self.rollout_only),
+                                 lambda: target.policy(case, rollout_only=self.rollout_only))
+            record_form(run, "reference_policy", "reference:policy", outputs[0].get)
+            record_form(run, "target_policy", "policy", outputs[1].get)
         self._evidence(run, batch)
 
     def _policy_loads(self, run: CaseRun) -> bool:
@@ -139,8 +143,9 @@ class Runner:
         hold the same keys and shapes (the reference's checkpoint then loads strictly into the target and the
         target's into the reference). A policy that wraps its model (torch.compile's `_orig_mod.`) fails it."""
         case = run.case
-        reference = guarded(run, "reference:policy", lambda: self.reference.policy_state(case))
-        target = guarded(run, "policy", lambda: self.target.policy_state(case))
+        states = self._both(lambda: self.reference.policy_state(case), lambda: self.target.policy_state(case))
+        reference = guarded(run, "reference:policy", states[0].get)
+        target = guarded(run, "policy", states[1].get)
         if reference is FAILED or target is FAILED:
             return False
         layout = state_layout(reference, target)
@@ -160,12 +165,18 @@ class Runner:
         if key in self._checkpointed:
             return self._checkpointed[key]
         layout = None
-        if self.reference.saves_checkpoints(case) and self.target.saves_checkpoints(case):
-            for source, saving, destination, loading in (("reference", self.reference, "target", self.target),
-                                                         ("target", self.target, "reference", self.reference)):
-                with tempfile.TemporaryDirectory(prefix="act-equiv-checkpoint-") as directory:
-                    saving.save_checkpoint(case, directory)
-                    refused = loading.load_checkpoint(case, directory)
+        reference, target = self.reference, self.target
+        if all(outcome.get() for outcome in self._both(lambda: reference.saves_checkpoints(case),
+                                                        lambda: target.saves_checkpoints(case))):
+            with (tempfile.TemporaryDirectory(prefix="act-equiv-checkpoint-") as by_reference,
+                  tempfile.TemporaryDirectory(prefix="act-equiv-checkpoint-") as by_target):
+                for outcome in self._both(lambda: reference.save_checkpoint(case, by_reference),
+                                          lambda: target.save_checkpoint(case, by_target)):
+                    outcome.get()
+                into_reference, into_target = self._both(lambda: reference.load_checkpoint(case, by_target),
+                                                         lambda: target.load_checkpoint(case, by_reference))
+                refusals = (("reference", "target", into_target.get()), ("target", "reference", into_reference.get()))
+            for source, destination, refused in refusals:
                 if refused is not None:
                     layout = {"missing": [], "unexpected": [], "shapes": [], "checkpoint": [
                         f"the {source}'s save_pretrained checkpoint does not load into the {destination}'s policy: "
@@ -179,15 +190,22 @@ class Runner:
         rounding is what tells a rounding-only change from a divergence (the oracle decides)."""
         case, forms, size = run.case, run.forms, run.case.batch.batch_size
         if {"reference", "target"} <= forms.keys() and not identical(forms["reference"], forms["target"]):
-            for role, side in (("reference", self.reference), ("target", self.target)):
-                outputs = guarded(run, f"{role}64", lambda s=side: s.call64(case, {size: batch}))
+            outcomes = self._both(lambda: self.reference.call64(case, {size: batch}),
+                                  lambda: self.target.call64(case, {size: batch}))
+            for role, outcome in zip(("reference", "target"), outcomes, strict=True):
+                outputs = guarded(run, f"{role}64", outcome.get)
                 if outputs is not FAILED:
                     forms[f"{role}64"] = outputs[size]
         if {"reference_policy", "target_policy"} <= forms.keys() and not identical(forms["reference_policy"],
                                                                                       forms["target_policy"]):
-            for role, side in (("reference", self.reference), ("target", self.target)):
-                record_form(run, f"{role}_policy64", f"{role}_policy64",
-                            lambda s=side: s.policy(case, float64=True, rollout_only=self.rollout_only))
+            outcomes = self._both(lambda: self.reference.policy(case, float64=True, rollout_only=self.rollout_only),
+                                  lambda: self.target.policy(case, float64=True, rollout_only=self.rollout_only))
+            for role, outcome in zip(("reference", "target"), outcomes, strict=True):
+                record_form(run, f"{role}_policy64", f"{role}_policy64", outcome.get)
+
+    def _both(self, reference: Callable[[], Any], target: Callable[[], Any]) -> list[Outcome]:
+        """A call of each side, at once where a side runs in a worker (`act_equiv.run.concurrent`)."""
+        return at_once([(reference, self.reference.in_worker), (target, self.target.in_worker)])
 
 def identical(expected: Outputs, actual: Outputs) -> bool:
     """Whether two forms' outputs are the same bits: the same names, shapes, dtypes and values (NaN equal to NaN)."""

@@ -46,12 +46,17 @@ __all__ = ["CHECKPOINT_FILE", "POLICY_API", "Probe", "Side", "cast_batch", "poli
 class Side:
     """An ACT implementation (a `Target`) in this process. `build` or `load` first, then the calls."""
 
+    in_worker = False
+    """Whether the side computes in another process (`act_equiv.run.worker`)."""
+
     def __init__(self, target: Target, settings: RunSettings) -> None:
         self.target = target
         self.settings = settings
         self.model: nn.Module | None = None
         self._forms = FormRunner()
-        self._policy_state: tuple[str | None, dict[str, list[int]]] = (None, {})
+        self._policy: tuple[str, nn.Module, nn.Module] | None = None
+        """(structure, model, policy): the policy built around the current model, shared by the case's policy-level
+        calls (a LeRobot policy costs tens of milliseconds to construct, and a case asks for it up to five times)."""
 
     @property
     def spec(self) -> str:
@@ -96,11 +101,11 @@ class Side:
     def saves_checkpoints(self, case: Case) -> bool:
         """Whether this side's policy has a checkpoint format of its own (LeRobot's `save_pretrained`, safetensors)."""
         return (importlib.util.find_spec("safetensors") is not None
-                and hasattr(self.target.make_policy(case.config, self.model), "save_pretrained"))
+                and hasattr(self.current_policy(case), "save_pretrained"))
 
     def save_checkpoint(self, case: Case, directory: str) -> None:
         """The policy's checkpoint as its own `save_pretrained` writes it (config.json, model.safetensors)."""
-        self.target.make_policy(case.config, self.model).save_pretrained(directory)
+        self.current_policy(case).save_pretrained(directory)
 
     def load_checkpoint(self, case: Case, directory: str) -> str | None:
         """Load the `model.safetensors` of `directory` strictly into this side's policy, as LeRobot's
@@ -108,7 +113,8 @@ class Side:
         bit for bit."""
         from safetensors.torch import load_model
 
-        policy = self.target.make_policy(case.config, self.model)
+        policy = self.current_policy(case)
+        self._policy = None  # zeroed below: shared again only once the checkpoint gave every weight back
         expected = {key: value.clone() for key, value in policy.state_dict().items()}
         for value in policy.state_dict().values():
             if value.is_floating_point():
@@ -118,15 +124,22 @@ class Side:
         except Exception as error:
             return f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error) else ''}"
         changed = [key for key, value in policy.state_dict().items() if not torch.equal(value, expected[key])]
-        return f"the weights loaded differ from the saved ones: {changed[:5]}" if changed else None
+        if changed:
+            return f"the weights loaded differ from the saved ones: {changed[:5]}"
+        self._policy = (case.structure_key(), self.model, policy)
+        return None
 
     def policy_state(self, case: Case) -> dict[str, list[int]]:
-        """The keys and shapes of this side's policy as its own constructor builds it around the model (once per
-        structure): what a checkpoint of it holds."""
+        """The keys and shapes of this side's policy as its own constructor builds it around the model: what a
+        checkpoint of it holds."""
+        return shapes(self.current_policy(case).state_dict())
+
+    def current_policy(self, case: Case) -> nn.Module:
+        """The side's own policy around the current model, built once per model (`make_policy`)."""
         key = case.structure_key()
-        if self._policy_state[0] != key:
-            self._policy_state = (key, shapes(self.target.make_policy(case.config, self.model).state_dict()))
-        return self._policy_state[1]
+        if self._policy is None or self._policy[0] != key or self._policy[1] is not self.model:
+            self._policy = (key, self.model, self.target.make_policy(case.config, self.model))
+        return self._policy[2]
 
     def batch(self, case: Case, size: int) -> dict[str, Any]:
         """The case's batch at `size`, in the run's device and dtype (the same tensors in every process)."""
@@ -161,8 +174,8 @@ class Side:
         if rollout_only and case.training:
             return {}
         dtype = torch.float64 if float64 else s.torch_dtype
-        model = copy.deepcopy(self.model).to(torch.float64) if float64 else self.model
-        policy = self.target.make_policy(case.config, model)
+        policy = (self.target.make_policy(case.config, copy.deepcopy(self.model).to(torch.float64)) if float64
+                  else self.current_policy(case))
         missing = [name for name in POLICY_API if not callable(getattr(policy, name, None))]
         if missing:
             raise PolicyApiMissingError(f"{type(policy).__qualname__} has no {', '.join(missing)}: the policy level "

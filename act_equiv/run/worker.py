@@ -50,6 +50,8 @@ class WorkerSide:
     """A side in a worker process, with `Side`'s methods. `python` is the worker's interpreter; `paths` go first on
     its `sys.path`; `spec` is resolved there (`open` keywords go to `act_equiv.targets.resolve_in_worker`)."""
 
+    in_worker = True
+
     def __init__(self, spec: str, settings: Any, python: str | None = None, paths: tuple[str, ...] = (),
                  open_keywords: dict[str, Any] | None = None, label: str | None = None,
                  timeout: float = WORKER_TIMEOUT, setting: str = "target", env: dict[str, str] | None = None) -> None:
