@@ -153,4 +153,11 @@ class Case:
         ]
         if has_padding(self.batch, c.chunk_size):
             parts.append("padded")
+        # The policy-level features a reproducer may hinge on, where they are not the plain ones.
+        if c.n_action_steps < c.chunk_size:
+            parts.append(f"steps={c.n_action_steps}/{c.chunk_size}")
+        if c.temporal_ensemble_coeff is not None:
+            parts.append(f"ensemble={c.temporal_ensemble_coeff:g}")
+        if c.use_vae and c.kl_weight != 1.0:
+            parts.append(f"kl={c.kl_weight:g}")
         return " ".join(parts)

@@ -8,8 +8,10 @@ Hypothesis shrinks eager-stage failures well: a candidate costs milliseconds. Tw
 - a failure from a covering-array row: Hypothesis shrinks what it drew, but the row's pinned features (VAE,
   training, cameras, ...) stay pinned. This pass tries each pinned feature at its simplest value.
 
-A candidate is kept when it fails the same way (a finding, a refused class or a form pair in common with the original
-failure), as Hypothesis keeps a candidate that raises the same error.
+A candidate is kept when it fails the same way: it still has the original's main failure (its first finding, else its
+first refused class, else its first failed form pair), as Hypothesis keeps a candidate that raises the same error;
+a candidate that fails only otherwise (the model level bitwise where the original diverged there) is another
+failure, not a smaller one.
 """
 
 from __future__ import annotations
@@ -39,20 +41,21 @@ class ShrinkResult:
         return {"steps": self.steps, "seconds": round(self.seconds, 1), "stopped_at_budget": self.stopped_at_budget}
 
 
-def signature(verdict: CaseVerdict) -> set[str]:
-    """What failed, coarsely: finding kinds, the classes refused with the side and exception type of a raise
-    (`model: raised (target KeyError)`: a candidate that raises otherwise is another failure), and the target's
-    forms (or, for the reference/target pairs, the pairs) of failed tensor checks, whatever the batch size."""
-    return ({f.check for f in verdict.findings} | {f"{c.level}: {c.name}" + "".join(
-                f" ({side} {error['type']})" for side, error in c.detail.items() if "type" in error)
-                for c in verdict.classes.values() if not c.accepted}
-            | {c.form or c.pair for c in verdict.checks if not c.passed})
+def signature(verdict: CaseVerdict) -> list[str]:
+    """What failed, coarsely, the main failure first: finding kinds, the classes refused with the side and exception
+    type of a raise (`model: raised (target KeyError)`: a candidate that raises otherwise is another failure), and
+    the target's forms (or, for the reference/target pairs, the pairs) of failed tensor checks, whatever the batch
+    size and mode."""
+    return list(dict.fromkeys([f.check for f in verdict.findings] + [f"{c.level}: {c.name}" + "".join(
+        f" ({side} {error['type']})" for side, error in c.detail.items() if "type" in error)
+        for c in verdict.classes.values() if not c.accepted] + [c.form or c.pair for c in verdict.checks
+                                                                 if not c.passed]))
 
 
 def shrink(judge: Judge, failure: CaseVerdict, budget: float) -> ShrinkResult:
     """Repeatedly replace the failure by its first simpler candidate that still fails the same way."""
     start, steps = time.perf_counter(), 0
-    best, wanted = failure, signature(failure)
+    best, wanted = failure, signature(failure)[:1]
     improved = True
     while improved:
         improved = False
@@ -61,7 +64,7 @@ def shrink(judge: Judge, failure: CaseVerdict, budget: float) -> ShrinkResult:
                 return ShrinkResult(best, steps, time.perf_counter() - start, True)
             steps += 1
             verdict = judge(candidate)
-            if not verdict.passed and signature(verdict) & wanted:
+            if not verdict.passed and wanted[0] in signature(verdict):
                 best, improved = verdict, True
                 break
     return ShrinkResult(best, steps, time.perf_counter() - start, False)
@@ -92,6 +95,11 @@ def _batch_variants(case: Case) -> Iterator[Case]:
     yield dataclasses.replace(case, weight_seed=0)
 
 
+HALVED = ("latent_dim", "action_dim", "state_dim", "env_state_dim", "dim_feedforward", "dim_model", "chunk_size",
+          "n_action_steps")
+"""Config sizes the shrinker halves once the simplest value did not fail the same way."""
+
+
 def _config_variants(case: Case) -> Iterator[Case]:
     c = case.config
     shapes = list(c.camera_shapes)
@@ -109,11 +117,20 @@ def _config_variants(case: Case) -> Iterator[Case]:
         {"n_heads": 1}, {"dim_model": 8, "n_heads": min(c.n_heads, 8)}, {"dim_feedforward": 8},
         {"latent_dim": 1}, {"action_dim": 1},
         {"state_dim": 1} if c.state_dim else {}, {"env_state_dim": 1} if c.env_state_dim else {},
+        {"kl_weight": 1.0}, {"n_action_steps": 1},
+        # Where the simplest value passes, a smaller failing one is still simpler: halve each size.
+        *({name: getattr(c, name) // 2} for name in HALVED if (getattr(c, name) or 0) > 1),
     ]
     for change in changes:
-        if not change:
-            continue
+        if not change or any(_larger(value, getattr(c, name)) for name, value in change.items()):
+            continue  # a candidate is never larger than the case (else halving and the simplest value alternate)
         try:
             yield dataclasses.replace(case, config=c.replace(**change))
         except (ConfigError, ValueError):
             continue
+
+
+def _larger(value: object, current: object) -> bool:
+    numbers = (int, float)
+    return (isinstance(value, numbers) and isinstance(current, numbers) and not isinstance(value, bool)
+            and value > current)

@@ -71,3 +71,17 @@ def test_a_failure_with_no_finding_and_no_failed_check_still_shrinks() -> None:
     result = shrink(raised, raised(TRAIN), budget=30.0)
     assert result.steps > 0 and result.verdict.case != TRAIN
     assert not result.verdict.case.training and result.verdict.case.batch.batch_size == 1
+
+
+def test_shrink_drives_sizes_and_the_kl_weight_to_their_simplest_failing_values() -> None:
+    """A failure needing latent_dim >= 2 ends at 2 (1 passes, so halving finds it), and a kl_weight it does not need
+    ends at 1."""
+    case = dataclasses.replace(TRAIN, config=TRAIN.config.replace(use_vae=True, latent_dim=8, kl_weight=10.0))
+
+    def judge(candidate: Case) -> CaseVerdict:
+        needed = candidate.config.use_vae and candidate.config.latent_dim >= 2
+        return verdict_for(candidate, "graph_break" if needed else None)
+
+    best = shrink(judge, verdict_for(case, "graph_break"), budget=60).verdict.case
+    assert best.config.latent_dim == 2 and best.config.kl_weight == 1.0
+    assert "kl=" not in best.describe()
