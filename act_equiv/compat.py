@@ -69,6 +69,7 @@ __all__ = [
     "is_recompile_limit_error",
     "is_recompile_limit_reason",
     "lookup_backend",
+    "mark_batch_dynamic",
     "onnx_dynamo_supported",
     "onnx_export",
     "recompile_limit",

@@ -37,6 +37,7 @@ __all__ = [
     "config_rule_mirror",
     "covering_array",
     "describe_exclusions",
+    "drawn_not_compared",
     "format_combo",
     "interactions",
 ]
@@ -445,3 +446,29 @@ def describe_exclusions(strength: int = 3, valid: Validator = config_rule_mirror
                     charged[reason].append(_combo_text(factors, levels))
     return [{"reason": reason, "excluded": len(texts), "examples": texts[:examples]}
             for reason, texts in charged.items()]
+
+
+def drawn_not_compared(compared: Iterable[Mapping[str, object]], uncompared: Iterable[tuple[Mapping[str, object], str]],
+                       strength: int = 3, valid: Validator = config_rule_mirror) -> dict[str, object]:
+    """The valid `strength`-way combinations that cases drew but only cases that compared nothing had (both sides
+    raised alike, or a side could not run them), each with the reason of the first such case: they count as not
+    covered. Returns `{"count", "by_reason": {reason: count}, "combos": [{"combo", "reason"}]}` (at most
+    `MISSING_SHOWN` combos per reason)."""
+    space = _space(strength, valid)
+    wanted = set(space.combos)
+    projections = [(factors, _projection(factors)) for factors in space.factor_sets]
+    seen = {(factors, project(_level_indices(row))) for row in compared for factors, project in projections}
+    lost: dict[tuple[tuple[int, ...], _Levels], str] = {}
+    for row, reason in uncompared:
+        levels = _level_indices(row)
+        for factors, project in projections:
+            combo = (factors, project(levels))
+            if combo in wanted and combo not in seen:
+                lost.setdefault(combo, reason)
+    by_reason: dict[str, int] = {}
+    shown: list[dict[str, str]] = []
+    for (factors, levels), reason in sorted(lost.items()):
+        by_reason[reason] = by_reason.get(reason, 0) + 1
+        if by_reason[reason] <= MISSING_SHOWN:
+            shown.append({"combo": _combo_text(factors, levels), "reason": reason})
+    return {"count": len(lost), "by_reason": by_reason, "combos": shown}

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Flaky, Unsatisfiable
 
 from act_equiv import compat, forms
+from act_equiv.baseline import Baseline
 from act_equiv.case import Case
 from act_equiv.errors import UsageError
 from act_equiv.oracle.judge import judge
@@ -69,9 +70,16 @@ class Gate:
     comma-separated string is accepted too. Without "compiled", no torch.compile form runs (backend none). They run
     where the target runs, a worker included."""
     onnx_exporter: str = "dynamo"
+    baseline: str | None = None
+    """A known-findings file (`act_equiv.baseline`): the failures it lists are known, not failures."""
+    record_findings: bool = False
+    """Accept every failure (as known), so that a run goes on and its findings can be written as a baseline."""
     runner: Runner = field(init=False)
+    known: Baseline | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
+        if self.baseline is not None:
+            self.known = Baseline.load(self.baseline)
         if self.device not in ("cpu", "cuda"):
             raise UsageError(f"device={self.device!r} is invalid: cpu or cuda", "device")
         if self.device == "cuda" and not torch.cuda.is_available():
@@ -190,10 +198,18 @@ class Gate:
     def verdict(self, case: Case, compiled: bool = True) -> CaseVerdict:
         """Eager forms first; the compiled stage only when they agree (a divergence needs no compile)."""
         run = self.runner.run_eager(case)
-        verdict = judge(run, strict=self.strict)
+        verdict = self._accept(judge(run, strict=self.strict))
         if verdict.passed and compiled:
             self.runner.run_compiled(run)
-            verdict = judge(run, strict=self.strict)
+            verdict = self._accept(judge(run, strict=self.strict))
+        return verdict
+
+    def _accept(self, verdict: CaseVerdict) -> CaseVerdict:
+        """The verdict with the failures the baseline knows accepted (every failure, when recording findings)."""
+        if self.record_findings:
+            verdict.accepted = frozenset(signature for signature, _ in verdict.failure_lines())
+        elif self.known is not None:
+            verdict.accepted = self.known.signatures
         return verdict
 
     def environment(self) -> dict[str, Any]:
@@ -203,6 +219,7 @@ class Gate:
                                 reference_python=self.reference_python, target_python=self.target_python,
                                 lerobot_repo=self.lerobot_repo, worker_timeout=self.worker_timeout,
                                 forms=",".join(self.forms), onnx_exporter=self.onnx_exporter,
+                                baseline=self.baseline,
                                 sides={"reference": self.runner.reference.environment(),
                                        "target": self.runner.target.environment()})
 
@@ -227,7 +244,8 @@ def open_side(spec: str, settings: RunSettings, python: str | None = None, lerob
         revision = materialize(spec, lerobot_repo)
     except UsageError as error:
         raise UsageError(str(error), setting, *error.settings) from None
-    about = {"revision": revision.describe(), "commit": revision.commit, "layout": revision.layout}
+    about = {"revision": revision.describe(), "commit": revision.commit, "content": revision.content,
+             "layout": revision.layout}
     # A revision's compiled graphs are cached beside its extracted package, so the next run of the same commit (or
     # the same WORKTREE content) reuses inductor's work; a TORCHINDUCTOR_CACHE_DIR set by the user wins.
     inductor = {INDUCTOR_CACHE: os.environ.get(INDUCTOR_CACHE,
@@ -264,13 +282,15 @@ def search(
     compiled: bool = True,
     stage: str = "compiled",
     shrink_budget: float = SHRINK_BUDGET,
+    row: int | None = None,
 ) -> SearchResult:
     """Run the property on drawn cases; on a divergence, shrink it within `shrink_budget` seconds.
 
     `compiled=False` runs the eager stage only: an eager sweep costs milliseconds per case where a compile
     costs seconds, so a diverging edit is found and shrunk before anything is compiled. Eager failures are shrunk
     by Hypothesis, then greedily (`act_equiv.shrink`); compiled ones by the greedy pass alone, whose candidates
-    are ordered by compile cost. `stage` labels the verdicts for the report.
+    are ordered by compile cost. `stage` labels the verdicts for the report, `row` the covering-array row they were
+    drawn in.
     """
     verdicts: list[CaseVerdict] = []
     failing: dict[str, CaseVerdict] = {}
@@ -285,6 +305,8 @@ def search(
     def judged(case: Case, with_compiled: bool) -> CaseVerdict:
         verdict = gate.verdict(case, compiled=with_compiled)
         verdict.info["stage"] = stage
+        if row is not None:
+            verdict.info["row"] = row
         return verdict
 
     @settings(base, max_examples=max_examples, deadline=None, database=None, print_blob=False,
@@ -358,9 +380,10 @@ def sweep_covering(
     (its first draw is the row's simplest case), and a failure is shrunk. Runs whatever the time budget."""
     start = time.perf_counter()
     verdicts: list[CaseVerdict] = []
-    for row in rows:
+    for index, row in enumerate(rows):
         result = search(gate, strategy_for(row), examples_per_row, seed_value=seed_value, profile=profile,
-                        compiled=False, stage="covering", shrink_budget=shrink_budget, on_verdict=on_verdict)
+                        compiled=False, stage="covering", shrink_budget=shrink_budget, on_verdict=on_verdict,
+                        row=index)
         verdicts += result.verdicts
         if result.failure is not None:
             return dataclasses.replace(result, verdicts=verdicts, seconds=time.perf_counter() - start)

@@ -17,7 +17,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from act_equiv.coverage import describe_exclusions, interactions
+from act_equiv.baseline import known_findings
+from act_equiv.coverage import describe_exclusions, drawn_not_compared, interactions
 
 if TYPE_CHECKING:  # verdict.py imports torch; the report reads verdicts as dicts
     from act_equiv.oracle.verdict import FindingKind
@@ -48,7 +49,21 @@ def coverage(verdicts: Iterable[dict]) -> dict[str, dict[str, Any]]:
     return {stage: _stage_coverage(by_stage[stage]) for stage in stages}
 
 
-def _stage_coverage(verdicts: list[dict]) -> dict[str, Any]:
+def uncompared_reason(verdict: dict) -> str:
+    """Why a case compared nothing, in words that group alike cases (no message, no numbers)."""
+    for pair_class in verdict["classes"].values():
+        if pair_class["name"] == "raised-both":
+            error = pair_class["detail"]["target"]
+            return f"both sides raise {error['type']} at {error['stage']}"
+        if pair_class["name"] == "unsupported":
+            return f"unsupported: {pair_class['evidence']}"
+    return next((f"{level}: {c['name']}" for level, c in verdict["classes"].items()), "no reference/target pair")
+
+
+def _stage_coverage(all_verdicts: list[dict]) -> dict[str, Any]:
+    """A stage's coverage, counting the cases that compared something; the combinations only the others drew are
+    listed with the reason."""
+    verdicts = [v for v in all_verdicts if v["compared"]]
     counts: dict[str, Counter] = defaultdict(Counter)
     for v in verdicts:
         for name, value in v["info"]["features"].items():
@@ -59,8 +74,23 @@ def _stage_coverage(verdicts: list[dict]) -> dict[str, Any]:
         counts["scale"][f"{case['batch']['scale']:g}"] += 1
         counts["backbone"][case["config"]["vision_backbone"]] += 1
     table = interactions([v["info"]["features"] for v in verdicts])
-    return {"cases": len(verdicts), "features": {name: dict(sorted(c.items())) for name, c in counts.items()},
-            "interactions": table}
+    lost = drawn_not_compared([v["info"]["features"] for v in verdicts],
+                              [(v["info"]["features"], uncompared_reason(v)) for v in all_verdicts
+                               if not v["compared"]])
+    return {"cases": len(verdicts), "drawn": len(all_verdicts),
+            "features": {name: dict(sorted(c.items())) for name, c in counts.items()},
+            "interactions": table, "drawn_not_compared": lost}
+
+
+def rows_not_compared(verdicts: list[dict]) -> list[dict[str, Any]]:
+    """The covering-array rows none of whose cases compared anything (their 3-way combinations may then be
+    covered by no compared case): row, its first case, and the reason."""
+    rows: dict[int, list[dict]] = defaultdict(list)
+    for v in verdicts:
+        if "row" in v["info"]:
+            rows[v["info"]["row"]].append(v)
+    return [{"row": row, "first": cases[0]["describe"], "reason": uncompared_reason(cases[0])}
+            for row, cases in sorted(rows.items()) if not any(v["compared"] for v in cases)]
 
 
 def pair_errors(verdicts: Iterable[dict]) -> dict[str, dict[str, Any]]:
@@ -94,6 +124,7 @@ def compile_summary(verdicts: list[dict]) -> dict[str, Any]:
     explains: dict[str, Counter] = defaultdict(Counter)
     reasons: set[str] = set()
     for v in verdicts:
+        reasons.update(f["message"] for f in v["findings"] if f["check"] == "graph_break")
         for form, result in (v["info"].get("explain") or {}).items():
             if result:
                 explains[form][f"{result['graph_count']} graph(s), {result['graph_break_count']} break(s)"] += 1
@@ -111,7 +142,9 @@ def compile_summary(verdicts: list[dict]) -> dict[str, Any]:
         "compile_seconds_median": round(statistics.median(seconds), 2) if seconds else None,
         "recompiles": dict(Counter(str(v["info"]["compile"]["recompiles"]) for v in compiled)),
         "fell_back_to_eager": sum(v["info"]["compile"]["fell_back_to_eager"] for v in compiled),
-        "graph_breaks_compiled": sum(v["info"]["compile"]["graph_breaks"] for v in compiled),
+        # Under fullgraph=True a break raises (a graph_break finding) before the stats count it: count either.
+        "graph_breaks_compiled": sum(max(v["info"]["compile"]["graph_breaks"],
+                                         sum(f["check"] == "graph_break" for f in v["findings"])) for v in compiled),
         "explain": {form: dict(counter) for form, counter in explains.items()},
         "break_reasons": sorted(reasons),
         "reference64": dict(references),
@@ -130,10 +163,12 @@ def classes(verdicts: list[dict]) -> dict[str, dict[str, Any]]:
     for verdict in verdicts:
         for level, pair_class in verdict.get("classes", {}).items():
             entry = levels.setdefault(level, {"counts": Counter(), "warnings": {}, "labels": {}})
-            entry["counts"][pair_class["name"]] += 1
-            entry["labels"][pair_class["name"]] = pair_class["label"] or pair_class["name"]
+            # A refused class of a passing case is one a baseline accepted.
+            key = pair_class["name"] + (" (known)" if not pair_class["accepted"] and verdict["passed"] else "")
+            entry["counts"][key] += 1
+            entry["labels"][key] = pair_class["label"] or key
             if pair_class["warning"]:
-                prefix = f"[{level}: {entry['labels'][pair_class['name']]}] "
+                prefix = f"[{level}: {entry['labels'][key]}] "
                 seen = entry["warnings"].setdefault(prefix + _generic(pair_class["evidence"]), {"cases": 0})
                 seen["cases"] += 1
                 if seen["cases"] == 1 or _max_diff(pair_class["evidence"]) > _max_diff(seen["evidence"]):
@@ -141,7 +176,8 @@ def classes(verdicts: list[dict]) -> dict[str, dict[str, Any]]:
                                 case=verdict["describe"])
     summary = {}
     for level, entry in levels.items():
-        worst = min(entry["counts"], key=CLASS_ORDER.index)
+        worst = min(entry["counts"], key=lambda key: (CLASS_ORDER.index(key.removesuffix(" (known)")),
+                                                      key.endswith(" (known)")))
         warnings = [f"{seen['text']} ({seen['cases']} case(s); " + ("worst" if "max |diff|" in seen["text"] else
                                                                       "first") + f": {seen['case']})"
                     for seen in list(entry["warnings"].values())[:WARNINGS_SHOWN]]
@@ -197,16 +233,22 @@ def nothing_compared(verdicts: list[dict]) -> str | None:
 
 
 def build(verdicts: list[dict], environment: dict[str, Any], run: dict[str, Any],
-          failures: list[dict] | None = None) -> dict[str, Any]:
+          failures: list[dict] | None = None, stale: list[str] | None = None) -> dict[str, Any]:
+    """The report. `stale`: the baseline entries no case reproduced (a failure under `strict`)."""
     failures = failures if failures is not None else [v for v in verdicts if not v["passed"]]
     empty = nothing_compared(verdicts)
+    stale = stale or []
+    rows = rows_not_compared(verdicts)
+    strict = bool(environment.get("strict"))
     return {
         "schema": SCHEMA,
         "run": run,
         "environment": environment,
-        "result": {"passed": not failures and empty is None, "cases": len(verdicts),
-                   "compared": sum(v["compared"] for v in verdicts), "nothing_compared": empty,
-                   "skipped": sum("skipped" in v["info"] for v in verdicts), "failures": len(failures)},
+        "result": {"passed": not failures and empty is None and not (strict and (stale or rows)),
+                   "cases": len(verdicts), "compared": sum(v["compared"] for v in verdicts),
+                   "nothing_compared": empty, "skipped": sum("skipped" in v["info"] for v in verdicts),
+                   "failures": len(failures), "known": known_findings(verdicts), "stale": stale,
+                   "rows_not_compared": rows},
         "classes": classes(verdicts),
         "coverage": coverage(verdicts),
         "exclusions": describe_exclusions(),
@@ -248,7 +290,52 @@ def console(report: dict[str, Any]) -> list[str]:
         counts = ", ".join(f"{name} {n}" for name, n in pair_class["counts"].items())
         lines.append(f"{level} level: {pair_class['class']} ({counts})")
         lines += [f"warning: {_clip(line)}" for line in pair_class["warnings"]]
-    return lines
+    return lines + notices(report)
+
+
+def notices(report: dict[str, Any]) -> list[str]:
+    """A line each: the known findings (at most `WARNINGS_SHOWN`, then a count), the stale baseline entries and the
+    covering-array rows that compared nothing."""
+    result, baseline = report["result"], report["environment"].get("baseline")
+    known, stale = result.get("known", {}), result.get("stale", [])
+    lines = [f"known: {signature} ({entry['cases']} case(s); first: {entry['first']})"
+             for signature, entry in list(known.items())[:WARNINGS_SHOWN]]
+    if len(known) > WARNINGS_SHOWN:
+        lines.append(f"known: ... {len(known) - WARNINGS_SHOWN} more in summary.md")
+    strict = " (a failure: --strict)" if report["environment"].get("strict") else ""
+    lines += [f"stale: {signature} (in {baseline}, reproduced by no case){strict}" for signature in stale]
+    rows = result.get("rows_not_compared", [])
+    lines += [f"warning: covering-array row {row['row']} compared nothing ({row['reason']}; first: {row['first']})"
+              f"{strict}" for row in rows[:WARNINGS_SHOWN]]
+    if len(rows) > WARNINGS_SHOWN:
+        lines.append(f"warning: ... {len(rows) - WARNINGS_SHOWN} more covering-array rows compared nothing")
+    return [_clip(line) for line in lines]
+
+
+def step_summary(report: dict[str, Any], replay: str | None) -> str:
+    """A short Markdown verdict for a CI job's summary page (GitHub's `GITHUB_STEP_SUMMARY`): the verdict per level,
+    the failure with its first lines, the known and stale baseline entries, and the replay command."""
+    result = report["result"]
+    lines = [f"### act-equiv {report['run'].get('kind', 'check')}: {'PASS' if result['passed'] else 'FAIL'}", "",
+             f"`{report['run'].get('command', '')}`", "",
+             f"{result['cases']} cases, {result.get('compared', '?')} compared, "
+             f"{report['compile']['distinct_compiled_structures']} compiled structures"
+             + "".join(f", {form} {row['cases']} cases" for form, row in report["deployed"].items()), "",
+             "| level | class | cases per class |", "|---|---|---|"]
+    lines += [f"| {level} | {c['class']} | {', '.join(f'{k}: {n}' for k, n in c['counts'].items())} |"
+              for level, c in report["classes"].items()]
+    if report["failures"]:
+        failure = report["failures"][0]
+        lines += ["", f"**Failure:** {failure['describe']}", "", "```",
+                  *[_clip(_one_line(line)) for line in failure["failures"][:CONSOLE_FAILURE_LINES]], "```"]
+    elif result.get("nothing_compared"):
+        lines += ["", f"**{_clip(result['nothing_compared'])}**"]
+    extra = notices(report)
+    if extra:
+        lines += ["", *[f"- {line}" for line in extra]]
+    if replay:
+        lines += ["", f"Replay: `{replay}`"]
+    return "\n".join(lines) + "\n"
 
 
 def config_changes(config: dict[str, Any]) -> str:
@@ -310,6 +397,13 @@ def markdown(report: dict[str, Any]) -> str:
               for level, c in report["classes"].items()]
     warnings = [line for c in report["classes"].values() for line in c["warnings"]]
     lines += ["", *[f"- warning: {line}" for line in warnings], ""] if warnings else [""]
+    known, stale = result.get("known", {}), result.get("stale", [])
+    if known or stale:
+        lines += [f"## Known findings (baseline {report['environment'].get('baseline') or 'being recorded'})", "",
+                  "| signature | cases | first case |", "|---|---|---|"]
+        lines += [f"| {signature} | {entry['cases']} | {entry['first']} |" for signature, entry in known.items()]
+        lines += [f"| {signature} | stale: no case reproduced it | |" for signature in stale]
+        lines.append("")
     lines += _coverage_markdown(report)
     lines += ["", "## Form pairs", "", "| pair | tensors | max abs | max rel | tolerance | least margin | failed |",
               "|---|---|---|---|---|---|---|"]
@@ -362,6 +456,10 @@ def junit(report: dict[str, Any], path: Path) -> None:
         kinds += [f"{level}: {c['name']}" for level, c in failure.get("classes", {}).items() if not c["accepted"]]
         ET.SubElement(case, "failure", message=failure.get("replay", ""),
                       type=", ".join(kinds) or "divergence").text = "\n".join(failure["failures"])
+    for signature, entry in report["result"].get("known", {}).items():
+        case = ET.SubElement(suite, "testcase", classname="act_equiv.known", name=signature)
+        ET.SubElement(case, "skipped", message=f"known finding (baseline): {entry['cases']} case(s), first: "
+                                               f"{entry['first']}")
     passed = report["result"]["cases"] - len(report["failures"])
     ET.SubElement(suite, "testcase", classname="act_equiv.check", name=f"{passed} passing cases")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -373,8 +471,10 @@ def _coverage_markdown(report: dict[str, Any]) -> list[str]:
     if not stages:
         return []
     names = list(stages)
-    lines = ["## Coverage", "", "Cases per feature value, by stage (features as the cases really had them).", "",
-             "| feature | " + " | ".join(f"{STAGES.get(n, n)} ({stages[n]['cases']})" for n in names) + " |",
+    lines = ["## Coverage", "", "Cases that compared something, per feature value, by stage (features as the cases "
+             "really had them; cases both sides raised alike or a side could not run count as drawn, not covered).", "",
+             "| feature | " + " | ".join(f"{STAGES.get(n, n)} ({stages[n]['cases']} of {stages[n].get('drawn', '?')} "
+                                        "drawn)" for n in names) + " |",
              "|---|" + "---|" * len(names)]
     features = dict.fromkeys(name for n in names for name in stages[n]["features"])
     for feature in features:
@@ -393,6 +493,13 @@ def _coverage_markdown(report: dict[str, Any]) -> list[str]:
                           "</summary>", "", "| features | hit / total | missing (first few) |", "|---|---|---|"]
             lines += [f"| {fs} | {e['hit']} / {e['total']} | {'; '.join(e['missing'])} |" for fs, e in missing.items()]
             lines += ["", "</details>"]
+    for n in names:
+        lost = stages[n].get("drawn_not_compared") or {}
+        if lost.get("count"):
+            lines += ["", f"{STAGES.get(n, n)}: {lost['count']} 3-way combinations drawn only by cases that compared "
+                          "nothing (not counted as hit): " + "; ".join(f"{reason} ({count})" for reason, count in
+                                                                      lost["by_reason"].items()), ""]
+            lines += [f"- {entry['combo']}: {entry['reason']}" for entry in lost["combos"]]
     lines += ["", "Excluded from the totals (no valid case can have them):", ""]
     lines += [f"- {e['reason']}: {e['excluded']} combinations" for e in report.get("exclusions", [])]
     return lines

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import torch
@@ -74,3 +75,24 @@ class LastCameraDroppedWhenExported(ACT):
         if compat.is_exporting() and len(batch.get(OBS_IMAGES, ())) > 1:
             batch = {**batch, OBS_IMAGES: batch[OBS_IMAGES][:-1]}
         return super().encoder_inputs(batch, latent_sample)
+
+
+class NoStateCrash(ACT):
+    """LeRobot's known bug as a stand-in: a config without a robot state raises KeyError."""
+
+    def forward(self, batch):
+        batch["observation.state"]  # the lookup is the bug
+        return super().forward(batch)
+
+
+class NoStateCrashCamerasReversed(NoStateCrash, CameraTokensReversed):
+    """The known bug, and a new divergence beside it (camera tokens reversed)."""
+
+
+class Noisy(ACT):
+    """A target that writes to stderr as torch's exporters do (a graph dump), at the Python and the fd level."""
+
+    def forward(self, batch):
+        print("graph dump (python)", file=sys.stderr)
+        os.write(2, b"graph dump (fd)\n")
+        return super().forward(batch)

@@ -120,7 +120,7 @@ def test_replay_reads_a_reports_environment_back_through_the_option_table(keywor
     """What a report states (`backend: null`, `strict: true`) maps back to the same `Gate` keywords."""
     gate = {"target": "concat", "device": "cpu", "dtype": "float32", "mode": None, "autocast": None,
             "reference": "legacy", "reference_python": None, "target_python": None, "lerobot_repo": None,
-            "worker_timeout": 300.0, "forms": "compiled", "onnx_exporter": "dynamo", **keywords}
+            "worker_timeout": 300.0, "forms": "compiled", "onnx_exporter": "dynamo", "baseline": None, **keywords}
     assert options.gate_keywords(options.option_values(gate_environment(**gate))) == gate
 
 
@@ -174,9 +174,13 @@ def test_pytest_plugin_runs_the_suite_against_another_repos_target(tmp_path: Pat
 
 
 def test_a_failing_run_prints_a_screenful_that_ends_with_the_replay_command(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """The verdict per level, the shrunk case with the config fields that differ from the defaults, its first
-    failure lines, the report path, and the replay command as the last line; the rest stays in summary.md."""
+    failure lines, the report path, and the replay command as the last line; the rest stays in summary.md. Under
+    GitHub Actions the same verdict goes to the job's summary page too."""
+    page = tmp_path / "step_summary.md"
+    page.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(page))
     code = main(["check", "--target", "mutant:cameras_reversed_tokens", "--backend", "none", "--profile", "ci",
                  "--seed", "1", "--report-dir", str(tmp_path)])
     lines = capsys.readouterr().out.splitlines()
@@ -188,3 +192,42 @@ def test_a_failing_run_prints_a_screenful_that_ends_with_the_replay_command(
         lines[fail + 2], lines[fail:fail + 4]
     assert any("[model: divergent]" in line for line in lines[fail:]), lines
     assert any(line.startswith("report: ") and line.endswith("summary.md") for line in lines)
+    summary = page.read_text()
+    assert summary.startswith("earlier step\n### act-equiv check: FAIL")
+    assert "| model | divergent |" in summary and "[model: divergent]" in summary
+    assert f"Replay: `{lines[-1].removeprefix('replay: ')}`" in summary
+
+
+def test_coverage_counts_compared_cases_only_and_lists_what_only_uncompared_cases_drew(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both sides raise alike on every case without a robot state: those cases are drawn, not covered."""
+    monkeypatch.syspath_prepend(str(TESTS))
+    code = main(["check", "--reference", "gate_targets:NoStateCrash", "--target", "gate_targets:NoStateCrash",
+                 "--backend", "none", "--profile", "ci", "--seed", "1", "--max-examples", "2",
+                 "--report-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    report = only_report(tmp_path)
+    eager = report["coverage"]["eager stages"]
+    assert eager["cases"] == report["result"]["compared"] < eager["drawn"] == report["result"]["cases"]
+    assert eager["interactions"]["hit"] < eager["interactions"]["total"]
+    lost = eager["drawn_not_compared"]
+    assert lost["count"] > 0 and lost["count"] == eager["interactions"]["total"] - eager["interactions"]["hit"]
+    assert list(lost["by_reason"]) == ["both sides raise KeyError at forward"]
+    assert lost["combos"] and all(entry["reason"] in lost["by_reason"] for entry in lost["combos"])
+    rows = report["result"]["rows_not_compared"]
+    assert rows and all(row["reason"] == "both sides raise KeyError at forward" for row in rows)
+    assert f"warning: covering-array row {rows[0]['row']} compared nothing" in out
+    summary = next(tmp_path.glob("*/summary.md")).read_text()
+    assert "drawn only by cases that compared nothing" in summary
+
+
+def test_what_torch_writes_to_stderr_goes_to_the_report_directorys_log(tmp_path: Path) -> None:
+    done = act_equiv("check", "--target", "gate_targets:Noisy", "--backend", "none", "--profile", "ci",
+                     "--max-examples", "1", "--report-dir", "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "graph dump (" not in done.stderr and "graph dump (" not in done.stdout
+    [log] = (tmp_path / "out").glob("*/torch.log")
+    text = log.read_text()
+    assert "graph dump (python)" in text and "graph dump (fd)" in text
+    assert f"{log.relative_to(tmp_path)} (" in done.stdout

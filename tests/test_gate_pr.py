@@ -59,7 +59,8 @@ def gate(sides: tuple[str, str, Path], report_dir: Path, capsys: pytest.CaptureF
 
 def test_a_graph_break_fails_with_its_file_and_line_and_the_export_fails_in_the_worker(
         sides: Sides, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, report, out = gate(sides("graph-break"), tmp_path, capsys, forms="compiled,exported")
+    reference, target, repo = sides("graph-break")
+    code, report, out = gate((reference, target, repo), tmp_path, capsys, forms="compiled,exported")
     assert code == 1, out
     assert out.splitlines()[0].endswith("forms: reference eager (worker); target eager, compiled (eager), exported "
                                         "(worker)"), out.splitlines()[0]
@@ -68,6 +69,22 @@ def test_a_graph_break_fails_with_its_file_and_line_and_the_export_fails_in_the_
     assert "graph_break" in found and "modeling_act.py:" in found["graph_break"], found
     assert "export_raised" in found and "exported" in found["export_raised"], found
     assert {c["name"] for c in failure["classes"].values()} == {"bitwise"}, failure["classes"]
+    # The compile section agrees with the failure: the break is counted and its reason listed.
+    assert report["compile"]["graph_breaks_compiled"] > 0 and any(
+        "modeling_act.py:" in reason for reason in report["compile"]["break_reasons"]), report["compile"]
+    if target != "lerobot@WORKTREE":
+        return
+    # The reviewer edits the working tree after the run: replay says what it compares, and that the code moved.
+    recorded = report["environment"]["sides"]["target"]["content"]
+    modeling = repo / "src" / "lerobot" / "policies" / "act" / "modeling_act.py"
+    modeling.write_text(modeling.read_text() + "\n# edited after the run\n")
+    [path] = (tmp_path / "reports").glob("*/report.json")
+    assert main(["replay", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "target: lerobot@WORKTREE (worker pid " in out and f"content {recorded})" not in out
+    assert f"warning: target lerobot@WORKTREE now holds other code than the report recorded (content {recorded} " \
+           "then" in out, out
+    assert "reference: lerobot@HEAD (worker" in out and "graph_break" in out
 
 
 def test_a_compiled_forward_that_drifts_is_a_compiled_divergence(

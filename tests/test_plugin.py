@@ -7,6 +7,7 @@ Each run is a fresh subprocess (`runpytest_subprocess`), so this session's own a
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -74,7 +75,7 @@ def test_act_option_activates(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=2)
     report = json.loads((pytester.path / "reports/pytest/report.json").read_text())
     assert report["result"] == {"passed": True, "cases": 2, "compared": 2, "nothing_compared": None, "skipped": 0,
-                                "failures": 0}
+                                "failures": 0, "known": {}, "stale": [], "rows_not_compared": []}
 
 
 def test_importing_the_suite_activates(pytester: pytest.Pytester) -> None:
@@ -86,6 +87,42 @@ def test_importing_the_suite_activates(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1)
     report = json.loads((pytester.path / "reports/pytest/report.json").read_text())
     assert report["result"]["cases"] == 1
+
+
+KNOWN_FINDING = """
+from act_equiv.case import Case
+from act_equiv.config import ACTConfig
+from act_equiv.gate import Gate
+
+
+def test_known(act_options):
+    gate = Gate(**{**act_options, "backend": None}, explain=False)
+    try:
+        verdict = gate.verdict(Case(ACTConfig(vision_backbone="tiny_resnet", state_dim=None, env_state_dim=2,
+                                              camera_shapes=[], action_dim=2, chunk_size=2, n_action_steps=2,
+                                              dim_model=8, n_heads=1, dim_feedforward=8, latent_dim=2)))
+    finally:
+        gate.close()
+    assert verdict.passed and list(verdict.known) == [
+        "model: raised (target KeyError at forward in gate_targets.py:forward)",
+        "policy: raised (target KeyError at policy in gate_targets.py:forward)"]
+"""
+
+
+def test_act_baseline_accepts_the_findings_it_lists(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+                                                    ) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_known=KNOWN_FINDING)
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    (pytester.path / "known.json").write_text(json.dumps({"schema": "act_equiv.baseline/1", "findings": [
+        {"signature": "model: raised (target KeyError at forward in gate_targets.py:forward)"},
+        {"signature": "policy: raised (target KeyError at policy in gate_targets.py:forward)"}]}))
+    result = pytester.runpytest_subprocess("--act-target", "gate_targets:NoStateCrash", "--act-baseline",
+                                           "known.json", "-k", "test_known")
+    result.assert_outcomes(passed=1)
+    missing = pytester.runpytest_subprocess("--act-baseline", "missing.json", "-k", "test_known")
+    assert missing.ret == pytest.ExitCode.USAGE_ERROR
+    missing.stderr.fnmatch_lines(["ERROR: act-equiv: --act-baseline 'missing.json': no such file*"])
 
 
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist"])

@@ -7,11 +7,16 @@ target path) with a one-line message naming what was wrong and what is accepted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
+import os
 import shlex
+import shutil
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,13 +27,17 @@ if TYPE_CHECKING:  # torch loads only when a command runs
     from act_equiv.gate import Gate
 
 EXIT_OK, EXIT_DIVERGENCE, EXIT_USAGE = 0, 1, 2
+TORCH_LOG = "torch.log"
+"""The file in a check's report directory that takes what torch (and anything else) writes to stderr."""
+STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
+"""Where a GitHub Actions job collects Markdown for its summary page: a check appends its verdict there."""
 
 
-def _gate(values: dict[str, Any]) -> Gate:
+def _gate(values: dict[str, Any], record_findings: bool = False) -> Gate:
     """The `Gate` of these option values (by option name)."""
     from act_equiv.gate import Gate
 
-    return Gate(**options.gate_keywords(values))
+    return Gate(**options.gate_keywords(values), record_findings=record_findings)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -43,12 +52,21 @@ def _check(args: argparse.Namespace) -> int:
     if shrink_budget < 0:
         raise UsageError(f"--shrink-budget {shrink_budget:g} is invalid: seconds >= 0")
     settings.load_profile(profile)
-    opening = time.perf_counter()
-    gate = _gate(vars(args))
-    open_seconds = time.perf_counter() - opening
-    max_examples = args.max_examples or settings.get_profile(profile).max_examples
+    if args.update_baseline is not None and args.baseline is not None:
+        raise UsageError("--update-baseline writes a baseline of every finding: give it without --baseline")
     run_id = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + f"{time.time_ns() % 10**6:06d}"
     directory = Path(args.report_dir) / run_id
+    # Until the report directory exists, stderr goes to a temporary file (a usage error leaves no directory).
+    log = Path(tempfile.mkstemp(prefix="act-equiv-", suffix=".log")[1])
+    opening = time.perf_counter()
+    try:
+        with stderr_to(log):
+            gate = _gate(vars(args), record_findings=args.update_baseline is not None)
+    except BaseException:
+        log.unlink()
+        raise
+    open_seconds = time.perf_counter() - opening
+    max_examples = args.max_examples or settings.get_profile(profile).max_examples
     compiles = compared = 0
 
     def progress(verdict: Any, done: int) -> None:
@@ -72,11 +90,13 @@ def _check(args: argparse.Namespace) -> int:
         print(f"{role}: " + ", ".join(f"{key}={value}" for key, value in side.environment().items()), flush=True)
     scope = {**profiles.scope(), "scales": aes.scales_for(gate.autocast)}
     try:
-        stages = check(gate, scope, max_examples, args.time_budget, args.seed, profile, shrink_budget,
-                       announce=lambda line: print(line, flush=True), on_verdict=progress)
+        with stderr_to(log):
+            stages = check(gate, scope, max_examples, args.time_budget, args.seed, profile, shrink_budget,
+                           announce=lambda line: print(line, flush=True), on_verdict=progress)
         environment = gate.environment()
     finally:
-        gate.close()
+        with stderr_to(log):
+            gate.close()
     last = stages[-1]
     seconds = sum(stage.seconds for stage in stages)
     failures = []
@@ -91,7 +111,8 @@ def _check(args: argparse.Namespace) -> int:
            "covering_rows": len(aes.covering_rows()), "time_budget": args.time_budget,
            "shrink_budget": shrink_budget,
            "seed": args.seed, "seconds": round(seconds, 1), "stopped_by": last.stopped_by}
-    built = report.build(verdicts, environment, run, failures)
+    stale = gate.known.stale(verdicts) if gate.known is not None and not failures else None
+    built = report.build(verdicts, environment, run, failures, stale)
     run["split"] = time_split(built, open_seconds, seconds, last.shrink)
     path = report.write(built, directory)
     if args.junitxml:
@@ -102,9 +123,42 @@ def _check(args: argparse.Namespace) -> int:
     print(f"time: {split['open']:.0f}s opening the sides, {split['compile']:.0f}s compiling and exporting, "
           f"{split['cases']:.0f}s running cases, {split['shrink']:.0f}s shrinking")
     print(f"report: {path.with_name('summary.md')}")
+    logged = log.read_bytes().count(b"\n")
+    if logged:
+        log = Path(shutil.move(log, directory / TORCH_LOG))
+        print(f"torch's own output (logging, graph dumps, warnings; workers too): {log} ({logged} lines)")
+    else:
+        log.unlink()
+    summary_page = os.environ.get(STEP_SUMMARY)
+    if summary_page:
+        with open(summary_page, "a") as page:
+            page.write(report.step_summary(built, failures[0]["replay"] if failures else None))
+    if args.update_baseline is not None:
+        from act_equiv import baseline
+
+        baseline.write(args.update_baseline, built["result"]["known"], run)
+        print(f"baseline: {len(built['result']['known'])} finding(s) written to {args.update_baseline}")
+        return EXIT_OK if built["result"]["nothing_compared"] is None else EXIT_DIVERGENCE
     if failures:
         print(f"replay: {failures[0]['replay']}")
     return EXIT_OK if built["result"]["passed"] else EXIT_DIVERGENCE
+
+
+@contextlib.contextmanager
+def stderr_to(path: Path) -> Iterator[None]:
+    """Everything written to this process's stderr (file descriptor 2: torch's logging, exporters' graph dumps,
+    warnings), and by the workers started meanwhile (they inherit it), goes to the end of `path` instead: the
+    console keeps the verdict."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def time_split(built: dict[str, Any], open_seconds: float, seconds: float, shrink: dict[str, Any] | None
@@ -133,11 +187,28 @@ def _replay(args: argparse.Namespace) -> int:
               **{name: getattr(args, name) for name in options.SIDES if getattr(args, name) is not None}}
     gate = _gate(values)
     try:
+        for line in replay_sides(env.get("sides", {}), gate):
+            print(line, flush=True)
         verdict = gate.verdict(Case.from_dict(failures[args.failure]["case"]))
     finally:
         gate.close()
     print(verdict.summary())
     return EXIT_OK if verdict.passed else EXIT_DIVERGENCE
+
+
+def replay_sides(recorded: dict[str, dict[str, Any]], gate: Gate) -> list[str]:
+    """What a replay compares, a line per side (spec, commit or WORKTREE content), and a warning where a side of the
+    report's spec now holds other code than the report recorded (a moved branch, an edited WORKTREE)."""
+    lines = []
+    for role in ("reference", "target"):
+        side = (gate.runner.reference if role == "reference" else gate.runner.target).environment()
+        content = f", content {side['content']}" if "content" in side else ""
+        lines.append(f"{role}: {side['spec']} ({side['process']}{content})")
+        before = recorded.get(role, {})
+        if before.get("spec") == side["spec"] and before.get("content", side.get("content")) != side.get("content"):
+            lines.append(f"warning: {role} {side['spec']} now holds other code than the report recorded (content "
+                         f"{before['content']} then, {side['content']} now): this replay runs the code as it is now")
+    return lines
 
 
 def parser() -> argparse.ArgumentParser:
@@ -149,6 +220,9 @@ def parser() -> argparse.ArgumentParser:
                        help="seconds a found failure may spend shrinking; then the smallest case so far is reported "
                             "(default: act_equiv.gate.SHRINK_BUDGET, 60)")
     check.add_argument("--junitxml", default=None, help="also write a JUnit XML file here")
+    check.add_argument("--update-baseline", default=None, metavar="FILE",
+                       help="accept every failure, search on, and write them all to FILE as a known-findings "
+                            "baseline for --baseline (exit 0 once written)")
     check.set_defaults(func=_check)
     replay = sub.add_parser("replay", help="re-run one failure of a report and print its verdict")
     replay.add_argument("report", help="reports/<run-id>/report.json")

@@ -87,8 +87,12 @@ GATE: tuple[Option, ...] = (
                                 + ", ".join(DEPLOYED) + " (eval cases; onnx needs pip install 'act-equiv[export]')"),
     Option("onnx_exporter", "dynamo", "the onnx form's exporter: torch.onnx.export with dynamo=True, or the "
                                       "TorchScript exporter", ("dynamo", "torchscript")),
+    Option("baseline", None, "a known-findings file (act-equiv check --update-baseline writes one): the failures it "
+                             "lists are reported as known and the search goes on; any other failure fails",
+           unset="none"),
     Option("strict", False, "fail the warning classes too: a rounding-only difference between reference and target "
-                            "(float64 runs agree), and both sides raising alike", flag_only=True),
+                            "(float64 runs agree), both sides raising alike, and a stale --baseline entry",
+           flag_only=True),
 )
 """The gate's settings: `check` takes them all, the plugin as `--act-*`, `mutants` and `bench` the ones they use."""
 

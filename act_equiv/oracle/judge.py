@@ -38,7 +38,7 @@ from act_equiv.errors import PolicyApiMissingError
 from act_equiv.forms import FORMS
 from act_equiv.oracle.compare import compare, non_finite
 from act_equiv.oracle.tolerance import EAGER_ROUNDING, EXACT, Tolerance, tolerance_for
-from act_equiv.oracle.verdict import CaseVerdict, Finding, PairClass, TensorCheck
+from act_equiv.oracle.verdict import CaseVerdict, Finding, PairClass, TensorCheck, innermost_frame
 from act_equiv.run.numerics import AUTOCAST_DTYPES
 from act_equiv.run.records import CaseRun, ErrorRecord, batch_suffix
 
@@ -301,14 +301,11 @@ def _error_detail(error: ErrorRecord) -> dict[str, Any]:
 
 def where(error: ErrorRecord) -> str:
     """The innermost frame of an error's traceback in one line: `modeling_act.py:455 in forward: batch[...]`."""
-    frames = [line.strip() for line in error.traceback if line.strip().startswith("File ")]
-    if not frames:
+    frame = innermost_frame(error.traceback)
+    if frame is None:
         return "no traceback"
-    frame = frames[-1].splitlines()
-    path, _, rest = frame[0].removeprefix('File "').partition('", line ')
-    line, _, function = rest.partition(", in ")
-    code = frame[1].strip() if len(frame) > 1 else ""
-    return f"{path.rsplit('/', 1)[-1]}:{line} in {function}" + (f": {code}" if code else "")
+    name, line, function, code = frame
+    return f"{name}:{line} in {function}" + (f": {code}" if code else "")
 
 
 LEVEL_STAGES = frozenset(stage for level in LEVELS for pair in level.stages.items() for stage in pair)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -122,6 +123,31 @@ class PairClass:
         return {**dataclasses.asdict(self), "warning": self.warning}
 
 
+def innermost_frame(traceback: list[str]) -> tuple[str, str, str, str] | None:
+    """The innermost `File "...", line N, in f` entry of formatted traceback lines: (file name, line, function,
+    code), or None without one."""
+    frames = [line.strip() for line in traceback if line.strip().startswith("File ")]
+    if not frames:
+        return None
+    frame = frames[-1].splitlines()
+    path, _, rest = frame[0].removeprefix('File "').partition('", line ')
+    line, _, function = rest.partition(", in ")
+    return path.rsplit("/", 1)[-1], line, function, frame[1].strip() if len(frame) > 1 else ""
+
+
+def _raise_signature(error: dict[str, Any]) -> str:
+    """A raise, stably: exception type, stage (batch size dropped) and innermost frame by file and function (line
+    numbers move with every edit)."""
+    frame = innermost_frame(error.get("traceback", []))
+    stage = re.sub(r"@batch\d+", "", error.get("stage", "?"))
+    return f"{error['type']} at {stage}" + (f" in {frame[0]}:{frame[2]}" if frame else "")
+
+
+def _output(tensor: str) -> str:
+    """A compared tensor's output, stably: every parameter gradient is `grad`."""
+    return "grad" if tensor.startswith("grad/") else tensor
+
+
 @dataclass
 class CaseVerdict:
     case: Case
@@ -131,16 +157,54 @@ class CaseVerdict:
     """Measurements that are reported, not judged: graph counts, compile seconds, recompiles."""
     classes: dict[str, PairClass] = field(default_factory=dict)
     """The reference/target pair's class per level ("model", "policy")."""
+    accepted: frozenset[str] = frozenset()
+    """Failure signatures a known-findings baseline accepts (`act_equiv.baseline`): such failures are `known`, not
+    `failures`, and do not fail the case."""
 
     @property
     def _classed(self) -> set[str]:
         return {pair for pair_class in self.classes.values() for pair in pair_class.pairs}
 
+    def failure_lines(self) -> list[tuple[str, str]]:
+        """Every failure as (signature, line): `[kind] message` per finding, `[level: class] evidence` per pair
+        class not accepted (then its failed checks), `[pair] message` per other failed check. The signature names
+        the failure stably across cases and edits: its kind, level or form, side, exception type and innermost
+        frame (file and function), or the diverging output and the mode (train or eval)."""
+        mode = "train" if self.case.training else "eval"
+        refused = {pair for c in self.classes.values() if not c.accepted for pair in c.pairs}
+        classed = self._classed
+        lines = []
+        for finding in self.findings:
+            raised = f" {_raise_signature(finding.detail)}" if "type" in finding.detail else ""
+            lines.append((f"{finding.check}{raised}", f"[{finding.check}] {finding.message}"))
+        by_pair = {}
+        for c in self.classes.values():
+            if c.accepted:
+                continue
+            sides = "".join(f" ({side} {_raise_signature(error)})" for side, error in c.detail.items()
+                            if "type" in error)
+            lines.append((f"{c.level}: {c.name}{sides or f' ({mode})'}", c.line()))
+            by_pair.update(dict.fromkeys(c.pairs, f"{c.level}: {c.name}"))
+        for check in self.checks:
+            if check.passed or (check.pair in classed and check.pair not in refused):
+                continue
+            where = by_pair.get(check.pair) or check.form or re.sub(r"@batch\d+", "", check.pair)
+            lines.append((f"{where} {check.kind} on {_output(check.tensor)} ({mode})",
+                          f"[{check.pair}] {check.message}"))
+        return lines
+
     @property
     def passed(self) -> bool:
-        classed = self._classed
-        return (not self.findings and all(c.accepted for c in self.classes.values())
-                and all(check.passed for check in self.checks if check.pair not in classed))
+        return all(signature in self.accepted for signature, _ in self.failure_lines())
+
+    @property
+    def known(self) -> dict[str, str]:
+        """The failures the baseline accepts: signature -> its first failure line."""
+        known: dict[str, str] = {}
+        for signature, line in self.failure_lines():
+            if signature in self.accepted:
+                known.setdefault(signature, line)
+        return known
 
     @property
     def compared(self) -> bool:
@@ -154,14 +218,8 @@ class CaseVerdict:
 
     @property
     def failures(self) -> list[str]:
-        """The failure text, one line each: `[kind] message` per finding, `[level: class] evidence` per pair class
-        not accepted (then its failed checks), `[pair] message` per other failed check."""
-        refused = {pair for c in self.classes.values() if not c.accepted for pair in c.pairs}
-        classed = self._classed
-        return [f"[{f.check}] {f.message}" for f in self.findings] + [
-            c.line() for c in self.classes.values() if not c.accepted] + [
-            f"[{c.pair}] {c.message}" for c in self.checks if not c.passed and (c.pair in refused or
-                                                                                 c.pair not in classed)]
+        """The failure text of the failures no baseline accepts, one line each (`failure_lines`)."""
+        return [line for signature, line in self.failure_lines() if signature not in self.accepted]
 
     @property
     def warnings(self) -> list[str]:
@@ -182,6 +240,8 @@ class CaseVerdict:
             "checks": [c.to_dict() for c in self.checks],
             "findings": [dataclasses.asdict(f) for f in self.findings],
             "failures": self.failures,
+            "signatures": list(dict.fromkeys(sig for sig, _ in self.failure_lines() if sig not in self.accepted)),
+            "known": self.known,
             "warnings": self.warnings,
             "classes": {level: c.to_dict() for level, c in self.classes.items()},
             "info": self.info,

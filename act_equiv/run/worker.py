@@ -82,8 +82,8 @@ class WorkerSide:
         return self._about["policy"]
 
     def environment(self) -> dict[str, Any]:
-        about = {key: value for key, value in self._about.items() if key != "missing_forms"}
-        return {"spec": self.label, "process": f"worker ({self.python})", **about}
+        about = {key: value for key, value in self._about.items() if key not in ("missing_forms", "spec")}
+        return {"spec": self.label, "process": f"worker ({self.python})", **about}  # the spec as given: lerobot@REV
 
     def unsupported(self, config: Any) -> str | None:
         return self._request("unsupported", config=config.to_dict())

@@ -88,6 +88,11 @@ class Revision:
         """`lerobot.policies` or `lerobot.common.policies`."""
         return _layout(self.layout).policies
 
+    @property
+    def content(self) -> str:
+        """What the side's code is: the commit's full sha, or for `WORKTREE` the key of the copied files' hash."""
+        return self.root.name if self.commit == WORKTREE else self.commit
+
     def describe(self) -> str:
         """One line for reports: `lerobot@v1.2 (3f2a9c1, src layout, /path/repo)`."""
         what = "files on disk" if self.commit == WORKTREE else self.commit[:7]

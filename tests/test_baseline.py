@@ -1,0 +1,131 @@
+"""Known findings: a baseline accepts the failures it lists, the search goes on past them, a new failure still
+fails, and an entry nothing reproduced is stale."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from act_equiv import baseline
+from act_equiv.case import Case
+from act_equiv.cli import main
+from act_equiv.config import ACTConfig
+from act_equiv.errors import UsageError
+from act_equiv.oracle.verdict import CaseVerdict, PairClass
+
+TESTS = Path(__file__).parent
+KNOWN = "gate_targets:NoStateCrash"
+"""Raises KeyError on every case without a robot state (LeRobot's known bug, as a stand-in)."""
+KNOWN_AND_NEW = "gate_targets:NoStateCrashCamerasReversed"
+"""The same, and camera tokens reversed: a new divergence beside the known finding."""
+
+
+def check(tmp_path: Path, capsys: pytest.CaptureFixture, target: str, *args: str) -> tuple[int, str, dict]:
+    reports = tmp_path / "reports"
+    before = set(reports.glob("*/report.json"))
+    code = main(["check", "--target", target, "--profile", "ci", "--seed", "1", "--max-examples", "2",
+                 "--backend", "none", "--report-dir", str(reports), *args])
+    (path,) = set(reports.glob("*/report.json")) - before
+    return code, capsys.readouterr().out, json.loads(path.read_text())
+
+
+@pytest.fixture
+def recorded(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A baseline written by `--update-baseline` from the known bug's run."""
+    monkeypatch.syspath_prepend(str(TESTS))
+    path = tmp_path / "known.json"
+    code, out, _ = check(tmp_path, capsys, KNOWN, "--update-baseline", str(path))
+    assert code == 0, out
+    assert "baseline: 2 finding(s) written" in out
+    return path
+
+
+def test_update_baseline_writes_every_finding_with_a_stable_signature(recorded: Path) -> None:
+    data = json.loads(recorded.read_text())
+    assert data["schema"] == baseline.SCHEMA
+    signatures = [entry["signature"] for entry in data["findings"]]
+    assert signatures == ["model: raised (target KeyError at forward in gate_targets.py:forward)",
+                          "policy: raised (target KeyError at policy in gate_targets.py:forward)"]
+    assert all(entry["cases"] > 0 and entry["first"] and entry["line"] for entry in data["findings"])
+
+
+def test_a_baselined_finding_passes_and_the_search_goes_on(recorded: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    code, out, report = check(tmp_path, capsys, KNOWN, "--baseline", str(recorded))
+    assert code == 0, out
+    known = report["result"]["known"]
+    assert set(known) == {entry["signature"] for entry in json.loads(recorded.read_text())["findings"]}
+    assert known["model: raised (target KeyError at forward in gate_targets.py:forward)"]["cases"] > 1
+    assert {"covering", "eager"} <= set(report["coverage"])  # past the first known failure: every stage ran
+    assert report["result"]["compared"] > 0 and not report["result"]["stale"]
+    assert "known: model: raised (target KeyError" in out
+    assert report["classes"]["model"]["class"] == "raised (known)"
+
+
+def test_a_new_divergence_beside_a_baselined_finding_fails(recorded: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    code, out, report = check(tmp_path, capsys, KNOWN_AND_NEW, "--baseline", str(recorded))
+    assert code == 1, out
+    (failure,) = report["failures"]
+    assert failure["classes"]["model"]["name"] == "divergent"
+    assert not failure["known"] and all("KeyError" not in line for line in failure["failures"])
+
+
+def test_a_stale_entry_is_reported_and_fails_under_strict(recorded: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    data = json.loads(recorded.read_text())
+    gone = "model: raised (target ValueError at forward in modeling_act.py:forward)"
+    data["findings"].append({"signature": gone})
+    recorded.write_text(json.dumps(data))
+    code, out, report = check(tmp_path, capsys, KNOWN, "--baseline", str(recorded))
+    assert code == 0 and report["result"]["stale"] == [gone]
+    assert f"stale: {gone}" in out
+    code, out, report = check(tmp_path, capsys, KNOWN, "--baseline", str(recorded), "--strict")
+    assert code == 1 and "(a failure: --strict)" in out
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (None, "no such file"),
+    ("not json", "is not JSON"),
+    ('{"findings": []}', '"schema": \'act_equiv.baseline/1\''),
+    ('{"schema": "act_equiv.baseline/1", "findings": [{"cases": 1}]}', '"signature" string'),
+])
+def test_a_bad_baseline_is_a_usage_error_naming_the_option(tmp_path: Path, text: str | None, message: str,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "baseline.json"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(UsageError, match="baseline="):
+        baseline.Baseline.load(str(path))
+    assert main(["check", "--baseline", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and f"--baseline '{path}'" in err
+
+
+def test_update_baseline_and_baseline_together_are_a_usage_error(capsys: pytest.CaptureFixture) -> None:
+    assert main(["check", "--baseline", "a.json", "--update-baseline", "b.json"]) == 2
+    assert "give it without --baseline" in capsys.readouterr().err
+
+
+def test_a_signature_ignores_line_numbers_and_batch_sizes(tiny_config: Callable[..., ACTConfig]) -> None:
+    simple_case = Case(tiny_config())
+
+    def raised(line: int, stage: str) -> CaseVerdict:
+        traceback = ["Traceback (most recent call last):",
+                     f'  File "/x/modeling_act.py", line {line}, in forward\n    batch[OBS_STATE].device']
+        detail = {"target": {"stage": stage, "type": "KeyError", "message": "x", "traceback": traceback}}
+        return CaseVerdict(simple_case, classes={"model": PairClass("model", "raised", "e", accepted=False,
+                                                                    detail=detail)})
+
+    (first,), (second,) = raised(455, "forward").failure_lines(), raised(431, "forward").failure_lines()
+    assert first[0] == second[0] == "model: raised (target KeyError at forward in modeling_act.py:forward)"
+    verdict = raised(455, "compiled@batch3")
+    assert verdict.failure_lines()[0][0].endswith("KeyError at compiled in modeling_act.py:forward)")
+    verdict.accepted = frozenset({first[0]})
+    assert not verdict.passed and raised(1, "forward").failures
+    accepted = raised(1, "forward")
+    accepted.accepted = frozenset({first[0]})
+    assert accepted.passed and not accepted.failures and list(accepted.known) == [first[0]]
