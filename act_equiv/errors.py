@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["ActEquivError", "ConfigError", "PolicyApiMissingError", "TargetError", "UsageError"]
+__all__ = ["ActEquivError", "ConfigError", "InputMutatedError", "PolicyApiMissingError", "TargetError", "UsageError"]
 
 
 class ActEquivError(Exception):
@@ -55,3 +55,12 @@ class ConfigError(UsageError):
 class PolicyApiMissingError(ActEquivError, AttributeError):
     """A side's policy lacks a method the policy level calls (an older LeRobot without `predict_action_chunk`): that
     level is `unsupported` for the side, with the reason, not a crash of the side."""
+
+
+class InputMutatedError(ActEquivError, RuntimeError):
+    """A side wrote into a tensor of the batch it was given (an in-place op on the caller's input): LeRobot's training
+    loop and a robot loop re-use those tensors, so that is a finding (`input_mutated`), whatever the outputs."""
+
+    def __init__(self, keys: list[str], where: str) -> None:
+        self.keys = keys
+        super().__init__(f"{where} wrote into its input {', '.join(keys)} (an in-place op on the caller's tensor)")

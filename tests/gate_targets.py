@@ -96,3 +96,21 @@ class Noisy(ACT):
         print("graph dump (python)", file=sys.stderr)
         os.write(2, b"graph dump (fd)\n")
         return super().forward(batch)
+
+
+class ClampsStateInPlace(ACT):
+    """Training clamps the caller's robot state in place (LeRobot's training loop re-uses that tensor)."""
+
+    def forward(self, batch):
+        if self.training and "observation.state" in batch:
+            batch["observation.state"].clamp_(-0.5, 0.5)
+        return super().forward(batch)
+
+
+class ClampsStateCopy(ACT):
+    """The control: the same op on its own copy of an input it then leaves unused (the outputs stay the reference's)."""
+
+    def forward(self, batch):
+        if self.training and "observation.state" in batch:
+            batch["observation.state"].clone().clamp_(-0.5, 0.5)
+        return super().forward(batch)

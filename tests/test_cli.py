@@ -231,3 +231,23 @@ def test_what_torch_writes_to_stderr_goes_to_the_report_directorys_log(tmp_path:
     text = log.read_text()
     assert "graph dump (python)" in text and "graph dump (fd)" in text
     assert f"{log.relative_to(tmp_path)} (" in done.stdout
+
+
+@pytest.mark.parametrize(("target", "code"), [("gate_targets:ClampsStateInPlace", 1),
+                                              ("gate_targets:ClampsStateCopy", 0)], ids=["in-place", "control"])
+def test_a_target_that_writes_into_its_inputs_is_an_input_mutated_finding(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, target: str,
+        code: int) -> None:
+    """Every call gets its own copy of the batch, so the reference's and the float64 evidence's inputs stay pristine,
+    and a side that writes into its copy is named with the key; the control clones first and stays bitwise."""
+    monkeypatch.syspath_prepend(str(TESTS))
+    assert main(["check", "--target", target, "--backend", "none", "--profile", "ci", "--seed", "1",
+                 "--max-examples", "2", "--report-dir", str(tmp_path)]) == code, capsys.readouterr().out
+    report = only_report(tmp_path)
+    if code == 0:
+        assert set(report["classes"]["model"]["counts"]) == {"bitwise"}, report["classes"]
+        return
+    [failure] = report["failures"]
+    [finding] = [f for f in failure["findings"] if f["check"] == "input_mutated"]
+    assert "observation.state" in finding["message"] and "the target" in finding["message"], finding
+    assert failure["case"]["training"]

@@ -74,8 +74,8 @@ def test_a_grouped_warning_shows_its_worst_cases_numbers_and_count() -> None:
     def verdict(diff: str, describe: str) -> dict:
         evidence = (f"float32 outputs differ (max |diff| {diff} on actions); run in float64 both sides agree to "
                     "float64 rounding (max |diff| 1e-16, rtol=1e-07, atol=1e-07)")
-        return {"describe": describe, "classes": {"model": {"name": "rounding", "label": "", "warning": True,
-                                                            "evidence": evidence}}}
+        return {"describe": describe, "passed": True, "classes": {"model": {
+            "name": "rounding", "label": "", "warning": True, "accepted": True, "evidence": evidence}}}
 
     [line] = report.classes([verdict("2e-07", "small"), verdict("9.5e-07", "large")])["model"]["warnings"]
     assert "max |diff| 9.5e-07 on actions" in line and "#" not in line, line

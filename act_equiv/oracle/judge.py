@@ -132,7 +132,7 @@ LEVELS = (
 def _classify(run: CaseRun, level: Level, strict: bool) -> tuple[PairClass | None, list[TensorCheck]]:
     """The level's class and the checks behind it (see `PairClassName`)."""
     forms, s = run.forms, run.settings
-    errors = {error.stage: error for error in run.errors}
+    errors = {error.stage: error for error in run.errors if error.kind != "input_mutated"}  # a finding of its own
     raised = [stage for stage in (*level.stages, *level.stages.values()) if stage in errors]
     lacking = [stage for stage in raised if errors[stage].type == PolicyApiMissingError.__name__]
     if lacking:  # by name: a worker's error arrives as its type's name
@@ -318,6 +318,9 @@ def _error_finding(error: ErrorRecord, run: CaseRun) -> Finding | None:
     detail = {"stage": error.stage, "type": error.type, "traceback": error.traceback}
     if error.kind == "worker_failed":
         return Finding("worker_failed", f"{error.stage}: {error.message}", detail)
+    if error.kind == "input_mutated":
+        side = "reference" if error.stage.startswith("reference") else "target"
+        return Finding("input_mutated", f"the {side}: {error.message} (at {error.stage})", detail)
     if error.stage.startswith("explain:") or error.stage in LEVEL_STAGES or error.stage in EVIDENCE_STAGES:
         return None
     if error.stage == "compiled:reference64":

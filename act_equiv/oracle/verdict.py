@@ -70,6 +70,7 @@ FindingKind = Literal[
     "autocast_ran",  # the autocast run did not really compute in the autocast dtype
     "export_specialised",  # a deployment export does not serve every batch size (specialised, or refused one)
     "export_raised",  # a deployment exporter or its runtime raised
+    "input_mutated",  # a side wrote into a tensor of the batch it was given
 ]
 """Every kind of `Finding` the oracle emits (`act_equiv.oracle.judge`)."""
 FINDING_KINDS: tuple[FindingKind, ...] = get_args(FindingKind)

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from act_equiv import compat
+from act_equiv.errors import InputMutatedError
 
 __all__ = [
     "BACKENDS",
@@ -62,7 +63,7 @@ class RecompileLimitError(CompileError):
     """Dynamo hit the recompile limit and refused to compile (fullgraph=True, or the fail switch was on)."""
 
 
-ErrorKind = Literal["not_compiled", "graph_break", "raised", "specialised", "worker_failed"]
+ErrorKind = Literal["not_compiled", "graph_break", "raised", "specialised", "worker_failed", "input_mutated"]
 """`specialised`: a deployment export that does not serve every batch size (`act_equiv.run.deployed`)."""
 
 
@@ -70,6 +71,8 @@ def error_kind(error: BaseException) -> ErrorKind:
     """What an exception from running a form means: compiled code could not run (`not_compiled`), a graph break
     under fullgraph=True (`graph_break`), or the code itself raised (`raised`). Decided by class, so a subclass or
     a renamed class still counts; dynamo's own exceptions (a target that compiles itself) through `compat`."""
+    if isinstance(error, InputMutatedError):
+        return "input_mutated"
     if isinstance(error, (NotCompiledError, RecompileLimitError)):
         return "not_compiled"
     if isinstance(error, GraphBreakError):

@@ -88,15 +88,16 @@ class FormRunner:
         form = forms.load(forms.COMPILED)(probe, backend=s.backend, mode=s.mode, dynamic=s.dynamic, fullgraph=True)
         record.compile_stats = form.stats
         size = case.batch.batch_size
-        batch = side.batch(case, size)
+        first: Callable[[dict[str, Any]], Outputs] = form
         if not case.training and s.dynamic is None and size >= 2:
             # The further sizes follow: one graph dynamic in the batch from the first call (dynamo's automatic
             # dynamic would compile a static graph first, then this one). Size 1 keeps its static graph: dynamo
             # specialises sizes 0 and 1, and a robot loop runs at batch 1.
-            compat.mark_batch_dynamic(batch)
+            def first(batch: dict[str, Any]) -> Outputs:
+                return form(compat.mark_batch_dynamic(batch))
         with compat.fallback_random():
             if not record_form(record, "compiled", "compiled",
-                               lambda: side.invoke(case, form, model, batch), forms.COMPILED):
+                               lambda: side.invoke(case, first, model, side.batch(case, size)), forms.COMPILED):
                 return
             record.batch_sizes = [size]
             if case.training:

@@ -87,7 +87,8 @@ class ErrorRecord:
         """`error` as raised here, or, for a side in a worker, as the worker recorded it (`RemoteError`)."""
         remote = getattr(error, "record", None)
         if remote is not None:
-            return cls(stage, remote["type"], "raised", remote["message"], remote["traceback"], form)
+            return cls(stage, remote["type"], remote.get("kind", "raised"), remote["message"], remote["traceback"],
+                       form)
         frames = traceback.format_exception(type(error), error, error.__traceback__)
         kind: ErrorKind = error_kind(error)
         if type(error).__name__ == "WorkerError":  # by name: act_equiv.run.worker imports this module's users

@@ -26,7 +26,7 @@ from torch import nn
 from act_equiv import forms
 from act_equiv.case import Case, make_batch
 from act_equiv.config import OBS_IMAGES, ACTConfig
-from act_equiv.errors import PolicyApiMissingError
+from act_equiv.errors import InputMutatedError, PolicyApiMissingError
 from act_equiv.models import build
 from act_equiv.run import numerics
 from act_equiv.run.form_runner import FormRunner
@@ -39,8 +39,8 @@ POLICY_API = ("forward", "predict_action_chunk", "select_action", "reset")
 CHECKPOINT_FILE = "model.safetensors"
 """The weights file of a LeRobot policy checkpoint (`save_pretrained`)."""
 
-__all__ = ["CHECKPOINT_FILE", "POLICY_API", "Probe", "Side", "cast_batch", "policy_batch", "rollout_steps", "shapes",
-           "state_layout"]
+__all__ = ["CHECKPOINT_FILE", "POLICY_API", "Probe", "Side", "cast_batch", "check_unchanged", "copy_batch",
+           "policy_batch", "rollout_steps", "shapes", "state_layout"]
 
 
 class Side:
@@ -180,7 +180,14 @@ class Side:
         if missing:
             raise PolicyApiMissingError(f"{type(policy).__qualname__} has no {', '.join(missing)}: the policy level "
                                         f"calls {', '.join(POLICY_API)}")
-        batch = policy_batch(case.config, make_batch(case.config, case.batch, s.device, dtype))
+        pristine = policy_batch(case.config, make_batch(case.config, case.batch, s.device, dtype))
+
+        def call(method: Callable[[dict[str, Any]], Any], observation: dict[str, Any]) -> Any:
+            given = copy_batch(observation)
+            result = method(given)
+            check_unchanged(observation, given, f"the policy's {method.__name__}")
+            return result
+
         outputs: Outputs = {}
         with self._sampling() if float64 else nullcontext(), numerics.autocast(s.device, None if float64
                                                                                   else s.autocast):
@@ -188,16 +195,16 @@ class Side:
             if case.batch.actions and not rollout_only:
                 torch.manual_seed(case.weight_seed + 1)
                 with torch.set_grad_enabled(case.training):
-                    loss, terms = policy.forward(batch)
+                    loss, terms = call(policy.forward, pristine)
                 outputs["policy/loss"] = loss.detach()
                 outputs.update({f"policy/{name}": torch.as_tensor(value).detach() for name, value in terms.items()})
             if not case.training:
                 torch.manual_seed(case.weight_seed + 1)
                 if not rollout_only:
-                    outputs["policy/chunk"] = policy.predict_action_chunk(batch)
+                    outputs["policy/chunk"] = call(policy.predict_action_chunk, pristine)
                 policy.reset()
                 outputs["policy/rollout"] = torch.stack([
-                    policy.select_action(policy_batch(case.config, step))
+                    call(policy.select_action, policy_batch(case.config, step))
                     for step in rollout_steps(case, s.device, dtype)])
         return outputs
 
@@ -217,9 +224,11 @@ class Side:
         for p in model.parameters():
             p.grad = None
         torch.manual_seed(case.weight_seed + 1)
+        given = copy_batch(batch)
         with torch.set_grad_enabled(case.training):
             with numerics.autocast(s.device, s.autocast if autocast else None):
-                outputs = dict(fn(batch))
+                outputs = dict(fn(given))
+            check_unchanged(batch, given, "the forward")
             if case.training:
                 outputs["loss"].backward()
                 outputs.update({f"grad/{n}": p.grad for n, p in model.named_parameters() if p.requires_grad})
@@ -254,6 +263,26 @@ def state_layout(reference: dict[str, list[int]], target: dict[str, list[int]]) 
 def shapes(state: dict[str, torch.Tensor]) -> dict[str, list[int]]:
     """A state_dict's layout: key -> shape."""
     return {key: list(value.shape) for key, value in state.items()}
+
+
+def copy_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    """A batch of fresh tensors with the same values: what a side is given, so that the caller's stays pristine."""
+    return {key: [v.clone() for v in value] if isinstance(value, list) else
+            value.clone() if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
+
+
+def check_unchanged(pristine: dict[str, Any], given: dict[str, Any], where: str) -> None:
+    """Raise `InputMutatedError` naming each key whose tensors a call changed in place (NaN equal to NaN)."""
+    def same(a: Any, b: Any) -> bool:
+        if isinstance(a, list):
+            return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+        if not isinstance(a, torch.Tensor):
+            return True
+        return a.shape == b.shape and bool(((a == b) | (a.isnan() & b.isnan())).all())
+
+    changed = [key for key, value in pristine.items() if key in given and not same(value, given[key])]
+    if changed:
+        raise InputMutatedError(changed, where)
 
 
 def cast_batch(batch: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:

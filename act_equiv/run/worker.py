@@ -233,15 +233,18 @@ def _unpack(data: bytes) -> Any:
 # -- the worker's end ---------------------------------------------------------------------------------------------
 def serve(channel: Any) -> None:
     """Answer requests until the channel closes. Each reply is {"ok": True, "value": bytes} or {"ok": False,
-    "error": {type, message, traceback}}: what a side raises is reported, never fatal to the worker."""
+    "error": {type, kind, message, traceback}}: what a side raises is reported, never fatal to the worker."""
     server = _Server()
     for request in channel:
         try:
             value = server.handle(request["op"], _unpack(request["arguments"]))
         except BaseException as error:
+            from act_equiv.run.compiled import error_kind
+
             frames = traceback.format_exception(type(error), error, error.__traceback__)
             channel.send({"ok": False, "error": {
-                "type": type(error).__name__, "message": str(error).strip().splitlines()[0] if str(error) else "",
+                "type": type(error).__name__, "kind": error_kind(error),
+                "message": str(error).strip().splitlines()[0] if str(error) else "",
                 "traceback": [line.rstrip() for line in frames[-6:]]}})
         else:
             channel.send({"ok": True, "value": _pack(value)})
