@@ -88,9 +88,8 @@ def test_a_graph_break_fails_with_its_file_and_line_and_the_export_fails_in_the_
 
 
 def test_a_compiled_forward_that_drifts_is_a_compiled_divergence(
-        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Committed only: the WORKTREE path is the same for every edit, and the other tests take it."""
-    code, report, out = gate(("lerobot@installed", "lerobot@compiled-drift", repo), tmp_path, capsys)
+        sides: Sides, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, report, out = gate(sides("compiled-drift"), tmp_path, capsys)
     assert code == 1, out
     [failure] = report["failures"]
     assert any(check["pair"].startswith("target/compiled") and not check["passed"] for check in failure["checks"])
