@@ -57,7 +57,7 @@ class Baseline:
 
     def stale(self, verdicts: Iterable[dict[str, Any]]) -> list[str]:
         """The entries no verdict reproduced, sorted."""
-        seen = {signature for verdict in verdicts for signature in verdict.get("known", [])}
+        seen = {signature for verdict in verdicts for signature in verdict.get("known", {})}
         return sorted(self.signatures - seen)
 
 

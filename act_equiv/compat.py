@@ -264,9 +264,11 @@ def mark_batch_dynamic(batch: dict[str, Any]) -> dict[str, Any]:
     import torch._dynamo
 
     mark = getattr(torch._dynamo, "maybe_mark_dynamic", None)
+    if mark is None:
+        return batch
     for value in batch.values():
         for tensor in value if isinstance(value, list) else [value]:
-            if mark is not None and isinstance(tensor, torch.Tensor):
+            if isinstance(tensor, torch.Tensor):
                 mark(tensor, 0)
     return batch
 

@@ -275,10 +275,10 @@ def console(report: dict[str, Any]) -> list[str]:
         if shrink:
             lines.append(f"  shrunk from: {shrink['first']}")
         lines.append(f"  config (differs from ACTConfig's defaults): {config_changes(failure['case']['config'])}")
-        shown = failure["failures"][:CONSOLE_FAILURE_LINES]
-        lines += [f"  {_clip(_one_line(line))}" for line in shown]
-        if len(failure["failures"]) > len(shown):
-            lines.append(f"  ... {len(failure['failures']) - len(shown)} more failure line(s) in summary.md")
+        lines += [f"  {line}" for line in _failure_lines(failure)]
+        if len(failure["failures"]) > CONSOLE_FAILURE_LINES:
+            lines.append(f"  ... {len(failure['failures']) - CONSOLE_FAILURE_LINES} more failure line(s) in "
+                         "summary.md")
     elif result.get("nothing_compared"):
         lines.append(f"FAIL: {_clip(result['nothing_compared'])}")
     else:
@@ -322,12 +322,10 @@ def step_summary(report: dict[str, Any], replay: str | None) -> str:
              f"{report['compile']['distinct_compiled_structures']} compiled structures"
              + "".join(f", {form} {row['cases']} cases" for form, row in report["deployed"].items()), "",
              "| level | class | cases per class |", "|---|---|---|"]
-    lines += [f"| {level} | {c['class']} | {', '.join(f'{k}: {n}' for k, n in c['counts'].items())} |"
-              for level, c in report["classes"].items()]
+    lines += _class_rows(report)
     if report["failures"]:
         failure = report["failures"][0]
-        lines += ["", f"**Failure:** {failure['describe']}", "", "```",
-                  *[_clip(_one_line(line)) for line in failure["failures"][:CONSOLE_FAILURE_LINES]], "```"]
+        lines += ["", f"**Failure:** {failure['describe']}", "", "```", *_failure_lines(failure), "```"]
     elif result.get("nothing_compared"):
         lines += ["", f"**{_clip(result['nothing_compared'])}**"]
     extra = notices(report)
@@ -336,6 +334,17 @@ def step_summary(report: dict[str, Any], replay: str | None) -> str:
     if replay:
         lines += ["", f"Replay: `{replay}`"]
     return "\n".join(lines) + "\n"
+
+
+def _class_rows(report: dict[str, Any]) -> list[str]:
+    """The verdict classes as Markdown table rows: level, class, cases per class."""
+    return [f"| {level} | {c['class']} | {', '.join(f'{k}: {n}' for k, n in c['counts'].items())} |"
+            for level, c in report["classes"].items()]
+
+
+def _failure_lines(failure: dict[str, Any]) -> list[str]:
+    """A failure's first `CONSOLE_FAILURE_LINES` lines, one line each, clipped."""
+    return [_clip(_one_line(line)) for line in failure["failures"][:CONSOLE_FAILURE_LINES]]
 
 
 def config_changes(config: dict[str, Any]) -> str:
@@ -393,8 +402,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
     ]
     lines += ["## Verdict classes (reference/target)", "", "| level | class | cases per class |", "|---|---|---|"]
-    lines += [f"| {level} | {c['class']} | {', '.join(f'{k}: {n}' for k, n in c['counts'].items())} |"
-              for level, c in report["classes"].items()]
+    lines += _class_rows(report)
     warnings = [line for c in report["classes"].values() for line in c["warnings"]]
     lines += ["", *[f"- warning: {line}" for line in warnings], ""] if warnings else [""]
     known, stale = result.get("known", {}), result.get("stale", [])

@@ -41,17 +41,18 @@ def at_once(calls: list[tuple[Callable[[], Any], bool]]) -> list[Outcome]:
     """Run each `(call, in_worker)`: the calls whose flag is true in threads of their own, the others one after
     another in this thread meanwhile. Returns every outcome in call order."""
     outcomes: list[Outcome | None] = [None] * len(calls)
+    threaded = [in_worker and len(calls) > 1 for _, in_worker in calls]
     threads = []
-    for index, (call, in_worker) in enumerate(calls):
-        if in_worker and len(calls) > 1:
+    for index, (call, _) in enumerate(calls):
+        if threaded[index]:
             def work(i: int = index, c: Callable[[], Any] = call) -> None:
                 outcomes[i] = _outcome(c)
 
             thread = threading.Thread(target=work, daemon=True)
             thread.start()
             threads.append(thread)
-    for index, (call, in_worker) in enumerate(calls):
-        if not (in_worker and len(calls) > 1):
+    for index, (call, _) in enumerate(calls):
+        if not threaded[index]:
             outcomes[index] = _outcome(call)
     for thread in threads:
         thread.join()

@@ -25,7 +25,7 @@ from act_equiv.models import ACTPolicy
 from act_equiv.run import numerics
 from act_equiv.run.concurrent import Outcome, at_once
 from act_equiv.run.records import FAILED, CaseRun, Outputs, RunSettings, batch_suffix, guarded, record_form
-from act_equiv.run.side import state_layout
+from act_equiv.run.side import same_bits, state_layout
 
 OWN_POLICY = f"{ACTPolicy.__module__}.{ACTPolicy.__qualname__}"
 """How a side's environment names act_equiv's own policy."""
@@ -217,8 +217,6 @@ def identical(expected: Outputs, actual: Outputs) -> bool:
             if (value is None) != (other is None):
                 return False
             continue
-        if value.shape != other.shape or value.dtype != other.dtype:
-            return False
-        if not bool(((value == other) | (value.isnan() & other.isnan())).all()):
+        if not same_bits(value, other):
             return False
     return True

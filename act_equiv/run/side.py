@@ -40,7 +40,7 @@ CHECKPOINT_FILE = "model.safetensors"
 """The weights file of a LeRobot policy checkpoint (`save_pretrained`)."""
 
 __all__ = ["CHECKPOINT_FILE", "POLICY_API", "Probe", "Side", "cast_batch", "check_unchanged", "copy_batch",
-           "policy_batch", "rollout_steps", "shapes", "state_layout"]
+           "policy_batch", "rollout_steps", "same_bits", "shapes", "state_layout"]
 
 
 class Side:
@@ -271,14 +271,17 @@ def copy_batch(batch: dict[str, Any]) -> dict[str, Any]:
             value.clone() if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
 
 
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two tensors are the same bits: shape, dtype and values (NaN equal to NaN)."""
+    return a.shape == b.shape and a.dtype == b.dtype and bool(((a == b) | (a.isnan() & b.isnan())).all())
+
+
 def check_unchanged(pristine: dict[str, Any], given: dict[str, Any], where: str) -> None:
     """Raise `InputMutatedError` naming each key whose tensors a call changed in place (NaN equal to NaN)."""
     def same(a: Any, b: Any) -> bool:
         if isinstance(a, list):
             return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-        if not isinstance(a, torch.Tensor):
-            return True
-        return a.shape == b.shape and bool(((a == b) | (a.isnan() & b.isnan())).all())
+        return not isinstance(a, torch.Tensor) or same_bits(a, b)
 
     changed = [key for key, value in pristine.items() if key in given and not same(value, given[key])]
     if changed:
