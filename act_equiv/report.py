@@ -105,7 +105,7 @@ def pair_errors(verdicts: Iterable[dict]) -> dict[str, dict[str, Any]]:
                                            "failed": 0, "tolerance": set()})
             entry["tensors"] += 1
             entry["failed"] += not check["passed"]
-            if check["kind"] in ("close", "mismatch"):
+            if check["kind"] in ("close", "mismatch", "nan", "inf"):  # a non-finite difference is an infinite one
                 if check["max_abs"] > entry["max_abs"]:
                     entry["max_abs"], entry["worst_tensor"] = check["max_abs"], check["tensor"]
                 entry["max_rel"] = max(entry["max_rel"], check["max_rel"])

@@ -114,3 +114,24 @@ class ClampsStateCopy(ACT):
         if self.training and "observation.state" in batch:
             batch["observation.state"].clone().clamp_(-0.5, 0.5)
         return super().forward(batch)
+
+
+def _softmax_without_max(x, dim=None, _stacklevel=3, dtype=None):
+    """A "fused" softmax that skips the max subtraction: exp overflows for logits above 88 in float32."""
+    e = x.exp()
+    return e / e.sum(dim, keepdim=True)
+
+
+class FusedSoftmaxInFloat32(ACT):
+    """A dtype-dependent path: float32 eval takes an attention softmax without the max subtraction (NaN for
+    large logits), float64 the stock one, so the target's own float64 run cannot vouch for its float32 one."""
+
+    def forward(self, batch):
+        if self.training or self.action_head.weight.dtype != torch.float32:
+            return super().forward(batch)
+        stock = torch.nn.functional.softmax
+        torch.nn.functional.softmax = _softmax_without_max
+        try:
+            return super().forward(batch)
+        finally:
+            torch.nn.functional.softmax = stock

@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from gate_targets import ActionHeadSplitSum, Raises
+import torch
+from gate_targets import ActionHeadSplitSum, FusedSoftmaxInFloat32, Raises
 
 from act_equiv.cli import main
 from act_equiv.gate import Gate
 from act_equiv.models import ACT, ACTPolicy
+from act_equiv.report import pair_errors
 from act_equiv.run.side import Side
 from act_equiv.suite import MUST_KEEP
 from act_equiv.targets import Target
@@ -44,6 +46,43 @@ def test_a_reordered_sum_is_rounding_with_float64_evidence(case) -> None:
     assert verdict.passed and verdict.warnings and not verdict.failures, verdict.summary()
     strict = gate_with(Target("split", ActionHeadSplitSum), strict=True).verdict(case)
     assert not strict.passed and "[model: rounding]" in strict.failures[0], strict.failures
+
+
+@pytest.mark.parametrize("scale", [1.0, 100.0])
+def test_a_float32_only_path_cannot_vouch_for_itself(scale: float) -> None:
+    """The target's float32 eval takes a softmax without the max subtraction, its float64 the stock one. At scale 1
+    that is rounding, and the target's float32 stays as close to the reference's float64 as the reference's own; at
+    scale 100 its actions are NaN: divergent at both levels, never "max |diff| 0", and in the pairs table."""
+    case = dataclasses.replace(EVAL, batch=dataclasses.replace(EVAL.batch, scale=scale))
+    verdict = gate_with(Target("fused", FusedSoftmaxInFloat32)).verdict(case)
+    if scale == 1.0:
+        assert verdict.passed and verdict.classes["model"].name == "rounding", verdict.classes
+        assert "as close to the reference's float64" in verdict.classes["model"].evidence
+        return
+    assert not verdict.passed, verdict.summary()
+    for level in ("model", "policy"):
+        pair_class = verdict.classes[level]
+        assert pair_class.name == "divergent" and "nan" in pair_class.evidence, pair_class
+        assert "max |diff| 0" not in pair_class.evidence, pair_class
+    pairs = pair_errors([verdict.to_dict()])
+    worst = pairs["reference/target @ " + verdict.info["settings"]]
+    assert worst["max_abs"] == float("inf") and worst["failed"], worst
+
+
+class SkewedOnlyInFloat32(ACT):
+    """A float32-only path with finite outputs: the action head's output nudged by 1e-4 in float32 only (float64
+    runs agree exactly)."""
+
+    def decode(self, tokens, pos_embed, batch_size):
+        out = super().decode(tokens, pos_embed, batch_size)
+        return out * (1 + 1e-4) if out.dtype == torch.float32 else out
+
+
+def test_a_finite_float32_only_change_is_divergent_by_the_reference_float64() -> None:
+    verdict = gate_with(Target("skewed", SkewedOnlyInFloat32)).verdict(EVAL)
+    model = verdict.classes["model"]
+    assert not verdict.passed and model.name == "divergent", model
+    assert "further from the reference's float64" in model.evidence, model
 
 
 class ShiftedHead(ACT):

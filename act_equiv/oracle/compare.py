@@ -28,16 +28,18 @@ def compare(
     tolerance: Tolerance | Callable[[str], Tolerance],
     reference64: Outputs | None = None,
     form: str | None = None,
+    roles: tuple[str, str] = ("compiled", "eager"),
 ) -> list[TensorCheck]:
     """Compare every tensor named in either mapping, each against `tolerance` or `tolerance(name)`;
     `reference64` enables the fp64-referenced check where the tolerance has one. `form` names the target's form
-    (`act_equiv.forms`) that `actual` came from, where it is one."""
+    (`act_equiv.forms`) that `actual` came from, where it is one; `roles` name actual and expected in the
+    fp64-referenced check's message."""
     checks = []
     for name in sorted(set(expected) | set(actual)):
         exp, act = expected.get(name), actual.get(name)
         ref = None if reference64 is None else reference64.get(name)
         tol = tolerance(name) if callable(tolerance) else tolerance
-        check = _compare_tensor(pair, name, exp, act, tol, ref)
+        check = _compare_tensor(pair, name, exp, act, tol, ref, roles)
         check.form = form
         checks.append(check)
     return checks
@@ -63,9 +65,10 @@ def _compare_tensor(
     actual: torch.Tensor | None,
     tolerance: Tolerance,
     reference64: torch.Tensor | None,
+    roles: tuple[str, str],
 ) -> TensorCheck:
-    def fail(kind: str, message: str) -> TensorCheck:
-        return TensorCheck(pair, name, False, kind, tolerance, ratio=math.inf, message=f"{name}: {message}")
+    def fail(kind: str, message: str, **found: Any) -> TensorCheck:
+        return TensorCheck(pair, name, False, kind, tolerance, ratio=math.inf, message=f"{name}: {message}", **found)
 
     if expected is None and actual is None:
         return TensorCheck(pair, name, True, "close", tolerance, message=f"{name}: both None")
@@ -88,9 +91,11 @@ def _compare_tensor(
     if bool(differ.any()):
         where = _index(differ)
         e, a = exp[where].item(), act[where].item()
+        # No size for such a difference: its greatest absolute difference is infinite, never 0.
         return fail("nan" if math.isnan(e) or math.isnan(a) else "inf",
                     f"non-finite values differ at {int(differ.sum())} element(s), first at index {where} "
-                    f"(expected {e}, actual {a}): NaN must meet NaN, an infinity the same infinity")
+                    f"(expected {e}, actual {a}): NaN must meet NaN, an infinity the same infinity",
+                    max_abs=math.inf, max_rel=math.inf, where=where, mismatched=int(differ.sum()), numel=exp.numel())
     # Identical non-finite elements are equal; differences and allowances are over the elements finite in both.
     exp, act = exp.where(finite, 0), act.where(finite, 0)
     abs_diff = (act - exp).abs()
@@ -117,7 +122,7 @@ def _compare_tensor(
         check.passed = check.rmse["compiled"] <= check.rmse["bound"] and check.rmse["local_mismatched"] == 0
     if not check.passed:
         check.kind = "mismatch"
-    check.message = _message(name, check, rel_diff)
+    check.message = _message(name, check, rel_diff, roles)
     return check
 
 
@@ -167,7 +172,7 @@ def _index(mask: torch.Tensor) -> tuple[int, ...]:
     return tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), mask.shape)) if mask.dim() else ()
 
 
-def _message(name: str, check: TensorCheck, rel_diff: torch.Tensor) -> str:
+def _message(name: str, check: TensorCheck, rel_diff: torch.Tensor, roles: tuple[str, str]) -> str:
     """assert_close-style text: how many differ, greatest absolute and relative difference, and where."""
     tol = check.tolerance
     if check.max_abs == 0:
@@ -185,14 +190,15 @@ def _message(name: str, check: TensorCheck, rel_diff: torch.Tensor) -> str:
     if check.rmse is not None:
         r = check.rmse
         rmse_ok, local_ok = r["compiled"] <= r["bound"], r["local_mismatched"] == 0
+        actual, expected = roles
+        failed = " and ".join(name for name, ok in (("rmse", rmse_ok), ("per-element", local_ok)) if not ok)
         lines += [
-            f"  fp64-referenced rmse: compiled {r['compiled']:.3g} vs eager {r['eager']:.3g}"
-            f" (bound {r['multiplier']:g} x eager + atol/10 = {r['bound']:.3g}) -> {'ok' if rmse_ok else 'FAILED'}",
-            f"  fp64-referenced per element: |compiled - fp64| <= {r['multiplier']:g} x eager's worst"
+            f"  fp64-referenced rmse: {actual} {r['compiled']:.3g} vs {expected} {r['eager']:.3g} (bound"
+            f" {r['multiplier']:g} x {expected} + atol/10 = {r['bound']:.3g}) -> {'ok' if rmse_ok else 'FAILED'}",
+            f"  fp64-referenced per element: |{actual} - fp64| <= {r['multiplier']:g} x {expected}'s worst"
             f" ({r['eager_max']:.3g}) + atol + rtol*|fp64|: {r['local_mismatched']} element(s) over, worst"
             f" {r['local_ratio']:.3g}x the allowance at index {r['local_where']} -> {'ok' if local_ok else 'FAILED'}",
             "  -> rounding" if check.passed else
-            f"  -> miscompile ({' and '.join(n for n, ok in (('rmse', rmse_ok), ('per-element', local_ok)) if not ok)}"
-            " rule failed)",
+            f"  -> {'miscompile' if actual == 'compiled' else 'not rounding'} ({failed} rule failed)",
         ]
     return "\n".join(lines)

@@ -3,9 +3,12 @@
 Pairs judged:
 - reference/target, at the model level (the inner model's outputs, loss, gradients) and at the policy level (the
   implementation's own policy: loss, action chunk, a select_action rollout): each level gets a class
-  (`act_equiv.oracle.verdict.PairClassName`). Bitwise when the bits agree; where they differ, both sides' float64
-  runs decide: agreeing to float64 rounding (assert_close's float64 tolerance) is `rounding`, otherwise
-  `divergent`; where a side cannot run in float64, assert_close's float32 tolerance decides and the class says so.
+  (`act_equiv.oracle.verdict.PairClassName`). Bitwise when the bits agree; where they differ, the float64 runs
+  decide: both sides agreeing to float64 rounding (assert_close's float64 tolerance) *and* the target's float32 as
+  close to the reference's float64 as the reference's own float32 (`rounding_evidence`) is `rounding`, otherwise
+  `divergent` (a target's own float64 run cannot vouch for a path it takes only in float32); a NaN or inf on one
+  side only is always `divergent`; where a side cannot run in float64, assert_close's float32 tolerance decides
+  and the class says so.
   Errors at a level's stages make it `raised`, or `raised-both` when both sides raise the same type at the same
   stage; a state_dict that does not load is `layout`; a side that cannot express the case, `unsupported`.
   Rounding and raised-both pass with a warning unless the run is strict;
@@ -37,7 +40,7 @@ import torch
 from act_equiv.errors import PolicyApiMissingError
 from act_equiv.forms import FORMS
 from act_equiv.oracle.compare import compare, non_finite
-from act_equiv.oracle.tolerance import EAGER_ROUNDING, EXACT, Tolerance, tolerance_for
+from act_equiv.oracle.tolerance import EAGER_ROUNDING, EXACT, Tolerance, rounding_evidence, tolerance_for
 from act_equiv.oracle.verdict import CaseVerdict, Finding, PairClass, TensorCheck, innermost_frame
 from act_equiv.run.numerics import AUTOCAST_DTYPES
 from act_equiv.run.records import CaseRun, ErrorRecord, batch_suffix
@@ -165,20 +168,36 @@ def _classify(run: CaseRun, level: Level, strict: bool) -> tuple[PairClass | Non
     checks = compare(reference, target, level.pair, EXACT)
     if all(check.passed for check in checks):
         return PairClass(level.name, "bitwise", f"{len(checks)} tensors bitwise equal", (level.pair,)), checks
-    worst = max((c for c in checks if not c.passed), key=lambda c: c.max_abs)
-    differs = f"float32 outputs differ (max |diff| {worst.max_abs:.3g} on {worst.tensor})"
+    differs = _differs(checks)
+    non_finite = [check for check in checks if check.kind in ("nan", "inf")]
+    if non_finite:  # NaN or inf on one side only: never rounding, whatever the float64 runs say
+        return PairClass(level.name, "divergent", f"{differs}: a non-finite value where the other side's is "
+                         f"finite (or another one) is never rounding", (level.pair,), accepted=False), checks
     reference64, target64 = forms.get(f"reference{level.form}64"), forms.get(f"target{level.form}64")
     if reference64 is not None and target64 is not None:
         pair64 = f"{level.pair} float64"
         checks64 = compare(reference64, target64, pair64, EAGER_ROUNDING[torch.float64])
         worst64 = max(checks64, key=lambda c: c.max_abs)
-        if all(check.passed for check in checks64):
-            return PairClass(level.name, "rounding", f"{differs}; run in float64 both sides agree to float64 rounding "
-                             f"(max |diff| {worst64.max_abs:.3g}, {EAGER_ROUNDING[torch.float64].describe()})",
-                             (level.pair, pair64), accepted=not strict), checks + checks64
-        return PairClass(level.name, "divergent", f"{differs}, and run in float64 they differ too (max |diff| "
-                         f"{worst64.max_abs:.3g} on {worst64.tensor}): not rounding", (level.pair, pair64),
-                         accepted=False), checks + checks64
+        if not all(check.passed for check in checks64):
+            return PairClass(level.name, "divergent", f"{differs}, and run in float64 they differ too (max |diff| "
+                             f"{worst64.max_abs:.3g} on {worst64.tensor}): not rounding", (level.pair, pair64),
+                             accepted=False), checks + checks64
+        # The target's float32 must be as close to the reference's float64 as the reference's own float32 is: a
+        # path the target takes only in float32 cannot be vouched for by its own float64 run.
+        pair_evidence = f"{level.pair} vs reference float64"
+        evidence = rounding_evidence(s.torch_dtype, s.autocast)
+        against64 = compare(reference, target, pair_evidence, evidence, reference64, roles=("target", "reference"))
+        failed = [check for check in against64 if not check.passed]
+        if failed:
+            return PairClass(level.name, "divergent", f"{differs}; run in float64 both sides agree, but the "
+                             f"target's float32 {failed[0].tensor} is further from the reference's float64 than the "
+                             f"reference's own float32 (reference float64 as the judge, {evidence.describe()}): a "
+                             "float32-only path, not rounding", (level.pair, pair64, pair_evidence),
+                             accepted=False), checks + checks64 + against64
+        return PairClass(level.name, "rounding", f"{differs}; run in float64 both sides agree to float64 rounding "
+                         f"(max |diff| {worst64.max_abs:.3g}, {EAGER_ROUNDING[torch.float64].describe()}), and the "
+                         "target's float32 is as close to the reference's float64 as the reference's own",
+                         (level.pair, pair64, pair_evidence), accepted=not strict), checks + checks64 + against64
     tolerance = tolerance_for("eager", s.torch_dtype, eager_rounding=True, autocast=s.autocast)
     pair32 = f"{level.pair} rounding"
     rounded = compare(reference, target, pair32, tolerance)
@@ -189,6 +208,17 @@ def _classify(run: CaseRun, level: Level, strict: bool) -> tuple[PairClass | Non
     return PairClass(level.name, "divergent", f"{differs}, beyond assert_close's tolerance ({tolerance.describe()}); "
                      "no float64 run of both sides was possible", (level.pair, pair32),
                      accepted=False), checks + rounded
+
+
+def _differs(checks: list[TensorCheck]) -> str:
+    """How the float32 outputs differ, a non-finite difference first (it has no size)."""
+    failed = [check for check in checks if not check.passed]
+    non_finite = [check for check in failed if check.kind in ("nan", "inf")]
+    if non_finite:
+        return f"float32 outputs differ: {non_finite[0].message}" + (
+            f" (and {len(non_finite) - 1} more tensor(s) non-finite on one side)" if len(non_finite) > 1 else "")
+    worst = max(failed, key=lambda c: c.max_abs)
+    return f"float32 outputs differ (max |diff| {worst.max_abs:.3g} on {worst.tensor})"
 
 
 def layout_evidence(level: str, layout: dict[str, list[str]]) -> str:

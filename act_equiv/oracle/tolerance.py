@@ -20,13 +20,14 @@ Three kinds of comparison:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
 from act_equiv.run.numerics import AUTOCAST_DTYPES
 
-__all__ = ["EAGER_ROUNDING", "EXACT", "Tolerance", "tolerance_for"]
+__all__ = ["EAGER_ROUNDING", "EXACT", "Tolerance", "rounding_evidence", "tolerance_for"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,16 @@ _ONNX = {
                              source="onnxruntime CPU fp32; measured max abs 7.2e-7 at input scale 1, 1.5e-5 at "
                                     "scale 100 (fp64-referenced check passed); docs/EXPORT.md"),
 }
+
+
+def rounding_evidence(dtype: torch.dtype, autocast: str | None = None) -> Tolerance:
+    """How close a target's float32 (or mixed-precision) output must be to the reference's float64 result to be
+    rounding when it differs from the reference's: assert_close's tolerance against the reference's output, else
+    dynamo's accuracy rule with the reference's own error as the yardstick (rmse factor 2 as in
+    torch._dynamo.utils.same, 3 for small or half-precision tensors)."""
+    return dataclasses.replace(tolerance_for("eager", dtype, eager_rounding=True, autocast=autocast), rmse_factor=2.0,
+                               source="a target's float32 vs the reference's float64, the reference's own float32 "
+                                      "error as the yardstick (dynamo's accuracy rule)")
 
 
 def tolerance_for(kind: str, dtype: torch.dtype, backend: str | None = None, eager_rounding: bool = False,
