@@ -91,8 +91,14 @@ class Case:
     batch: BatchSpec = field(default_factory=BatchSpec)
     training: bool = False
     weight_seed: int = 0
+    weight_scale: float = 0.1
+    """How far every learned weight is drawn from its init value (`act_equiv.models.build`), so that code ignoring a
+    parameter at its init (a LayerNorm at weight 1, bias 0) cannot hide: 0.01 is near init, 1 as far again as init's
+    own spread."""
 
     def __post_init__(self) -> None:
+        if not self.weight_scale >= 0:
+            raise ValueError(f"Case.weight_scale={self.weight_scale!r} is invalid: a float >= 0")
         if self.training and not self.batch.actions:
             raise ValueError("Case.batch.actions=False is invalid in training: the loss needs the actions (True)")
 
@@ -123,6 +129,7 @@ class Case:
             "batch": dataclasses.asdict(self.batch),
             "training": self.training,
             "weight_seed": self.weight_seed,
+            "weight_scale": self.weight_scale,
         }
 
     @classmethod
@@ -132,10 +139,16 @@ class Case:
             batch=BatchSpec(**data["batch"]),
             training=data["training"],
             weight_seed=data["weight_seed"],
+            weight_scale=data.get("weight_scale", 0.0),  # cases recorded before weights were drawn had init values
         )
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+    @property
+    def weights(self) -> tuple[int, float]:
+        """What fixes the weights (seed and scale): cases that share it share a state_dict."""
+        return self.weight_seed, self.weight_scale
 
     def structure_key(self) -> str:
         """Configs with the same key compile to the same graph (weights and batch values don't matter)."""

@@ -93,6 +93,7 @@ def _batch_variants(case: Case) -> Iterator[Case]:
     yield dataclasses.replace(case, batch=dataclasses.replace(b, scale=1.0))
     yield dataclasses.replace(case, batch=dataclasses.replace(b, seed=0))
     yield dataclasses.replace(case, weight_seed=0)
+    yield dataclasses.replace(case, weight_scale=0.1)
 
 
 HALVED = ("latent_dim", "action_dim", "state_dim", "env_state_dim", "dim_feedforward", "dim_model", "chunk_size",

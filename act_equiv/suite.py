@@ -143,7 +143,7 @@ def test_forms_agree(act_gate: Gate, cameras: int, training: bool, data: st.Data
     """legacy == target (eager, bitwise); compiled ~ target (tolerance table); gradients in training; compiled
     code ran; no graph break; recompiles within the allowance when only the batch size changes."""
     case = data.draw(_cases(cameras=min(cameras, profiles.scope()["max_cameras"]), training=training,
-                            scales=aes.scales_for(act_gate.autocast)), "case")
+                            **aes.magnitudes_for(act_gate.autocast)), "case")
     assert_holds(act_gate, case)
 
 
@@ -156,7 +156,7 @@ ROWS = aes.covering_rows()
 def test_covering_array_eager(act_gate: Gate, row: dict[str, object], data: st.DataObject) -> None:
     """Every row of the strength-3 covering array (`act_equiv.coverage`): legacy == target eager, whatever the
     rest of the case; the session report's 3-way table counts what these rows and the properties covered."""
-    scope = {**profiles.scope(), "scales": aes.scales_for(act_gate.autocast)}
+    scope = {**profiles.scope(), **aes.magnitudes_for(act_gate.autocast)}
     case = data.draw(aes.covering_cases(row, **scope), "case")
     assert_holds(act_gate, case, compiled=False)
 
@@ -178,7 +178,7 @@ def test_forms_agree_inductor(act_gate_inductor: Gate, case: Case) -> None:
 
 @pytest.mark.compile
 @settings(max_examples=3)
-@given(case=_cases(cameras=st.integers(0, 2), max_layers=1, scales=aes.FLOAT16_SCALES))
+@given(case=_cases(cameras=st.integers(0, 2), max_layers=1, **aes.magnitudes_for("float16")))
 @example(case=MUST_KEEP[1])
 def test_forms_agree_autocast(act_gate_autocast: Gate, case: Case) -> None:
     """Mixed precision: legacy == target bitwise under autocast; compiled within the autocast tolerance (its
@@ -188,7 +188,7 @@ def test_forms_agree_autocast(act_gate_autocast: Gate, case: Case) -> None:
 
 @pytest.mark.compile
 @settings(max_examples=1)
-@given(case=_cases(cameras=st.integers(0, 2), max_layers=1, scales=aes.FLOAT16_SCALES))
+@given(case=_cases(cameras=st.integers(0, 2), max_layers=1, **aes.magnitudes_for("float16")))
 def test_forms_agree_inductor_autocast(act_gate_inductor_autocast: Gate, case: Case) -> None:
     """Inductor under autocast: the autocast tolerance and its fp64-referenced check on generated code."""
     assert_holds(act_gate_inductor_autocast, case)
@@ -224,14 +224,15 @@ def test_aoti_agrees(act_gate_aoti: Gate, case: Case) -> None:
 @given(case=_cases())
 @example(case=MUST_KEEP[1])
 def test_forms_agree_cuda(act_gate_cuda: Gate, case: Case) -> None:
-    assume(case.batch.scale in aes.scales_for(act_gate_cuda.autocast))
+    magnitudes = aes.magnitudes_for(act_gate_cuda.autocast)
+    assume(case.batch.scale in magnitudes["scales"] and case.weight_scale in magnitudes["weight_scales"])
     assert_holds(act_gate_cuda, case)
 
 
 @pytest.mark.cuda
 @pytest.mark.compile
 @settings(max_examples=4)
-@given(case=_cases(cameras=st.integers(0, 2), scales=aes.FLOAT16_SCALES))
+@given(case=_cases(cameras=st.integers(0, 2), **aes.magnitudes_for("float16")))
 @example(case=MUST_KEEP[1])
 def test_forms_agree_cuda_autocast(act_gate_cuda_autocast: Gate, case: Case) -> None:
     assert_holds(act_gate_cuda_autocast, case)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from gate_targets import ActionHeadSplitSum, FusedSoftmaxInFloat32, Raises
+from gate_targets import ActionHeadSplitSum, FusedSoftmaxInFloat32, LayerNormAffineDroppedInEval, Raises
 
 from act_equiv.cli import main
 from act_equiv.gate import Gate
@@ -284,3 +284,16 @@ def test_a_checkpoint_round_trip_that_raised_is_not_remembered_as_passed() -> No
         verdict = gate.verdict(case)
         assert verdict.classes["policy"].name == "raised", (case.describe(), verdict.classes)
         assert "cannot write the checkpoint" in verdict.classes["policy"].evidence
+
+
+@pytest.mark.parametrize("scale", [0.0, 0.01, 0.1])
+def test_code_that_ignores_a_parameter_at_its_init_value_cannot_hide(scale: float) -> None:
+    """Weights at init (scale 0) leave every LayerNorm at weight 1 / bias 0, so dropping them is bitwise; drawn away
+    from init, even near it (0.01), the same edit is divergent."""
+    case = dataclasses.replace(EVAL, weight_scale=scale)
+    verdict = gate_with(Target("no-affine", LayerNormAffineDroppedInEval)).verdict(case)
+    model = verdict.classes["model"]
+    if scale == 0.0:
+        assert verdict.passed and model.name == "bitwise", model
+    else:
+        assert not verdict.passed and model.name == "divergent", model

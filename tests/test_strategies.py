@@ -86,7 +86,7 @@ def test_a_wrong_keyword_fails_when_the_strategy_is_built(build: Callable[[], An
 def test_covering_cases_take_the_scope_cases_take() -> None:
     """The gate passes the profile's scope and the input magnitudes; only the row's own features are refused."""
     row = aes.covering_rows()[0]
-    aes.covering_cases(row, max_layers=1, backbones=("tiny_resnet",), scales=aes.FLOAT16_SCALES)
+    aes.covering_cases(row, max_layers=1, backbones=("tiny_resnet",), **aes.magnitudes_for("float16"))
     with pytest.raises(InvalidArgument, match="'use_vae'"):
         aes.covering_cases(row, use_vae=True)
 

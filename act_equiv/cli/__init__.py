@@ -88,7 +88,7 @@ def _check(args: argparse.Namespace) -> int:
     for role in ("reference", "target"):
         side = gate.runner.reference if role == "reference" else gate.runner.target
         print(f"{role}: " + ", ".join(f"{key}={value}" for key, value in side.environment().items()), flush=True)
-    scope = {**profiles.scope(), "scales": aes.scales_for(gate.autocast)}
+    scope = {**profiles.scope(), **aes.magnitudes_for(gate.autocast)}
     try:
         with stderr_to(log):
             stages = check(gate, scope, max_examples, args.time_budget, args.seed, profile, shrink_budget,

@@ -110,7 +110,7 @@ def property_run(name: str, *, profile: str = "ci", backend: str | None = "aot_e
             first.update(examples=judged, seconds=time.perf_counter() - start, check=failed_check(verdict),
                          case=verdict.case.describe(), stage=verdict.info["stage"])
 
-    stages = check(gate, {**scope, "scales": aes.scales_for(None)}, max_examples, time_budget, seed, profile,
+    stages = check(gate, {**scope, **aes.magnitudes_for(None)}, max_examples, time_budget, seed, profile,
                    SHRINK_BUDGET if shrink else 0.0, on_verdict=on_verdict)
     failure = stages[-1].failure
     return {

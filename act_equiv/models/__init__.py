@@ -23,25 +23,34 @@ __all__ = ["ACT", "ACTBase", "ACTOutput", "ACTPolicy", "ACTTemporalEnsembler", "
            "reference_state_dict"]
 
 
-def build(config: ACTConfig, seed: int = 0, form: Callable[[ACTConfig], nn.Module] = ACT) -> nn.Module:
-    """Construct `form(config)` (any ACT factory) with weights fixed by `seed` (the global RNG is left untouched).
+def build(config: ACTConfig, seed: int = 0, form: Callable[[ACTConfig], nn.Module] = ACT,
+          scale: float = 0.1) -> nn.Module:
+    """Construct `form(config)` (any ACT factory) with weights fixed by `seed` and drawn `scale` away from their init
+    values, as a trained checkpoint's are (the global RNG is left untouched).
 
-    Frozen batch-norm statistics are drawn too: at their identity defaults the backbone's normalisation
-    would be a no-op that no comparison could tell from a broken one.
+    At init a LayerNorm is weight 1 / bias 0, attention biases are 0 and frozen batch-norm is the identity: code that
+    ignores such a parameter computes the same numbers, and no comparison could tell it from correct code. So every
+    parameter gets `scale` x its own spread (unit spread where init made it constant) of Gaussian noise, and the
+    frozen batch-norm statistics are drawn. Buffers that are computed, not learned (the VAE encoder's sinusoidal
+    table), keep their values: every checkpoint holds exactly those.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = form(config)
-        for module in model.modules():
-            if type(module).__name__ == FrozenBatchNorm2d.__name__:  # act_equiv's or torchvision's
-                n = module.weight.numel()
-                module.weight.copy_(torch.rand(n) + 0.5)
-                module.bias.copy_(torch.randn(n) * 0.1)
-                module.running_mean.copy_(torch.randn(n) * 0.1)
-                module.running_var.copy_(torch.rand(n) + 0.5)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                spread = float(parameter.std()) if parameter.numel() > 1 else 0.0
+                parameter.add_(torch.randn(parameter.shape) * scale * (spread or 1.0))
+            for module in model.modules():
+                if type(module).__name__ == FrozenBatchNorm2d.__name__:  # act_equiv's or torchvision's
+                    n = module.weight.numel()
+                    module.weight.copy_(torch.rand(n) + 0.5)
+                    module.bias.copy_(torch.randn(n) * 0.1)
+                    module.running_mean.copy_(torch.randn(n) * 0.1)
+                    module.running_var.copy_(torch.rand(n) + 0.5)
     return model
 
 
-def reference_state_dict(config: ACTConfig, seed: int = 0) -> dict[str, torch.Tensor]:
+def reference_state_dict(config: ACTConfig, seed: int = 0, scale: float = 0.1) -> dict[str, torch.Tensor]:
     """The seeded weights of the legacy reference, to load `strict=True` into any target."""
-    return build(config, seed, LegacyACT).state_dict()
+    return build(config, seed, LegacyACT, scale).state_dict()

@@ -139,14 +139,14 @@ class FormRunner:
         torch.export specialises a dynamic dimension whose example size is 1)."""
         key = case.structure_key()
         cached = self._deployments.get(name)
-        if cached is not None and cached[0] == key and (cached[2] == case.weight_seed or cached[1].load(module)):
-            self._deployments[name] = (key, cached[1], case.weight_seed)
+        if cached is not None and cached[0] == key and (cached[2] == case.weights or cached[1].load(module)):
+            self._deployments[name] = (key, cached[1], case.weights)
             record.deployed[name] = {"example_batch": cached[1].example_batch, "exported": False}
             return cached[1]
         self._deployments.pop(name, None)
         example = deployment_inputs(case.config, side.batch(case, max(case.batch.batch_size, 2)))
         exported = deploy(name, module, example, side.settings.onnx_exporter)
-        self._deployments[name] = (key, exported, case.weight_seed)
+        self._deployments[name] = (key, exported, case.weights)
         record.deployed[name] = {"example_batch": exported.example_batch, "exported": True,
                                  "export_seconds": round(exported.export_seconds, 3)}
         return exported

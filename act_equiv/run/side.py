@@ -85,7 +85,8 @@ class Side:
     def build(self, case: Case) -> dict[str, torch.Tensor]:
         """The reference: the model with the case's seeded weights; returns its state_dict for the target."""
         s = self.settings
-        self.model = build(case.config, case.weight_seed, self.target.factory).to(s.device, s.torch_dtype)
+        model = build(case.config, case.weight_seed, self.target.factory, case.weight_scale)
+        self.model = model.to(s.device, s.torch_dtype)
         return self.model.state_dict()
 
     def load(self, case: Case, state: dict[str, torch.Tensor]) -> dict[str, list[str]] | None:

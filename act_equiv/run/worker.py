@@ -89,14 +89,14 @@ class WorkerSide:
         return self._request("unsupported", config=config.to_dict())
 
     def build(self, case: Any) -> dict[str, Any]:
-        key = (case.structure_key(), case.weight_seed, "build")
+        key = (case.structure_key(), case.weights, "build")
         if self._built != key:
             self._built, self._state = None, self._request("build", case=case.to_dict())
             self._built = key
         return self._state
 
     def load(self, case: Any, state: dict[str, Any]) -> dict[str, list[str]] | None:
-        key = (case.structure_key(), case.weight_seed, "load")
+        key = (case.structure_key(), case.weights, "load")
         reuse = self._built == key
         layout = self._request("load", case=case.to_dict(), state=None if reuse else state, reuse=reuse)
         self._built = key if layout is None else None
