@@ -16,6 +16,9 @@ import torch
 
 from act_equiv.config import ACTION, ACTION_IS_PAD, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE, ACTConfig, feature_grid
 
+DEEP_LAYERS = 3
+"""Encoder layers from which a config is "deep" (`act_equiv.coverage.FACTORS`): a bug in any layer past the first two
+shows only there."""
 PAD_PATTERNS: tuple[str, ...] = ("none", "some", "all_but_one")
 """`action_is_pad` per row: nothing padded; a random tail per row, the first row's at least one step long; or
 every step but the first padded. With `chunk_size` 1 nothing can be padded (the first step never is)."""
@@ -116,6 +119,8 @@ class Case:
             "cameras": len(c.camera_shapes),
             "distinct_grids": len({feature_grid(h, w) for _, h, w in c.camera_shapes}) > 1,
             "batch_gt1": b.batch_size > 1,
+            "batch_ge5": b.batch_size >= 5,
+            "deep": c.n_encoder_layers >= DEEP_LAYERS,
             "dropout": c.dropout > 0,
             "pre_norm": c.pre_norm,
             "temporal_ensemble": c.temporal_ensemble_coeff is not None,

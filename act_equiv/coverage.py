@@ -52,6 +52,8 @@ FACTORS: Mapping[str, tuple[object, ...]] = MappingProxyType({
     "cameras": (0, 1, 2, 3),
     "distinct_grids": (False, True),  # the cameras' backbone feature grids (h, w) are not all equal
     "batch_gt1": (False, True),
+    "batch_ge5": (False, True),  # five rows or more: beyond a micro-batch of 4, up to 8
+    "deep": (False, True),  # three encoder layers or more (LeRobot's default is 4)
     "dropout": (False, True),  # dropout > 0
     "pre_norm": (False, True),
     "temporal_ensemble": (False, True),  # temporal_ensemble_coeff is set: select_action averages overlapping chunks
@@ -81,6 +83,8 @@ EXCLUSIONS: tuple[Exclusion, ...] = (
     Exclusion("training needs actions (the loss is computed from them)",
               lambda row: bool(row["training"]) and not row["actions"]),
     Exclusion("padding is part of the actions", lambda row: bool(row["padding"]) and not row["actions"]),
+    Exclusion("a batch of five rows or more has more than one", lambda row: bool(row["batch_ge5"])
+              and not row["batch_gt1"]),
 )
 """The definitional rules: what the factors mean makes these rows impossible, whatever the config allows."""
 

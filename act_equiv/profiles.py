@@ -5,7 +5,9 @@
   the failure blob printed. Registered under Hypothesis's own "ci" name on purpose: it replaces the built-in
   one, which would otherwise also drop the example database without bounding the run.
 - `dev`: the local default. Random, keeps the example database so a found failure is replayed first.
-- `thorough`: many more examples, bigger models (resnet18 too), three layers, four cameras.
+- `thorough`: many more examples, bigger models (resnet18 too), six layers, four cameras.
+
+Every profile draws up to LeRobot's default depth (4 encoder and 4 VAE-encoder layers) at small widths.
 
 Select with `--hypothesis-profile NAME` or `ACT_EQUIV_PROFILE=NAME`.
 """
@@ -32,9 +34,9 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 # What the strategies draw under each profile (keywords of `strategies.configs`).
 SCOPES: dict[str, dict[str, Any]] = {
-    "ci": {"max_cameras": 3, "max_layers": 2, "backbones": ("tiny_resnet",)},
-    "dev": {"max_cameras": 3, "max_layers": 2, "backbones": ("tiny_resnet",)},
-    "thorough": {"max_cameras": 4, "max_layers": 3, "backbones": ("tiny_resnet", "resnet18")},
+    "ci": {"max_cameras": 3, "max_layers": 4, "backbones": ("tiny_resnet",)},
+    "dev": {"max_cameras": 3, "max_layers": 4, "backbones": ("tiny_resnet",)},
+    "thorough": {"max_cameras": 4, "max_layers": 6, "backbones": ("tiny_resnet", "resnet18")},
 }
 
 

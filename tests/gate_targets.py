@@ -12,6 +12,7 @@ from torch import nn
 from act_equiv import compat
 from act_equiv.config import OBS_IMAGES
 from act_equiv.models import ACT
+from act_equiv.models.layers import ACTEncoderLayer
 
 
 class CameraTokensReversed(ACT):
@@ -148,3 +149,49 @@ class LayerNormAffineDroppedInEval(ACT):
                 module.forward = lambda x, m=module: (
                     torch.nn.functional.layer_norm(x, m.normalized_shape, None, None, m.eps) if not m.training
                     else nn.LayerNorm.forward(m, x))
+
+
+
+class NoFeedForwardResidualLayer(ACTEncoderLayer):
+    """An encoder layer whose feed-forward block drops its residual connection."""
+
+    def forward(self, x, pos_embed=None, key_padding_mask=None):
+        skip = x
+        if self.pre_norm:
+            x = self.norm1(x)
+        q = k = x if pos_embed is None else x + pos_embed
+        x = skip + self.dropout1(self.self_attn(q, k, value=x, key_padding_mask=key_padding_mask)[0])
+        x = self.norm2(x) if self.pre_norm else self.norm1(x)
+        x = self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+        return x if self.pre_norm else self.norm2(x)
+
+
+class DeepLayersDropResidual(ACT):
+    """Encoder layers from the third on drop the feed-forward residual: invisible to models of one or two layers."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        for layer in self.encoder.layers[2:]:
+            layer.__class__ = NoFeedForwardResidualLayer
+
+
+def _micro_batched(backbone: type[nn.Module]) -> type[nn.Module]:
+    """`backbone` run in micro-batches of 4, a remainder stitched back at the front."""
+
+    def forward(self, x):
+        parts = [backbone.forward(self, x[i:i + 4]) for i in range(0, x.shape[0], 4)]
+        if len(parts) > 1 and x.shape[0] % 4:
+            parts = parts[-1:] + parts[:-1]
+        return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
+
+    return type(f"MicroBatched{backbone.__name__}", (backbone,), {"forward": forward})
+
+
+class MicroBatchedBackbone(ACT):
+    """The backbone runs in micro-batches of 4, and a remainder goes to the front when they are stitched back: the
+    same numbers at up to 4 rows, rows out of order at 5 to 7."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        if config.camera_shapes:
+            self.backbone.__class__ = _micro_batched(type(self.backbone))

@@ -233,6 +233,27 @@ def test_what_torch_writes_to_stderr_goes_to_the_report_directorys_log(tmp_path:
     assert f"{log.relative_to(tmp_path)} (" in done.stdout
 
 
+SECOND_PASS = {
+    # target: what the shrunk failure must still have (each passed the ci check before the second soundness pass)
+    "LayerNormAffineDroppedInEval": lambda case: not case["training"] and case["weight_scale"] > 0,
+    "DeepLayersDropResidual": lambda case: case["config"]["n_encoder_layers"] >= 3,
+    "MicroBatchedBackbone": lambda case: case["batch"]["batch_size"] in (5, 6, 7) and case["config"]["camera_shapes"],
+}
+
+
+@pytest.mark.parametrize("target", sorted(SECOND_PASS))
+def test_bugs_that_hid_behind_init_weights_depth_or_batch_size_fail_the_check(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, target: str) -> None:
+    """Weights drawn away from init, LeRobot's depth and batches past 4 in the covering array: each bug is found
+    in the eager stages of a ci check and shrunk to a case that still shows it."""
+    monkeypatch.syspath_prepend(str(TESTS))
+    assert main(["check", "--target", f"gate_targets:{target}", "--backend", "none", "--profile", "ci", "--seed", "1",
+                 "--report-dir", str(tmp_path)]) == 1, capsys.readouterr().out
+    [failure] = only_report(tmp_path)["failures"]
+    assert failure["classes"]["model"]["name"] == "divergent", failure["failures"]
+    assert SECOND_PASS[target](failure["case"]), failure["case"]
+
+
 @pytest.mark.parametrize(("target", "code"), [("gate_targets:ClampsStateInPlace", 1),
                                               ("gate_targets:ClampsStateCopy", 0)], ids=["in-place", "control"])
 def test_a_target_that_writes_into_its_inputs_is_an_input_mutated_finding(

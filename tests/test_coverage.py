@@ -28,9 +28,9 @@ from act_equiv.coverage import (
     interactions,
 )
 
-ROWS_3 = 31  # frozen: a change in the generator shows here first
+ROWS_3 = 32  # frozen: a change in the generator shows here first
 ROWS_2 = 11
-DIGEST_3 = "f53cca7a8ab06c18b312c9528839cd04e6b5c7f1e9ffdd0ebbf0cf6abb0d1470"  # sha256 of the strength-3 rows' JSON
+DIGEST_3 = "e9fe94ac090ad2cff2d40bdd079731ddf13331c550ccf25c1e147cefa74f0a72"  # sha256 of the strength-3 rows' JSON
 Combo = tuple[tuple[str, object], ...]
 
 
@@ -40,6 +40,7 @@ def default_ok(row: Mapping[str, object]) -> bool:
         (row["distinct_grids"] and row["cameras"] < 2)  # type: ignore[operator]
         or (row["training"] and not row["actions"])
         or (row["padding"] and not row["actions"])
+        or (row["batch_ge5"] and not row["batch_gt1"])
         or (row["cameras"] == 0 and not row["env"])
         # ensembling needs n_action_steps == 1; equal to chunk_size, that is a one-step chunk, never padded
         or (row["temporal_ensemble"] and not row["short_action_steps"] and row["padding"])
@@ -143,7 +144,8 @@ def test_excluded_combinations_are_not_counted() -> None:
     assert by_factors["env × cameras × distinct_grids"]["total"] == 2 * 4 + 2 * 2 - 1  # type: ignore[index]
     assert by_factors["padding × temporal_ensemble × short_action_steps"]["total"] == 7  # type: ignore[index]
     impossible = {"use_vae": False, "training": True, "actions": False, "padding": True, "state": False, "env": False,
-                  "cameras": 0, "distinct_grids": True, "batch_gt1": False, "dropout": False, "pre_norm": False,
+                  "cameras": 0, "distinct_grids": True, "batch_gt1": False, "batch_ge5": False, "deep": False,
+                  "dropout": False, "pre_norm": False,
                   "temporal_ensemble": True, "short_action_steps": False, "kl_weight_not_1": False}
     seen = interactions([impossible])
     assert seen["hit"] == len(combos_of([impossible], 3) & valid_combos(3)) > 0
@@ -154,11 +156,12 @@ def test_describe_exclusions_names_every_excluded_combination() -> None:
     counts = {entry["reason"]: entry["excluded"] for entry in described}
     ensemble_rule = ("LeRobot's config rule: temporal ensembling needs n_action_steps == 1, so with n_action_steps "
                      "== chunk_size the chunk is one step, and one step is never padded")
-    assert counts == {  # the 12 other factors: 11 with two levels, `cameras` with four
-        "distinct feature grids need two cameras or more": 2 * 12 * 2,
-        "training needs actions (the loss is computed from them)": 11 * 2 + 4,
-        "padding is part of the actions": 11 * 2 + 4,
-        "LeRobot's config rule: at least one camera or the environment state": 11 * 2 + 1,  # not distinct_grids=True
+    assert counts == {  # the 14 other factors: 13 with two levels, `cameras` with four
+        "distinct feature grids need two cameras or more": 2 * 14 * 2,
+        "training needs actions (the loss is computed from them)": 13 * 2 + 4,
+        "padding is part of the actions": 13 * 2 + 4,
+        "a batch of five rows or more has more than one": 13 * 2 + 4,
+        "LeRobot's config rule: at least one camera or the environment state": 13 * 2 + 1,  # not distinct_grids=True
         ensemble_rule: 1,
     }
     # Its rows without camera or environment name the camera rule (ACTConfig checks it first); the rule that

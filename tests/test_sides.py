@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from gate_targets import ActionHeadSplitSum, FusedSoftmaxInFloat32, LayerNormAffineDroppedInEval, Raises
+from gate_targets import (
+    ActionHeadSplitSum,
+    FusedSoftmaxInFloat32,
+    LayerNormAffineDroppedInEval,
+    MicroBatchedBackbone,
+    Raises,
+)
 
 from act_equiv.cli import main
 from act_equiv.gate import Gate
@@ -297,3 +303,17 @@ def test_code_that_ignores_a_parameter_at_its_init_value_cannot_hide(scale: floa
         assert verdict.passed and model.name == "bitwise", model
     else:
         assert not verdict.passed and model.name == "divergent", model
+
+
+@pytest.mark.parametrize("case", [EVAL, TRAIN], ids=["eval", "train"])
+def test_the_further_batch_sizes_are_compared_with_the_reference(case) -> None:
+    """A case of 3 rows is bitwise for a backbone micro-batched by 4; the compiled stage runs the target again at
+    4 and 5 rows (in training too), and there the reference judges it, not only the target's own compiled form."""
+    case = dataclasses.replace(case, batch=dataclasses.replace(case.batch, batch_size=3))
+    verdict = gate_with(Target("micro", MicroBatchedBackbone), backend="eager").verdict(case)
+    model = verdict.classes["model"]
+    assert not verdict.passed and model.name == "divergent", model
+    assert "bitwise at the case's batch size 3, but not at batch 5" in model.evidence, model
+    assert {"reference/target@batch4", "reference/target@batch5"} <= {check.pair for check in verdict.checks}
+    clean = gate_with(Target("concat", ACT), backend="eager").verdict(case)
+    assert clean.passed and "reference/target@batch5" in {check.pair for check in clean.checks}, clean.summary()

@@ -12,6 +12,9 @@ Pairs judged:
   Errors at a level's stages make it `raised`, or `raised-both` when both sides raise the same type at the same
   stage; a state_dict that does not load is `layout`; a side that cannot express the case, `unsupported`.
   Rounding and raised-both pass with a warning unless the run is strict;
+- reference/target@batchN: in the compiled stage, the model level again at each further batch size the target ran
+  at (in training too): bitwise where the case's size was bitwise, else within `rounding_evidence`'s bound; a
+  difference there makes the model level divergent (a bug that shows only past some batch size);
 - target/target_repeat: eager run twice under the same seed must be bitwise equal, or nothing else can be
   trusted (PyTorch's accuracy checker's "eager_two_runs_differ");
 - target/compiled: the compiled target against its eager self, per the tolerance table (outputs and gradients
@@ -95,6 +98,7 @@ def judge(run: CaseRun, strict: bool = False) -> CaseVerdict:
         if pair_class is not None:
             verdict.classes[level.name] = pair_class
         verdict.checks += checks
+    verdict.checks += _judge_further_sizes(run, verdict)
     if "target_repeat" in forms:
         repeat = compare(forms["target"], forms["target_repeat"], "target/target_repeat", EXACT)
         if not all(check.passed for check in repeat):
@@ -208,6 +212,31 @@ def _classify(run: CaseRun, level: Level, strict: bool) -> tuple[PairClass | Non
     return PairClass(level.name, "divergent", f"{differs}, beyond assert_close's tolerance ({tolerance.describe()}); "
                      "no float64 run of both sides was possible", (level.pair, pair32),
                      accepted=False), checks + rounded
+
+
+def _judge_further_sizes(run: CaseRun, verdict: CaseVerdict) -> list[TensorCheck]:
+    """The model level at each further batch size both sides ran at: bitwise where the case's size was, within
+    `rounding_evidence`'s element-wise bound where it was rounding. A difference there makes the level divergent."""
+    model = verdict.classes.get("model")
+    if model is None or model.name not in ("bitwise", "rounding"):
+        return []
+    s, case, checks = run.settings, run.case, []
+    tolerance = EXACT if model.name == "bitwise" else rounding_evidence(s.torch_dtype, s.autocast)
+    sizes = sorted(int(name.removeprefix("reference@batch")) for name in run.forms if name.startswith("reference@"))
+    for size in sizes:
+        suffix = f"@batch{size}"
+        if f"target{suffix}" not in run.forms:
+            continue
+        pair = f"reference/target{suffix}"
+        found = compare(run.forms[f"reference{suffix}"], run.forms[f"target{suffix}"], pair, tolerance)
+        checks += found
+        failed = [check for check in found if not check.passed]
+        if failed and verdict.classes["model"] is model:
+            verdict.classes["model"] = PairClass(
+                "model", "divergent", f"{model.name} at the case's batch size {case.batch.batch_size}, but not at "
+                f"batch {size} ({tolerance.describe()}): max |diff| {failed[0].max_abs:.3g} on {failed[0].tensor} at "
+                f"index {failed[0].where}", (*model.pairs, pair), accepted=False)
+    return checks
 
 
 def _differs(checks: list[TensorCheck]) -> str:

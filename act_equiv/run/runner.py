@@ -24,6 +24,7 @@ from act_equiv.config import ACTION_IS_PAD
 from act_equiv.models import ACTPolicy
 from act_equiv.run import numerics
 from act_equiv.run.concurrent import Outcome, at_once
+from act_equiv.run.form_runner import further_batch_sizes
 from act_equiv.run.records import FAILED, CaseRun, Outputs, RunSettings, batch_suffix, guarded, record_form
 from act_equiv.run.side import same_bits, state_layout
 
@@ -84,7 +85,24 @@ class Runner:
             if s.reference64 and ("compiled" in run.forms or run.deployed_sizes):
                 sizes = dict.fromkeys([*run.batch_sizes, *run.deployed_sizes])
                 self._float64(run, {size: s.batch(case, size) for size in sizes})
+            self._further_sizes(run)
         run.seconds += time.perf_counter() - start
+
+    def _further_sizes(self, run: CaseRun) -> None:
+        """The reference at every further batch size the target ran at (the compiled graph's and the deployment
+        forms' sizes), and in training both sides at the further sizes: the target's eager model is compared with
+        the reference there too, not only with its own compiled form (a bug that shows only past some batch size)."""
+        case, s = run.case, self.settings
+        further = [*run.batch_sizes, *run.deployed_sizes] if not case.training else [
+            *further_batch_sizes(case.batch.batch_size, s.extra_batch_sizes)]
+        for size in dict.fromkeys(size for size in further if size != case.batch.batch_size):
+            suffix, batch = batch_suffix(case, size), s.batch(case, size)
+            if f"target{suffix}" not in run.forms and not record_form(
+                    run, f"target{suffix}", f"forward{suffix}", lambda b=batch: self.target.call(case, b)):
+                return
+            if not record_form(run, f"reference{suffix}", f"reference:forward{suffix}",
+                               lambda b=batch: self.reference.call(case, b)):
+                return
 
     def _explain(self, run: CaseRun, roles: tuple[str, ...]) -> None:
         for role in roles:

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from act_equiv import coverage
-from act_equiv.case import Case
+from act_equiv.case import DEEP_LAYERS, Case
 from act_equiv.config import TINY_BACKBONE, ACTConfig, ConfigError
 from act_equiv.strategies._batches import cases
 from act_equiv.strategies._configs import CONFIG_KEYWORDS, ENSEMBLE_COEFFS, KL_WEIGHTS
@@ -39,7 +39,7 @@ def covering_rows(strength: int = 3) -> list[dict[str, object]]:
     return coverage.covering_array(strength, valid=config_rules)
 
 
-def covering_cases(row: Mapping[str, object], max_batch_size: int = 4, **scope: Any) -> st.SearchStrategy[Case]:
+def covering_cases(row: Mapping[str, object], **scope: Any) -> st.SearchStrategy[Case]:
     """Cases with the row's features (`act_equiv.coverage.FACTORS`) pinned; `scope` as in `cases` (config pins,
     `scales`), less what the row decides."""
     padding = bool(row["padding"])
@@ -50,12 +50,16 @@ def covering_cases(row: Mapping[str, object], max_batch_size: int = 4, **scope: 
         "temporal_ensemble_coeff": st.sampled_from(ENSEMBLE_COEFFS) if row["temporal_ensemble"] else None,
         "short_action_steps": bool(row["short_action_steps"]),
         "kl_weight": st.sampled_from([w for w in KL_WEIGHTS if w != 1]) if row["kl_weight_not_1"] else 1.0,
+        # Deep: LeRobot's default encoders (4 layers) and a decoder past its first layer.
+        "n_encoder_layers": st.integers(DEEP_LAYERS, 4) if row["deep"] else st.integers(1, DEEP_LAYERS - 1),
+        **({"n_vae_encoder_layers": st.integers(DEEP_LAYERS, 4), "n_decoder_layers": st.integers(2, 3)}
+           if row["deep"] else {}),
     }
     if padding:
         pins["chunk_size"] = st.integers(2, 8)  # one step is never padded, so padding needs two
     batch = {
         "actions": row["actions"],
-        "batch_size": st.integers(2, max_batch_size) if row["batch_gt1"] else 1,
+        "batch_size": st.integers(5, 8) if row["batch_ge5"] else st.integers(2, 4) if row["batch_gt1"] else 1,
         "pad": st.sampled_from(("some", "all_but_one")) if padding else "none",
     }
     decided = {"training", "batch", "chunk_size", "n_action_steps", *pins}
