@@ -195,3 +195,41 @@ class MicroBatchedBackbone(ACT):
         super().__init__(config)
         if config.camera_shapes:
             self.backbone.__class__ = _micro_batched(type(self.backbone))
+
+
+def _memoised(backbone: type[nn.Module]) -> type[nn.Module]:
+    """`backbone` with its features memoised by the input's address: stale once a new image lands where a freed one
+    was (a robot loop re-uses its buffers)."""
+
+    def forward(self, x):
+        memo = self.__dict__.setdefault("_memo", {})
+        key = (x.data_ptr(), tuple(x.shape))
+        if key not in memo:
+            memo[key] = backbone.forward(self, x)
+        return memo[key]
+
+    return type(f"Memoised{backbone.__name__}", (backbone,), {"forward": forward})
+
+
+class MemoisedCameraFeatures(ACT):
+    """Camera features cached by `data_ptr` in eval: right while every observation stays alive, stale in a robot
+    loop that frees each observation before the next."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        if config.camera_shapes:
+            self.backbone.__class__ = _memoised(type(self.backbone))
+
+
+class CachesEncoderInputsByShape(ACT):
+    """The encoder's input tokens cached by batch shape in eval (a "warm-up" cache): right on the first call, stale
+    for every later batch of the same shape."""
+
+    def encoder_inputs(self, batch, latent_sample):
+        if self.training:
+            return super().encoder_inputs(batch, latent_sample)
+        cache = self.__dict__.setdefault("_tokens", {})
+        key = tuple(tuple(v.shape) for v in batch.values() if isinstance(v, torch.Tensor))
+        if key not in cache:
+            cache[key] = super().encoder_inputs(batch, latent_sample)
+        return cache[key]

@@ -82,6 +82,22 @@ def test_float32_sampling_gives_a_float64_run_the_float32_draws() -> None:
     assert float32_untouched.dtype == torch.float32
 
 
+def test_float32_sampling_leaves_a_batch_recipe_alone() -> None:
+    """A recipe's draws from its own generator (`make_batch`, the rollout's observations) are the same numbers in a
+    float64 run: before, the float64 policy rollout saw other observations than the float32 one, so its "evidence"
+    was another computation (the reference's own float32 rollout 0.45 away from it)."""
+    from act_equiv.case import BatchSpec, make_batch
+    from act_equiv.suite import MUST_KEEP
+
+    config = MUST_KEEP[0].config
+    plain = make_batch(config, BatchSpec(2, seed=5, actions=False), dtype=torch.float64)
+    with numerics.float32_sampling():
+        sampled = make_batch(config, BatchSpec(2, seed=5, actions=False), dtype=torch.float64)
+    assert torch.equal(plain["observation.state"], sampled["observation.state"])
+    images = zip(plain["observation.images"], sampled["observation.images"], strict=True)
+    assert all(torch.equal(a, b) for a, b in images)
+
+
 def test_pinned_settings_state_what_cuda_runs_use() -> None:
     assert numerics.pinned_settings("cuda") == {"tf32": False, "deterministic": True,
                                                 "cublas_workspace": os.environ.get("CUBLAS_WORKSPACE_CONFIG")}

@@ -11,8 +11,10 @@ import pytest
 import torch
 from gate_targets import (
     ActionHeadSplitSum,
+    CachesEncoderInputsByShape,
     FusedSoftmaxInFloat32,
     LayerNormAffineDroppedInEval,
+    MemoisedCameraFeatures,
     MicroBatchedBackbone,
     Raises,
 )
@@ -317,3 +319,36 @@ def test_the_further_batch_sizes_are_compared_with_the_reference(case) -> None:
     assert {"reference/target@batch4", "reference/target@batch5"} <= {check.pair for check in verdict.checks}
     clean = gate_with(Target("concat", ACT), backend="eager").verdict(case)
     assert clean.passed and "reference/target@batch5" in {check.pair for check in clean.checks}, clean.summary()
+
+
+def test_the_float64_policy_evidence_computes_what_the_float32_policy_did() -> None:
+    """The reference's policy outputs (loss, chunk, rollout) in float32 and float64 are the same computation: they
+    differ by float32 rounding only, so the float64 run can judge a target's float32 rounding."""
+    gate = gate_with(Target("concat", ACT))
+    reference = gate.runner.reference
+    reference.build(EVAL)
+    float32, float64 = reference.policy(EVAL), reference.policy(EVAL, float64=True)
+    assert float32.keys() == float64.keys() and "policy/rollout" in float32
+    for name, value in float32.items():
+        assert (value.double() - float64[name]).abs().max() < 1e-5, name
+
+
+def test_a_policy_that_caches_by_address_fails_in_a_robot_loop() -> None:
+    """The rollout writes each observation into the same input buffers, as a robot loop does: camera features
+    memoised by `data_ptr` go stale from the second step, and the policy level is divergent whatever the allocator
+    did at the model level."""
+    verdict = gate_with(Target("memo", MemoisedCameraFeatures)).verdict(EVAL)
+    assert not verdict.passed and verdict.classes["policy"].name == "divergent", verdict.classes
+
+
+def test_a_target_whose_outputs_depend_on_what_ran_before_is_stateful() -> None:
+    """The target's instance runs a batch of other values before the case's, as a loop calling it would: a cache of
+    encoder tokens keyed by shape hands back the first batch's, so the target differs from the reference, while a
+    fresh instance with the same weights does not: a `stateful` finding, beside the divergent model level."""
+    verdict = gate_with(Target("cache", CachesEncoderInputsByShape)).verdict(EVAL)
+    assert not verdict.passed and [f.check for f in verdict.findings] == ["stateful"], verdict.findings
+    assert verdict.classes["model"].name == "divergent", verdict.classes
+    clean = gate_with(Target("concat", ACT)).verdict(EVAL)
+    assert clean.passed and not clean.findings, clean.summary()
+    real = gate_with(Target("shifted", ShiftedHead)).verdict(EVAL)
+    assert "stateful" not in [f.check for f in real.findings], real.findings

@@ -17,6 +17,9 @@ Pairs judged:
   difference there makes the model level divergent (a bug that shows only past some batch size);
 - target/target_repeat: eager run twice under the same seed must be bitwise equal, or nothing else can be
   trusted (PyTorch's accuracy checker's "eager_two_runs_differ");
+- reference/target_fresh: the target's instance runs a batch of other values before the case's; where it then
+  differs from the reference, a fresh instance with the same weights runs the case once: equal to the reference bit
+  for bit, the difference is the instance's history, a `stateful` finding;
 - target/compiled: the compiled target against its eager self, per the tolerance table (outputs and gradients
   each their own), with the fp64-referenced check where a compiler may reorder floating point; in eval also
   at every further batch size the compiled graph was called with (the dynamic-shape graph);
@@ -105,6 +108,15 @@ def judge(run: CaseRun, strict: bool = False) -> CaseVerdict:
             verdict.findings.append(Finding("eager_nondeterministic", "the target's eager forward gave different "
                                             "results on two runs with the same seed; no comparison can be trusted"))
         verdict.checks += repeat
+        if "target_fresh" in forms and "reference" in forms:
+            fresh = compare(forms["reference"], forms["target_fresh"], "reference/target_fresh", EXACT)
+            if all(check.passed for check in fresh):
+                verdict.findings.append(Finding(
+                    "stateful", "the target's outputs depend on what it ran before: a fresh instance with the same "
+                    "weights computes the reference's outputs bit for bit, but the instance that first ran a batch of "
+                    "other values does not (a cache or buffer that outlives a call; a loop calling the model would "
+                    "drift)"))
+                verdict.checks += fresh  # evidence only where it explains the difference: else the level says it
     if "compiled" in forms:
         verdict.checks += _judge_compiled(run, verdict)
     if run.deployed_sizes:
@@ -369,7 +381,8 @@ def where(error: ErrorRecord) -> str:
 
 LEVEL_STAGES = frozenset(stage for level in LEVELS for pair in level.stages.items() for stage in pair)
 """Stages whose errors the pair classes judge (raised, raised-both), not a finding of their own."""
-EVIDENCE_STAGES = frozenset({"reference64", "target64", "reference_policy64", "target_policy64", "compiled:target64"})
+EVIDENCE_STAGES = frozenset({"reference64", "target64", "reference_policy64", "target_policy64", "compiled:target64",
+                             "fresh"})
 """Float64 runs that may fail without a finding: then there is no float64 evidence (or the reference's stands in)."""
 
 
@@ -382,6 +395,8 @@ def _error_finding(error: ErrorRecord, run: CaseRun) -> Finding | None:
         return Finding("input_mutated", f"the {side}: {error.message} (at {error.stage})", detail)
     if error.stage.startswith("explain:") or error.stage in LEVEL_STAGES or error.stage in EVIDENCE_STAGES:
         return None
+    if error.stage == "warm-up" and any(other.stage == "forward" for other in run.errors):
+        return None  # the model level's own class (raised, raised-both) says it
     if error.stage == "compiled:reference64":
         return Finding("reference64_raised", "no float64 reference could run: the reference in float64 raised "
                        f"{error.type}: {error.message}", detail)

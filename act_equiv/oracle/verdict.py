@@ -71,6 +71,7 @@ FindingKind = Literal[
     "export_specialised",  # a deployment export does not serve every batch size (specialised, or refused one)
     "export_raised",  # a deployment exporter or its runtime raised
     "input_mutated",  # a side wrote into a tensor of the batch it was given
+    "stateful",  # the target's outputs depend on what it ran before (the same batch after another differs)
 ]
 """Every kind of `Finding` the oracle emits (`act_equiv.oracle.judge`)."""
 FINDING_KINDS: tuple[FindingKind, ...] = get_args(FindingKind)

@@ -84,7 +84,9 @@ class float32_sampling(TorchFunctionMode):  # noqa: N801 - used like a function:
     draws must therefore be the same numbers: `torch.randn_like` in float64 is a different sample from float32's
     once a tensor has 16 elements or more (another kernel), so the VAE's latent sample would differ and the
     "reference" would be another computation. Dropout needs nothing: bernoulli masks are the same in both dtypes
-    (tests/test_numerics.py checks both facts on the running torch).
+    (tests/test_numerics.py checks both facts on the running torch). Draws from an explicit generator are left
+    alone: they are a batch recipe's (`act_equiv.case.make_batch`, the rollout's observations), the same numbers in
+    every run whatever its dtype.
     """
 
     _LIKE = (torch.randn_like, torch.rand_like)
@@ -93,6 +95,8 @@ class float32_sampling(TorchFunctionMode):  # noqa: N801 - used like a function:
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if kwargs.get("generator") is not None:  # a recipe's own draws (`make_batch`: float64 in every run), kept
+            return func(*args, **kwargs)
         if func in self._LIKE and kwargs.get("dtype", args[0].dtype) == torch.float64:
             return func(*args, **{**kwargs, "dtype": torch.float32}).to(torch.float64)
         if func in self._FACTORY and kwargs.get("dtype", torch.get_default_dtype()) == torch.float64:

@@ -12,6 +12,7 @@ float64.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from collections.abc import Callable
@@ -146,6 +147,11 @@ class Runner:
         if layout is not None:
             run.layouts["model"] = layout
             return
+        # The target's instance first runs a batch of other values (the next seed), as a robot or training loop
+        # calls a model again and again: outputs that depend on what ran before differ from the reference's.
+        other = self.settings.batch(dataclasses.replace(case, batch=dataclasses.replace(
+            case.batch, seed=case.batch.seed + 1)), case.batch.batch_size)
+        guarded(run, "warm-up", lambda: target.call(case, other))
         for name in ("target", "target_repeat"):
             if not record_form(run, name, "forward" if name == "target" else name, lambda: target.call(case, batch)):
                 break
@@ -214,6 +220,8 @@ class Runner:
                 outputs = guarded(run, f"{role}64", outcome.get)
                 if outputs is not FAILED:
                     forms[f"{role}64"] = outputs[size]
+            # Whether a first call computes the reference's outputs: then the difference is the instance's history.
+            record_form(run, "target_fresh", "fresh", lambda: self.target.fresh(case, batch))
         if {"reference_policy", "target_policy"} <= forms.keys() and not identical(forms["reference_policy"],
                                                                                       forms["target_policy"]):
             outcomes = self._both(lambda: self.reference.policy(case, float64=True, rollout_only=self.rollout_only),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ CHECKPOINT_FILE = "model.safetensors"
 """The weights file of a LeRobot policy checkpoint (`save_pretrained`)."""
 
 __all__ = ["CHECKPOINT_FILE", "POLICY_API", "Probe", "Side", "cast_batch", "check_unchanged", "copy_batch",
-           "policy_batch", "rollout_steps", "same_bits", "shapes", "state_layout"]
+           "policy_batch", "refill", "rollout_steps", "same_bits", "shapes", "state_layout"]
 
 
 class Side:
@@ -158,6 +158,14 @@ class Side:
         """The model level in the case's mode, in the run's dtype and autocast."""
         return self.invoke(case, Probe(case.config, self.model), self.model, batch)
 
+    def fresh(self, case: Case, batch: dict[str, Any]) -> Outputs:
+        """The model level on a new instance holding the current weights: what the target computes on a first call,
+        whatever its instance ran before."""
+        s = self.settings
+        model = self.target.factory(case.config).to(s.device, s.torch_dtype)
+        model.load_state_dict(self.model.state_dict(), strict=True)
+        return self.invoke(case, Probe(case.config, model), model, batch)
+
     def call64(self, case: Case, batches: dict[int, dict[str, Any]]) -> dict[int, Outputs]:
         """The model level on one float64 copy, at each batch size: the exact answer (no autocast, and the run's
         float32 random draws, so it is the same computation)."""
@@ -183,8 +191,9 @@ class Side:
                                         f"calls {', '.join(POLICY_API)}")
         pristine = policy_batch(case.config, make_batch(case.config, case.batch, s.device, dtype))
 
-        def call(method: Callable[[dict[str, Any]], Any], observation: dict[str, Any]) -> Any:
-            given = copy_batch(observation)
+        def call(method: Callable[[dict[str, Any]], Any], observation: dict[str, Any],
+                 given: dict[str, Any] | None = None) -> Any:
+            given = copy_batch(observation) if given is None else given
             result = method(given)
             check_unchanged(observation, given, f"the policy's {method.__name__}")
             return result
@@ -204,9 +213,12 @@ class Side:
                 if not rollout_only:
                     outputs["policy/chunk"] = call(policy.predict_action_chunk, pristine)
                 policy.reset()
-                outputs["policy/rollout"] = torch.stack([
-                    call(policy.select_action, policy_batch(case.config, step))
-                    for step in rollout_steps(case, s.device, dtype)])
+                actions, buffers = [], None
+                for observation in map(lambda step: policy_batch(case.config, step),
+                                       rollout_steps(case, s.device, dtype)):
+                    buffers = refill(buffers, observation)
+                    actions.append(call(policy.select_action, observation, buffers))
+                outputs["policy/rollout"] = torch.stack(actions)
         return outputs
 
     def _sampling(self) -> Any:
@@ -236,13 +248,15 @@ class Side:
         return {k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in outputs.items()}
 
 
-def rollout_steps(case: Case, device: str, dtype: torch.dtype) -> list[dict[str, Any]]:
+def rollout_steps(case: Case, device: str, dtype: torch.dtype) -> Iterator[dict[str, Any]]:
     """The observations of a policy-level rollout: `n_action_steps + 1` steps, each a fresh observation without
-    actions, so the queue empties and refills once (the ensembler folds every step into the previous chunks)."""
-    steps = case.config.n_action_steps + 1
+    actions, so the queue empties and refills once (the ensembler folds every step into the previous chunks). Made
+    one at a time: a robot loop frees each observation before the next, so memory (and a tensor's address) is
+    re-used (`refill`)."""
     spec = case.batch
-    return [make_batch(case.config, type(spec)(spec.batch_size, spec.seed + 1 + step, spec.scale, "none", False),
-                       device, dtype) for step in range(steps)]
+    for step in range(case.config.n_action_steps + 1):
+        yield make_batch(case.config, type(spec)(spec.batch_size, spec.seed + 1 + step, spec.scale, "none", False),
+                         device, dtype)
 
 
 def policy_batch(config: ACTConfig, batch: dict[str, Any]) -> dict[str, Any]:
@@ -270,6 +284,20 @@ def copy_batch(batch: dict[str, Any]) -> dict[str, Any]:
     """A batch of fresh tensors with the same values: what a side is given, so that the caller's stays pristine."""
     return {key: [v.clone() for v in value] if isinstance(value, list) else
             value.clone() if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
+
+
+def refill(buffers: dict[str, Any] | None, batch: dict[str, Any]) -> dict[str, Any]:
+    """A robot loop's input buffers holding `batch`'s values: a copy at the first step, then the same tensors
+    written in place at every step, as a robot loop re-uses its buffers. A policy that caches anything by a
+    tensor's identity or address (`data_ptr`) then sees new values where it expects its cached ones."""
+    if buffers is None:
+        return copy_batch(batch)
+    for key, value in batch.items():
+        olds, news = (buffers[key], value) if isinstance(value, list) else ([buffers[key]], [value])
+        for buffer, new in zip(olds, news, strict=True):
+            if isinstance(new, torch.Tensor):
+                buffer.copy_(new)
+    return buffers
 
 
 def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:

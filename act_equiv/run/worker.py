@@ -105,6 +105,9 @@ class WorkerSide:
     def call(self, case: Any, batch: dict[str, Any]) -> dict[str, Any]:
         return self._request("call", case=case.to_dict(), batch=batch)
 
+    def fresh(self, case: Any, batch: dict[str, Any]) -> dict[str, Any]:
+        return self._request("fresh", case=case.to_dict(), batch=batch)
+
     def call64(self, case: Any, batches: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
         return self._request("call64", case=case.to_dict(), batches=batches)
 
@@ -271,6 +274,8 @@ class _Server:
                 return None if arguments["reuse"] else self.side.load(case, arguments["state"])
             if op == "call":
                 return self.side.call(case, arguments["batch"])
+            if op == "fresh":
+                return self.side.fresh(case, arguments["batch"])
             if op == "call64":
                 return self.side.call64(case, arguments["batches"])
             if op == "policy":
