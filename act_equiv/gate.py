@@ -123,6 +123,11 @@ class Gate:
     def deployed_forms(self) -> tuple[str, ...]:
         return tuple(form for form in self.forms if forms.FORMS[form].deployment)
 
+    @property
+    def requested_forms(self) -> tuple[str, ...]:
+        """The target's forms this gate compares beyond eager: compiled (with a backend) and the deployment forms."""
+        return (*((forms.COMPILED,) if self.backend is not None else ()), *self.deployed_forms)
+
     def _check_forms(self) -> None:
         """Forms by name (a comma-separated string too), each in a dtype and autocast it runs in (the table's); the
         onnx exporter by name. What each form needs installed is checked where the target runs, once it is open."""
@@ -283,6 +288,7 @@ def search(
     stage: str = "compiled",
     shrink_budget: float = SHRINK_BUDGET,
     row: int | None = None,
+    requested: tuple[str, ...] = (),
 ) -> SearchResult:
     """Run the property on drawn cases; on a divergence, shrink it within `shrink_budget` seconds.
 
@@ -290,7 +296,9 @@ def search(
     costs seconds, so a diverging edit is found and shrunk before anything is compiled. Eager failures are shrunk
     by Hypothesis, then greedily (`act_equiv.shrink`); compiled ones by the greedy pass alone, whose candidates
     are ordered by compile cost. `stage` labels the verdicts for the report, `row` the covering-array row they were
-    drawn in.
+    drawn in. The time budget stops the search only once each of `requested` (the target's forms the run asks for)
+    compared a case in every mode it runs in (then only cases of a mode still missing are run): a budget never
+    silently drops a form, nor compiled training.
     """
     verdicts: list[CaseVerdict] = []
     failing: dict[str, CaseVerdict] = {}
@@ -299,6 +307,8 @@ def search(
     stopped_by = "examples"
     cut = False
     uncompared = 0
+    missing = {(form, training) for form in requested for training in (False, True)
+               if forms.FORMS[form].runs_in(training)}
     base = settings.get_profile(profile) if profile else settings()
     phases = [p for p in base.phases if compiled is False or p is not Phase.shrink]
 
@@ -320,7 +330,8 @@ def search(
         if found_at is not None and time.perf_counter() - found_at > shrink_budget:
             cut = True
             return  # over the shrink budget: an unseen candidate counts as passing, so Hypothesis stops soon
-        if found_at is None and time_budget is not None and time.perf_counter() - start > time_budget:
+        over_budget = found_at is None and time_budget is not None and time.perf_counter() - start > time_budget
+        if over_budget and not any(training == case.training for _, training in missing):
             stopped_by = "time budget"
             assume(False)  # cheap rejections until Hypothesis stops
         if found_at is None and uncompared > UNCOMPARED_FACTOR * max_examples:
@@ -330,6 +341,7 @@ def search(
         verdicts.append(verdict)
         if on_verdict is not None:
             on_verdict(verdict, len(verdicts))
+        missing.difference_update((form, case.training) for form in verdict.compared_forms)
         if not verdict.passed:
             found_at = found_at or time.perf_counter()
             failing[case.to_json()] = verdict
@@ -433,5 +445,5 @@ def check(
         spent = sum(stage.seconds for stage in stages[1:])
         budget_left = None if time_budget is None else max(0.0, time_budget - spent)
         stages.append(search(gate, aes.cases(**scope), max_examples, budget_left, seed_value, profile,
-                             on_verdict=on_verdict, shrink_budget=shrink_budget))
+                             on_verdict=on_verdict, shrink_budget=shrink_budget, requested=gate.requested_forms))
     return stages

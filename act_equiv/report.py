@@ -232,6 +232,12 @@ def nothing_compared(verdicts: list[dict]) -> str | None:
             "target's; " + "; ".join(f"{reason} ({n} case(s))" for reason, n in reasons.most_common(3)))
 
 
+def forms_not_checked(verdicts: Iterable[dict], requested: Iterable[str]) -> list[str]:
+    """The requested forms of the target that no case compared: such a run says nothing about them, so it fails."""
+    compared = {form for v in verdicts for form in v["info"].get("compared_forms", [])}
+    return [form for form in requested if form not in compared]
+
+
 def build(verdicts: list[dict], environment: dict[str, Any], run: dict[str, Any],
           failures: list[dict] | None = None, stale: list[str] | None = None) -> dict[str, Any]:
     """The report. `stale`: the baseline entries no case reproduced (a failure under `strict`)."""
@@ -239,16 +245,17 @@ def build(verdicts: list[dict], environment: dict[str, Any], run: dict[str, Any]
     empty = nothing_compared(verdicts)
     stale = stale or []
     rows = rows_not_compared(verdicts)
+    unchecked = forms_not_checked(verdicts, run.get("forms_requested", []))
     strict = bool(environment.get("strict"))
     return {
         "schema": SCHEMA,
         "run": run,
         "environment": environment,
-        "result": {"passed": not failures and empty is None and not (strict and (stale or rows)),
+        "result": {"passed": not failures and empty is None and not unchecked and not (strict and (stale or rows)),
                    "cases": len(verdicts), "compared": sum(v["compared"] for v in verdicts),
                    "nothing_compared": empty, "skipped": sum("skipped" in v["info"] for v in verdicts),
                    "failures": len(failures), "known": known_findings(verdicts), "stale": stale,
-                   "rows_not_compared": rows},
+                   "rows_not_compared": rows, "forms_not_checked": unchecked},
         "classes": classes(verdicts),
         "coverage": coverage(verdicts),
         "exclusions": describe_exclusions(),
@@ -281,6 +288,8 @@ def console(report: dict[str, Any]) -> list[str]:
                          "summary.md")
     elif result.get("nothing_compared"):
         lines.append(f"FAIL: {_clip(result['nothing_compared'])}")
+    elif result.get("forms_not_checked"):
+        lines.append(f"FAIL: {result['cases']} cases, {result['compared']} compared, but not every form asked for")
     else:
         lines.append(f"PASS: {result['cases']} cases, {result.get('compared', '?')} compared, "
                      f"{report['compile']['distinct_compiled_structures']} compiled structures, "
@@ -304,6 +313,8 @@ def notices(report: dict[str, Any]) -> list[str]:
         lines.append(f"known: ... {len(known) - WARNINGS_SHOWN} more in summary.md")
     strict = " (a failure: --strict)" if report["environment"].get("strict") else ""
     lines += [f"stale: {signature} (in {baseline}, reproduced by no case){strict}" for signature in stale]
+    lines += [f"not checked: {form} (asked for; no case compared it, so the run cannot pass)"
+              for form in result.get("forms_not_checked", [])]
     rows = result.get("rows_not_compared", [])
     lines += [f"warning: covering-array row {row['row']} compared nothing ({row['reason']}; first: {row['first']})"
               f"{strict}" for row in rows[:WARNINGS_SHOWN]]
@@ -399,6 +410,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"failures: {result['failures']}, seconds: {report['run'].get('seconds', '?')}, "
         f"stopped by: {report['run'].get('stopped_by', '-')}",
         *(["", f"**FAIL: {result['nothing_compared']}**"] if result.get("nothing_compared") else []),
+        *(["", f"**Not checked: {', '.join(result['forms_not_checked'])}** (asked for; no case compared them)"]
+          if result.get("forms_not_checked") else []),
         "",
     ]
     lines += ["## Verdict classes (reference/target)", "", "| level | class | cases per class |", "|---|---|---|"]

@@ -11,8 +11,7 @@ from torch import nn
 
 from act_equiv import compat
 from act_equiv.config import OBS_IMAGES
-from act_equiv.models import ACT
-from act_equiv.models.layers import ACTEncoderLayer
+from act_equiv.models import ACT, ACTPolicy
 
 
 class CameraTokensReversed(ACT):
@@ -99,126 +98,14 @@ class Noisy(ACT):
         return super().forward(batch)
 
 
-class ClampsStateInPlace(ACT):
-    """Training clamps the caller's robot state in place (LeRobot's training loop re-uses that tensor)."""
-
-    def forward(self, batch):
-        if self.training and "observation.state" in batch:
-            batch["observation.state"].clamp_(-0.5, 0.5)
-        return super().forward(batch)
-
-
 class ClampsStateCopy(ACT):
-    """The control: the same op on its own copy of an input it then leaves unused (the outputs stay the reference's)."""
+    """The control of `mutant:state_clamped_in_place`: the same op on its own copy of an input it then leaves unused
+    (the outputs stay the reference's)."""
 
     def forward(self, batch):
         if self.training and "observation.state" in batch:
             batch["observation.state"].clone().clamp_(-0.5, 0.5)
         return super().forward(batch)
-
-
-def _softmax_without_max(x, dim=None, _stacklevel=3, dtype=None):
-    """A "fused" softmax that skips the max subtraction: exp overflows for logits above 88 in float32."""
-    e = x.exp()
-    return e / e.sum(dim, keepdim=True)
-
-
-class FusedSoftmaxInFloat32(ACT):
-    """A dtype-dependent path: float32 eval takes an attention softmax without the max subtraction (NaN for
-    large logits), float64 the stock one, so the target's own float64 run cannot vouch for its float32 one."""
-
-    def forward(self, batch):
-        if self.training or self.action_head.weight.dtype != torch.float32:
-            return super().forward(batch)
-        stock = torch.nn.functional.softmax
-        torch.nn.functional.softmax = _softmax_without_max
-        try:
-            return super().forward(batch)
-        finally:
-            torch.nn.functional.softmax = stock
-
-
-class LayerNormAffineDroppedInEval(ACT):
-    """Eval normalises without every LayerNorm's weight and bias (a "fused" inference kernel that forgot them): the
-    same numbers only while the weights sit at their init values (1 and 0)."""
-
-    def __init__(self, config):
-        super().__init__(config)
-        for module in self.modules():
-            if isinstance(module, nn.LayerNorm):
-                module.forward = lambda x, m=module: (
-                    torch.nn.functional.layer_norm(x, m.normalized_shape, None, None, m.eps) if not m.training
-                    else nn.LayerNorm.forward(m, x))
-
-
-
-class NoFeedForwardResidualLayer(ACTEncoderLayer):
-    """An encoder layer whose feed-forward block drops its residual connection."""
-
-    def forward(self, x, pos_embed=None, key_padding_mask=None):
-        skip = x
-        if self.pre_norm:
-            x = self.norm1(x)
-        q = k = x if pos_embed is None else x + pos_embed
-        x = skip + self.dropout1(self.self_attn(q, k, value=x, key_padding_mask=key_padding_mask)[0])
-        x = self.norm2(x) if self.pre_norm else self.norm1(x)
-        x = self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
-        return x if self.pre_norm else self.norm2(x)
-
-
-class DeepLayersDropResidual(ACT):
-    """Encoder layers from the third on drop the feed-forward residual: invisible to models of one or two layers."""
-
-    def __init__(self, config):
-        super().__init__(config)
-        for layer in self.encoder.layers[2:]:
-            layer.__class__ = NoFeedForwardResidualLayer
-
-
-def _micro_batched(backbone: type[nn.Module]) -> type[nn.Module]:
-    """`backbone` run in micro-batches of 4, a remainder stitched back at the front."""
-
-    def forward(self, x):
-        parts = [backbone.forward(self, x[i:i + 4]) for i in range(0, x.shape[0], 4)]
-        if len(parts) > 1 and x.shape[0] % 4:
-            parts = parts[-1:] + parts[:-1]
-        return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
-
-    return type(f"MicroBatched{backbone.__name__}", (backbone,), {"forward": forward})
-
-
-class MicroBatchedBackbone(ACT):
-    """The backbone runs in micro-batches of 4, and a remainder goes to the front when they are stitched back: the
-    same numbers at up to 4 rows, rows out of order at 5 to 7."""
-
-    def __init__(self, config):
-        super().__init__(config)
-        if config.camera_shapes:
-            self.backbone.__class__ = _micro_batched(type(self.backbone))
-
-
-def _memoised(backbone: type[nn.Module]) -> type[nn.Module]:
-    """`backbone` with its features memoised by the input's address: stale once a new image lands where a freed one
-    was (a robot loop re-uses its buffers)."""
-
-    def forward(self, x):
-        memo = self.__dict__.setdefault("_memo", {})
-        key = (x.data_ptr(), tuple(x.shape))
-        if key not in memo:
-            memo[key] = backbone.forward(self, x)
-        return memo[key]
-
-    return type(f"Memoised{backbone.__name__}", (backbone,), {"forward": forward})
-
-
-class MemoisedCameraFeatures(ACT):
-    """Camera features cached by `data_ptr` in eval: right while every observation stays alive, stale in a robot
-    loop that frees each observation before the next."""
-
-    def __init__(self, config):
-        super().__init__(config)
-        if config.camera_shapes:
-            self.backbone.__class__ = _memoised(type(self.backbone))
 
 
 class CachesEncoderInputsByShape(ACT):
@@ -233,3 +120,34 @@ class CachesEncoderInputsByShape(ACT):
         if key not in cache:
             cache[key] = super().encoder_inputs(batch, latent_sample)
         return cache[key]
+
+
+class CompiledGradientDrift(ACT):
+    """A compiled-only bug in training: while compiling, the training forward's actions are scaled by 1.001 (a
+    stand-in for a miscompile of the backward's inputs); eager, eval and the compiled eval graph are untouched."""
+
+    def decode(self, tokens, pos_embed, batch_size):
+        out = super().decode(tokens, pos_embed, batch_size)
+        return out * 1.001 if self.training and compat.is_compiling() else out
+
+
+class QueueLastFirstPolicy(ACTPolicy):
+    """A fork's own policy: its action queue hands out each chunk's actions last first (the model is untouched)."""
+
+    @torch.no_grad()
+    def select_action(self, batch):
+        self.eval()
+        if not self._action_queue:
+            actions = self.predict_action_chunk(batch)[:, : self.config.n_action_steps]
+            self._action_queue.extend(actions.transpose(0, 1).flip(0))
+        return self._action_queue.popleft()
+
+
+def queue_last_first_policy(config):
+    """A `--target` whose factory returns a policy: the fork's own `select_action` is what gets compared."""
+    return QueueLastFirstPolicy(config, ACT(config))
+
+
+def own_policy(config):
+    """The control: act_equiv's own policy around the concat model, returned by the factory."""
+    return ACTPolicy(config, ACT(config))

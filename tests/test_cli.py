@@ -234,10 +234,10 @@ def test_what_torch_writes_to_stderr_goes_to_the_report_directorys_log(tmp_path:
 
 
 SECOND_PASS = {
-    # target: what the shrunk failure must still have (each passed the ci check before the second soundness pass)
-    "LayerNormAffineDroppedInEval": lambda case: not case["training"] and case["weight_scale"] > 0,
-    "DeepLayersDropResidual": lambda case: case["config"]["n_encoder_layers"] >= 3,
-    "MicroBatchedBackbone": lambda case: case["batch"]["batch_size"] in (5, 6, 7) and case["config"]["camera_shapes"],
+    # mutant: what the shrunk failure must still have (each passed the ci check before the second soundness pass)
+    "layer_norm_affine_dropped_in_eval": lambda case: not case["training"] and case["weight_scale"] > 0,
+    "deep_layers_drop_residual": lambda case: case["config"]["n_encoder_layers"] >= 3,
+    "backbone_micro_batched": lambda case: case["batch"]["batch_size"] in (5, 6, 7) and case["config"]["camera_shapes"],
 }
 
 
@@ -247,14 +247,44 @@ def test_bugs_that_hid_behind_init_weights_depth_or_batch_size_fail_the_check(
     """Weights drawn away from init, LeRobot's depth and batches past 4 in the covering array: each bug is found
     in the eager stages of a ci check and shrunk to a case that still shows it."""
     monkeypatch.syspath_prepend(str(TESTS))
-    assert main(["check", "--target", f"gate_targets:{target}", "--backend", "none", "--profile", "ci", "--seed", "1",
+    assert main(["check", "--target", f"mutant:{target}", "--backend", "none", "--profile", "ci", "--seed", "1",
                  "--report-dir", str(tmp_path)]) == 1, capsys.readouterr().out
     [failure] = only_report(tmp_path)["failures"]
     assert failure["classes"]["model"]["name"] == "divergent", failure["failures"]
     assert SECOND_PASS[target](failure["case"]), failure["case"]
 
 
-@pytest.mark.parametrize(("target", "code"), [("gate_targets:ClampsStateInPlace", 1),
+@pytest.mark.parametrize(("target", "code"), [("gate_targets:queue_last_first_policy", 1),
+                                              ("gate_targets:own_policy", 0)], ids=["fork-queue", "control"])
+def test_a_target_factory_may_return_its_own_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch, target: str, code: int) -> None:
+    """A fork's own policy (its queue, ensembler, loss) is compared at the policy level when the target's factory
+    returns a policy: the model level stays bitwise, the queue's order is divergent; the control passes."""
+    monkeypatch.syspath_prepend(str(TESTS))
+    assert main(["check", "--target", target, "--backend", "none", "--profile", "ci", "--seed", "1",
+                 "--max-examples", "2", "--report-dir", str(tmp_path)]) == code, capsys.readouterr().out
+    report = only_report(tmp_path)
+    policy = "QueueLastFirstPolicy" if code else "act_equiv.models.policy.ACTPolicy"
+    assert policy in report["environment"]["sides"]["target"]["policy"], report["environment"]
+    if code:
+        [failure] = report["failures"]
+        assert failure["classes"]["policy"]["name"] == "divergent", failure["failures"]
+        assert failure["classes"]["model"]["name"] == "bitwise", failure["failures"]
+
+
+def test_a_time_budget_never_drops_compiled_training(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 5 s budget is spent by the eager stages; the compiled search still compares a case in each mode the
+    compiled form runs in, so a drift only compiled training shows is found (before: PASS with 0 compiled cases)."""
+    monkeypatch.syspath_prepend(str(TESTS))
+    assert main(["check", "--target", "gate_targets:CompiledGradientDrift", "--backend", "aot_eager", "--profile",
+                 "ci", "--seed", "1", "--time-budget", "5", "--shrink-budget", "0", "--report-dir",
+                 str(tmp_path)]) == 1, capsys.readouterr().out
+    [failure] = only_report(tmp_path)["failures"]
+    assert failure["case"]["training"] and any("target/compiled" in line for line in failure["failures"]), failure
+
+
+@pytest.mark.parametrize(("target", "code"), [("mutant:state_clamped_in_place", 1),
                                               ("gate_targets:ClampsStateCopy", 0)], ids=["in-place", "control"])
 def test_a_target_that_writes_into_its_inputs_is_an_input_mutated_finding(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, target: str,

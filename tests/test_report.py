@@ -80,3 +80,14 @@ def test_a_grouped_warning_shows_its_worst_cases_numbers_and_count() -> None:
     [line] = report.classes([verdict("2e-07", "small"), verdict("9.5e-07", "large")])["model"]["warnings"]
     assert "max |diff| 9.5e-07 on actions" in line and "#" not in line, line
     assert line.endswith("(2 case(s); worst: large)"), line
+
+
+def test_a_requested_form_that_compared_no_case_fails_the_run() -> None:
+    """An eager-only verdict cannot vouch for the compiled form the run asked for: "not checked", never PASS."""
+    verdict = Gate(backend=None, explain=False).verdict(MUST_KEEP[0], compiled=False).to_dict()
+    built = report.build([verdict], {}, {"kind": "check", "forms_requested": ["compiled"]})
+    assert not built["result"]["passed"] and built["result"]["forms_not_checked"] == ["compiled"]
+    lines = report.console(built)
+    assert lines[0].startswith("FAIL:") and any(line.startswith("not checked: compiled") for line in lines), lines
+    eager_only = report.build([verdict], {}, {"kind": "check", "forms_requested": []})
+    assert eager_only["result"]["passed"] and report.console(eager_only)[0].startswith("PASS")

@@ -9,15 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from gate_targets import (
-    ActionHeadSplitSum,
-    CachesEncoderInputsByShape,
-    FusedSoftmaxInFloat32,
-    LayerNormAffineDroppedInEval,
-    MemoisedCameraFeatures,
-    MicroBatchedBackbone,
-    Raises,
-)
+from gate_targets import ActionHeadSplitSum, CachesEncoderInputsByShape, Raises
 
 from act_equiv.cli import main
 from act_equiv.gate import Gate
@@ -26,6 +18,12 @@ from act_equiv.report import pair_errors
 from act_equiv.run.side import Side
 from act_equiv.suite import MUST_KEEP
 from act_equiv.targets import Target
+from act_equiv.targets.mutants import (
+    BackboneMicroBatched,
+    CameraFeaturesMemoisedByAddress,
+    LayerNormAffineDroppedInEval,
+    SoftmaxUnshiftedFloat32,
+)
 
 EVAL, TRAIN = MUST_KEEP
 TESTS = str(Path(__file__).parent)
@@ -62,7 +60,7 @@ def test_a_float32_only_path_cannot_vouch_for_itself(scale: float) -> None:
     that is rounding, and the target's float32 stays as close to the reference's float64 as the reference's own; at
     scale 100 its actions are NaN: divergent at both levels, never "max |diff| 0", and in the pairs table."""
     case = dataclasses.replace(EVAL, batch=dataclasses.replace(EVAL.batch, scale=scale))
-    verdict = gate_with(Target("fused", FusedSoftmaxInFloat32)).verdict(case)
+    verdict = gate_with(Target("fused", SoftmaxUnshiftedFloat32)).verdict(case)
     if scale == 1.0:
         assert verdict.passed and verdict.classes["model"].name == "rounding", verdict.classes
         assert "as close to the reference's float64" in verdict.classes["model"].evidence
@@ -312,7 +310,7 @@ def test_the_further_batch_sizes_are_compared_with_the_reference(case) -> None:
     """A case of 3 rows is bitwise for a backbone micro-batched by 4; the compiled stage runs the target again at
     4 and 5 rows (in training too), and there the reference judges it, not only the target's own compiled form."""
     case = dataclasses.replace(case, batch=dataclasses.replace(case.batch, batch_size=3))
-    verdict = gate_with(Target("micro", MicroBatchedBackbone), backend="eager").verdict(case)
+    verdict = gate_with(Target("micro", BackboneMicroBatched), backend="eager").verdict(case)
     model = verdict.classes["model"]
     assert not verdict.passed and model.name == "divergent", model
     assert "bitwise at the case's batch size 3, but not at batch 5" in model.evidence, model
@@ -337,7 +335,7 @@ def test_a_policy_that_caches_by_address_fails_in_a_robot_loop() -> None:
     """The rollout writes each observation into the same input buffers, as a robot loop does: camera features
     memoised by `data_ptr` go stale from the second step, and the policy level is divergent whatever the allocator
     did at the model level."""
-    verdict = gate_with(Target("memo", MemoisedCameraFeatures)).verdict(EVAL)
+    verdict = gate_with(Target("memo", CameraFeaturesMemoisedByAddress)).verdict(EVAL)
     assert not verdict.passed and verdict.classes["policy"].name == "divergent", verdict.classes
 
 

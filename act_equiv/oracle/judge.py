@@ -388,6 +388,9 @@ EVIDENCE_STAGES = frozenset({"reference64", "target64", "reference_policy64", "t
 
 def _error_finding(error: ErrorRecord, run: CaseRun) -> Finding | None:
     detail = {"stage": error.stage, "type": error.type, "traceback": error.traceback}
+    if error.stage == "warm-up" and any(other.stage != "warm-up" and other.type == error.type
+                                        and not other.stage.startswith("reference") for other in run.errors):
+        return None  # the target's own call says it (the model level's class, or the same finding)
     if error.kind == "worker_failed":
         return Finding("worker_failed", f"{error.stage}: {error.message}", detail)
     if error.kind == "input_mutated":
@@ -395,8 +398,6 @@ def _error_finding(error: ErrorRecord, run: CaseRun) -> Finding | None:
         return Finding("input_mutated", f"the {side}: {error.message} (at {error.stage})", detail)
     if error.stage.startswith("explain:") or error.stage in LEVEL_STAGES or error.stage in EVIDENCE_STAGES:
         return None
-    if error.stage == "warm-up" and any(other.stage == "forward" for other in run.errors):
-        return None  # the model level's own class (raised, raised-both) says it
     if error.stage == "compiled:reference64":
         return Finding("reference64_raised", "no float64 reference could run: the reference in float64 raised "
                        f"{error.type}: {error.message}", detail)

@@ -40,7 +40,7 @@ CHECKPOINT_FILE = "model.safetensors"
 """The weights file of a LeRobot policy checkpoint (`save_pretrained`)."""
 
 __all__ = ["CHECKPOINT_FILE", "POLICY_API", "Probe", "Side", "cast_batch", "check_unchanged", "copy_batch",
-           "policy_batch", "refill", "rollout_steps", "same_bits", "shapes", "state_layout"]
+           "policy_batch", "refill", "rollout_steps", "same_bits", "shapes", "split_policy", "state_layout"]
 
 
 class Side:
@@ -54,6 +54,8 @@ class Side:
         self.settings = settings
         self.model: nn.Module | None = None
         self._forms = FormRunner()
+        self._own_policy: str | None = None
+        """The class of the policy the target's factory returns, where it returns a policy (a fork's own)."""
         self._policy: tuple[str, nn.Module, nn.Module] | None = None
         """(structure, model, policy): the policy built around the current model, shared by the case's policy-level
         calls (a LeRobot policy costs tens of milliseconds to construct, and a case asks for it up to five times)."""
@@ -64,7 +66,10 @@ class Side:
 
     @property
     def policy_name(self) -> str:
-        """The policy-level form, by its qualified name (act_equiv's `ACTPolicy`, or LeRobot's through its adapter)."""
+        """The policy-level form, by its qualified name (act_equiv's `ACTPolicy`, LeRobot's through its adapter, or
+        the policy a target's factory returns, once it made one)."""
+        if self._own_policy is not None:
+            return self._own_policy
         factory = getattr(self.target.policy, "func", self.target.policy)
         return f"{factory.__module__}.{factory.__qualname__}"
 
@@ -84,20 +89,27 @@ class Side:
 
     def build(self, case: Case) -> dict[str, torch.Tensor]:
         """The reference: the model with the case's seeded weights; returns its state_dict for the target."""
-        s = self.settings
-        model = build(case.config, case.weight_seed, self.target.factory, case.weight_scale)
-        self.model = model.to(s.device, s.torch_dtype)
+        self._made(case, build(case.config, case.weight_seed, self.target.factory, case.weight_scale))
         return self.model.state_dict()
 
     def load(self, case: Case, state: dict[str, torch.Tensor]) -> dict[str, list[str]] | None:
         """The target: built, then the reference weights loaded `strict=True`. A different key set is returned as
         the layout change it is (missing/unexpected keys) and nothing is loaded."""
-        s = self.settings
-        self.model = self.target.factory(case.config).to(s.device, s.torch_dtype)
+        self._made(case, self.target.factory(case.config))
         layout = state_layout(shapes(state), shapes(self.model.state_dict()))
         if layout is None:
             self.model.load_state_dict(state, strict=True)
         return layout
+
+    def _made(self, case: Case, made: nn.Module) -> None:
+        """Take what the factory made: a model, or a policy around one (`split_policy`), which then is this side's
+        policy level instead of `Target.policy`'s."""
+        s = self.settings
+        model, policy = split_policy(made.to(s.device, s.torch_dtype))
+        self.model = model
+        if policy is not None:
+            self._own_policy = f"{type(policy).__module__}.{type(policy).__qualname__}"
+            self._policy = (case.structure_key(), model, policy)
 
     def saves_checkpoints(self, case: Case) -> bool:
         """Whether this side's policy has a checkpoint format of its own (LeRobot's `save_pretrained`, safetensors)."""
@@ -162,7 +174,7 @@ class Side:
         """The model level on a new instance holding the current weights: what the target computes on a first call,
         whatever its instance ran before."""
         s = self.settings
-        model = self.target.factory(case.config).to(s.device, s.torch_dtype)
+        model, _ = split_policy(self.target.factory(case.config).to(s.device, s.torch_dtype))
         model.load_state_dict(self.model.state_dict(), strict=True)
         return self.invoke(case, Probe(case.config, model), model, batch)
 
@@ -183,8 +195,10 @@ class Side:
         if rollout_only and case.training:
             return {}
         dtype = torch.float64 if float64 else s.torch_dtype
-        policy = (self.target.make_policy(case.config, copy.deepcopy(self.model).to(torch.float64)) if float64
-                  else self.current_policy(case))
+        policy = self.current_policy(case)
+        if float64:  # a copy: the target's own policy copied whole, else `Target.policy` around a copied model
+            policy = (copy.deepcopy(policy).to(torch.float64) if self._own_policy is not None
+                      else self.target.make_policy(case.config, copy.deepcopy(self.model).to(torch.float64)))
         missing = [name for name in POLICY_API if not callable(getattr(policy, name, None))]
         if missing:
             raise PolicyApiMissingError(f"{type(policy).__qualname__} has no {', '.join(missing)}: the policy level "
@@ -298,6 +312,15 @@ def refill(buffers: dict[str, Any] | None, batch: dict[str, Any]) -> dict[str, A
             if isinstance(new, torch.Tensor):
                 buffer.copy_(new)
     return buffers
+
+
+def split_policy(made: nn.Module) -> tuple[nn.Module, nn.Module | None]:
+    """(the inner model, the policy) of what a target's factory made: a policy, as LeRobot's `ACTPolicy` is (a
+    `select_action` and the model as its `model` attribute), or the model alone (no policy)."""
+    model = getattr(made, "model", None)
+    if callable(getattr(made, "select_action", None)) and isinstance(model, nn.Module):
+        return model, made
+    return made, None
 
 
 def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:

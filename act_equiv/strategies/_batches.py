@@ -42,7 +42,7 @@ def batch_specs(
     draw: st.DrawFn,
     *,
     batch_size: int | st.SearchStrategy[int] | None = None,
-    max_batch_size: int = 8,
+    max_batch_size: int = 4,
     scale: float | st.SearchStrategy[float] | None = None,
     pad: str | st.SearchStrategy[str] | None = None,
     actions: bool | st.SearchStrategy[bool] = True,

@@ -44,7 +44,8 @@ def configs(
     `distinct_grids=True` draws cameras whose backbone feature grids are not all equal, `False` cameras that
     share one grid (their pixel sizes may still differ). `short_action_steps=True` draws `n_action_steps` below
     `chunk_size` (so a chunk of two steps or more), `False` equal to it (with temporal ensembling, which needs
-    `n_action_steps == 1`, a one-step chunk).
+    `n_action_steps == 1`, a one-step chunk). `max_layers` bounds the encoder and VAE-encoder layers, the decoder's
+    half of it and at least 2 (LeRobot's default decoder has one layer, its encoders four).
 
     Shrinks to the smallest config LeRobot accepts: no VAE, no camera (so the environment state, which one of
     them requires), no robot state, action_dim 1, chunk_size 1, dim_model 8 with one head, feedforward width 8,
@@ -86,7 +87,7 @@ def configs(
         "feedforward_activation": pick("feedforward_activation", st.sampled_from(("relu", "gelu"))),
         "pre_norm": pick("pre_norm", st.booleans()),
         "n_encoder_layers": pick("n_encoder_layers", layers),
-        "n_decoder_layers": pick("n_decoder_layers", layers),
+        "n_decoder_layers": pick("n_decoder_layers", st.integers(1, max(2, max_layers // 2))),  # LeRobot's default: 1
         "n_vae_encoder_layers": pick("n_vae_encoder_layers", layers),
         "latent_dim": pick("latent_dim", st.integers(1, 8)),
         "chunk_size": chunk_size,

@@ -18,31 +18,39 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F  # noqa: N812
+from torch import Tensor, nn
 
 from act_equiv import compat
 from act_equiv.config import ACTION, ACTION_IS_PAD, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE, ACTConfig
 from act_equiv.errors import TargetError
 from act_equiv.models import ACT
 from act_equiv.models.base import Batch
+from act_equiv.models.layers import ACTEncoderLayer
 from act_equiv.targets.target import Target
 
 __all__ = [
     "MUTANTS",
+    "BackboneMicroBatched",
     "CamPosEmbedShared",
     "Camera0FeaturesReused",
+    "CameraFeaturesMemoisedByAddress",
     "CamerasReversedTokens",
     "DecoderPosEmbedDropped",
+    "DeepLayersDropResidual",
     "DeviceFromState",
     "DropoutInEval",
     "FlattenWHTokens",
     "GraphBreak",
     "LatentAfterStateEnv",
+    "LayerNormAffineDroppedInEval",
     "Mutant",
     "OutputReshapeNotTranspose",
     "Pos1dShifted",
     "RecompilePerBatchSize",
     "ReshapeNotPermute",
+    "SoftmaxUnshiftedFloat32",
+    "StateClampedInPlace",
     "StateEnvSwapped",
     "VAEClsMasked",
     "VAEPadMaskIgnored",
@@ -403,6 +411,125 @@ class DropoutInEval(ACT):
         self.encoder.train()  # BUG
         return super().decode(tokens, pos_embed, batch_size)
 
+
+
+# -- bugs that hid behind inputs, dtypes, init weights, depth, batch sizes and memory -----------------------------
+@_mutant("state_clamped_in_place", "training with the robot state")
+class StateClampedInPlace(ACT):
+    """Training clamps the caller's robot state in place (`clamp_` meant on a copy): LeRobot's training loop
+    re-uses that tensor, and the model's own outputs are those of the clamped state."""
+
+    def forward(self, batch: Batch) -> tuple[Tensor, tuple[Tensor | None, Tensor | None]]:
+        if self.training and OBS_STATE in batch:
+            batch[OBS_STATE].clamp_(-0.5, 0.5)  # BUG
+        return super().forward(batch)
+
+
+def _softmax_unshifted(x: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: torch.dtype | None = None
+                       ) -> Tensor:
+    e = x.exp()  # BUG: no max subtraction, so exp overflows for logits above 88 in float32
+    return e / e.sum(dim, keepdim=True)
+
+
+@_mutant("softmax_unshifted_float32", "eval in float32 at large input magnitudes")
+class SoftmaxUnshiftedFloat32(ACT):
+    """Float32 eval takes a "fused" attention softmax without the max subtraction (NaN once logits pass 88), while
+    float64 takes the stock path: a dtype-dependent path whose own float64 run cannot vouch for it."""
+
+    def forward(self, batch: Batch) -> tuple[Tensor, tuple[Tensor | None, Tensor | None]]:
+        if self.training or self.action_head.weight.dtype != torch.float32:
+            return super().forward(batch)
+        stock = F.softmax  # nn.MultiheadAttention calls torch.nn.functional's module-level softmax
+        F.softmax = _softmax_unshifted
+        try:
+            return super().forward(batch)
+        finally:
+            F.softmax = stock
+
+
+class _AffineFreeLayerNorm(nn.LayerNorm):
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training:
+            return super().forward(x)
+        return F.layer_norm(x, self.normalized_shape, None, None, self.eps)  # BUG: weight and bias left out
+
+
+@_mutant("layer_norm_affine_dropped_in_eval", "eval with weights away from their init values")
+class LayerNormAffineDroppedInEval(ACT):
+    """Eval normalises without every LayerNorm's weight and bias (an inference kernel that forgot them): the same
+    numbers only while the weights sit at their init values, 1 and 0."""
+
+    def __init__(self, config: ACTConfig) -> None:
+        super().__init__(config)
+        for module in self.modules():
+            if type(module) is nn.LayerNorm:
+                module.__class__ = _AffineFreeLayerNorm
+
+
+class _NoFeedForwardResidual(ACTEncoderLayer):
+    def forward(self, x: Tensor, pos_embed: Tensor | None = None, key_padding_mask: Tensor | None = None) -> Tensor:
+        skip = x
+        if self.pre_norm:
+            x = self.norm1(x)
+        q = k = x if pos_embed is None else x + pos_embed
+        x = skip + self.dropout1(self.self_attn(q, k, value=x, key_padding_mask=key_padding_mask)[0])
+        x = self.norm2(x) if self.pre_norm else self.norm1(x)
+        x = self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))  # BUG: no `skip +`
+        return x if self.pre_norm else self.norm2(x)
+
+
+@_mutant("deep_layers_drop_residual", "3 or more encoder layers")
+class DeepLayersDropResidual(ACT):
+    """Encoder layers from the third on drop the feed-forward residual: invisible to models of one or two layers,
+    wrong at LeRobot's default of four."""
+
+    def __init__(self, config: ACTConfig) -> None:
+        super().__init__(config)
+        for layer in self.encoder.layers[2:]:
+            layer.__class__ = _NoFeedForwardResidual
+
+
+def _micro_batched(backbone: type[nn.Module]) -> type[nn.Module]:
+    def forward(self: nn.Module, x: Tensor) -> dict[str, Tensor]:
+        parts = [backbone.forward(self, x[i:i + 4]) for i in range(0, x.shape[0], 4)]
+        if len(parts) > 1 and x.shape[0] % 4:
+            parts = parts[-1:] + parts[:-1]  # BUG: the remainder stitched back at the front
+        return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
+
+    return type(f"MicroBatched{backbone.__name__}", (backbone,), {"forward": forward})
+
+
+@_mutant("backbone_micro_batched", "a camera and a batch of 5 to 7 rows")
+class BackboneMicroBatched(ACT):
+    """The backbone runs in micro-batches of 4 and the remainder goes to the front when they are stitched back: the
+    same numbers at up to 4 rows, rows out of order at 5 to 7."""
+
+    def __init__(self, config: ACTConfig) -> None:
+        super().__init__(config)
+        if config.camera_shapes:
+            self.backbone.__class__ = _micro_batched(type(self.backbone))
+
+
+def _memoised(backbone: type[nn.Module]) -> type[nn.Module]:
+    def forward(self: nn.Module, x: Tensor) -> dict[str, Tensor]:
+        memo = self.__dict__.setdefault("_memo", {})
+        key = (x.data_ptr(), tuple(x.shape))  # BUG: an address says nothing about the values now there
+        if key not in memo:
+            memo[key] = backbone.forward(self, x)
+        return memo[key]
+
+    return type(f"Memoised{backbone.__name__}", (backbone,), {"forward": forward})
+
+
+@_mutant("camera_features_memoised_by_address", "a camera, in a loop re-using its input buffers")
+class CameraFeaturesMemoisedByAddress(ACT):
+    """Camera features cached by the image's `data_ptr`: right while every observation stays alive, stale in a
+    robot loop that writes each observation into the same buffers."""
+
+    def __init__(self, config: ACTConfig) -> None:
+        super().__init__(config)
+        if config.camera_shapes:
+            self.backbone.__class__ = _memoised(type(self.backbone))
 
 
 def load(spec: str) -> Target:
