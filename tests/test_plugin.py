@@ -75,7 +75,8 @@ def test_act_option_activates(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=2)
     report = json.loads((pytester.path / "reports/pytest/report.json").read_text())
     assert report["result"] == {"passed": True, "cases": 2, "compared": 2, "nothing_compared": None, "skipped": 0,
-                                "failures": 0, "known": {}, "stale": [], "rows_not_compared": []}
+                                "failures": 0, "known": {}, "stale": [], "rows_not_compared": [],
+                                "forms_not_checked": []}
 
 
 def test_importing_the_suite_activates(pytester: pytest.Pytester) -> None:
