@@ -178,4 +178,11 @@ class Case:
             parts.append(f"ensemble={c.temporal_ensemble_coeff:g}")
         if c.use_vae and c.kl_weight != 1.0:
             parts.append(f"kl={c.kl_weight:g}")
+        # What a reproducer may hinge on beyond the features: depth, input magnitude, distance of weights from init.
+        if c.n_encoder_layers >= DEEP_LAYERS:
+            parts.append(f"encoder_layers={c.n_encoder_layers}")
+        if self.batch.scale != 1.0:
+            parts.append(f"scale={self.batch.scale:g}")
+        if self.weight_scale != 0.1:
+            parts.append(f"weight_scale={self.weight_scale:g}")
         return " ".join(parts)
