@@ -317,6 +317,10 @@ def test_the_further_batch_sizes_are_compared_with_the_reference(case) -> None:
     assert {"reference/target@batch4", "reference/target@batch5"} <= {check.pair for check in verdict.checks}
     clean = gate_with(Target("concat", ACT), backend="eager").verdict(case)
     assert clean.passed and "reference/target@batch5" in {check.pair for check in clean.checks}, clean.summary()
+    # Rounding at the case's size has no float64 run at the further sizes: not judged there (an element-wise bound
+    # alone would call honest rounding divergent).
+    rounding = gate_with(Target("split", ActionHeadSplitSum), backend="eager").verdict(case)
+    assert rounding.passed and rounding.classes["model"].name == "rounding", rounding.summary()
 
 
 def test_the_float64_policy_evidence_computes_what_the_float32_policy_did() -> None:
