@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -72,6 +73,7 @@ __all__ = [
     "mark_batch_dynamic",
     "onnx_dynamo_supported",
     "onnx_export",
+    "quiet_dynamo",
     "recompile_limit",
     "recompile_limit_name",
     "recompile_limit_set",
@@ -220,6 +222,19 @@ def fallback_random(enabled: bool = True) -> Iterator[None]:
     """
     with _patched(_inductor_config(), {"fallback_random": bool(enabled)}):
         yield
+
+
+@contextlib.contextmanager
+def quiet_dynamo() -> Iterator[None]:
+    """Dynamo's warnings off for the block (a compiled optimizer step logs that it ignores the profiler's
+    `record_function`, once per step function): the run records what compiling did itself."""
+    logger = logging.getLogger("torch._dynamo")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def fresh_modules_share_graphs() -> bool:

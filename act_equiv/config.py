@@ -102,6 +102,9 @@ class ACTConfig:
     temporal_ensemble_coeff: float | None = None
     dropout: float = 0.1
     kl_weight: float = 10.0
+    optimizer_lr: float = 1e-5
+    optimizer_weight_decay: float = 1e-4
+    optimizer_lr_backbone: float = 1e-5
 
     def __post_init__(self) -> None:
         self.camera_shapes = tuple(tuple(shape) for shape in self.camera_shapes)  # type: ignore[misc]
@@ -200,6 +203,10 @@ class ACTConfig:
             raise ConfigError("dropout", self.dropout, "a float in [0, 1)")
         if not isinstance(self.kl_weight, (int, float)) or isinstance(self.kl_weight, bool) or self.kl_weight < 0:
             raise ConfigError("kl_weight", self.kl_weight, "a float >= 0")
+        for name in ("optimizer_lr", "optimizer_weight_decay", "optimizer_lr_backbone"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+                raise ConfigError(name, value, "a float >= 0 (LeRobot's AdamW preset)")
 
     # -- LeRobot's feature properties ---------------------------------------------------------------
     @property

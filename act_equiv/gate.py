@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, Phase, assume, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky, Unsatisfiable
 
-from act_equiv import compat, forms
+from act_equiv import compat, forms, profiles
 from act_equiv.baseline import Baseline
 from act_equiv.case import Case
 from act_equiv.errors import UsageError
@@ -70,6 +70,11 @@ class Gate:
     comma-separated string is accepted too. Without "compiled", no torch.compile form runs (backend none). They run
     where the target runs, a worker included."""
     onnx_exporter: str = "dynamo"
+    train_steps: int | None = None
+    """Optimizer steps of each training case's trajectory (`act_equiv.run.training`); None: the loaded Hypothesis
+    profile's (`act_equiv.profiles.train_steps`); 0 trains none."""
+    trained_structures: int = 1
+    """Structures per run whose training is compiled too (`RunSettings.trained_structures`)."""
     baseline: str | None = None
     """A known-findings file (`act_equiv.baseline`): the failures it lists are known, not failures."""
     record_findings: bool = False
@@ -92,9 +97,16 @@ class Gate:
             raise UsageError(f"mode={self.mode!r} needs backend='inductor' (got {self.backend!r})", "mode", "backend")
         self._check_autocast()
         self._check_forms()
+        if self.train_steps is None:
+            self.train_steps = profiles.train_steps()
+        for name in ("train_steps", "trained_structures"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise UsageError(f"{name}={value!r} is invalid: an int >= 0", name)
         settings = RunSettings(self.device, self.dtype, self.backend, self.mode, self.dynamic, autocast=self.autocast,
                                explain=self.explain, reference64=self._needs_reference64(),
-                               forms=self.deployed_forms, onnx_exporter=self.onnx_exporter)
+                               forms=self.deployed_forms, onnx_exporter=self.onnx_exporter,
+                               train_steps=self.train_steps, trained_structures=self.trained_structures)
         if not self.worker_timeout > 0:
             raise UsageError(f"worker_timeout={self.worker_timeout!r} is invalid: seconds > 0", "worker_timeout")
         # Both sides open at once where one runs in a worker (each worker imports its side: seconds).
@@ -224,6 +236,7 @@ class Gate:
                                 reference_python=self.reference_python, target_python=self.target_python,
                                 lerobot_repo=self.lerobot_repo, worker_timeout=self.worker_timeout,
                                 forms=",".join(self.forms), onnx_exporter=self.onnx_exporter,
+                                train_steps=self.train_steps, trained_structures=self.trained_structures,
                                 baseline=self.baseline,
                                 sides={"reference": self.runner.reference.environment(),
                                        "target": self.runner.target.environment()})

@@ -40,6 +40,12 @@ SCOPES: dict[str, dict[str, Any]] = {
 }
 
 
+TRAIN_STEPS: dict[str, int] = {"ci": 3, "dev": 3, "thorough": 8}
+"""Optimizer steps of a training case's trajectory under each profile (`act_equiv.run.training`): three show a
+stale weight-derived buffer, a lost parameter group or optimizer state within a check's time; thorough trains on
+to let rounding grow."""
+
+
 def register() -> None:
     for name, options in PROFILES.items():
         settings.register_profile(name, **options)
@@ -51,6 +57,11 @@ def default_profile() -> str:
     if chosen not in PROFILES:
         raise ValueError(f"{PROFILE_ENV}={chosen!r} is invalid: one of {sorted(PROFILES)}")
     return chosen
+
+
+def train_steps() -> int:
+    """The loaded profile's `TRAIN_STEPS` (profiles act_equiv did not define train like `dev`)."""
+    return TRAIN_STEPS.get(settings.get_current_profile_name(), TRAIN_STEPS["dev"])
 
 
 def scope() -> dict[str, Any]:

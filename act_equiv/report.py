@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from act_equiv import plots
 from act_equiv.baseline import known_findings
 from act_equiv.coverage import describe_exclusions, drawn_not_compared, interactions
 
@@ -221,6 +222,28 @@ def deployed_summary(verdicts: list[dict]) -> dict[str, dict[str, Any]]:
                    "batch_sizes": sorted(row["batch_sizes"])} for form, row in sorted(forms.items())}
 
 
+TRAJECTORIES_SHOWN = 5
+"""summary.md tabulates (and plots) at most this many trajectory pairs that are not bitwise; report.json keeps all."""
+
+
+def trajectories(verdicts: list[dict]) -> dict[str, Any]:
+    """The training trajectories (`act_equiv.oracle.trajectory`): cases per level and class, and every pair that is
+    not bitwise with its per-step error beside the float64 envelope (divergent ones first)."""
+    counts: dict[str, Counter] = defaultdict(Counter)
+    differing = []
+    for verdict in verdicts:
+        for level, pair_class in verdict.get("classes", {}).items():
+            if not level.startswith("trajectory"):
+                continue
+            counts[level][pair_class["name"]] += 1
+            if pair_class["name"] != "bitwise" and pair_class["detail"].get("steps"):
+                differing.append({"case": verdict["describe"], "level": level, "class": pair_class["name"],
+                                  "pair": pair_class["pairs"][0], "steps": pair_class["detail"]["steps"],
+                                  "dropout": pair_class["detail"].get("dropout", "")})
+    differing.sort(key=lambda entry: entry["class"] != "divergent")
+    return {"counts": {level: dict(found) for level, found in counts.items()}, "differing": differing}
+
+
 def nothing_compared(verdicts: list[dict]) -> str | None:
     """Why a run that judged cases compared none of them (the commonest reasons, with their counts), or None: such a
     run proves nothing, so it never passes."""
@@ -262,6 +285,7 @@ def build(verdicts: list[dict], environment: dict[str, Any], run: dict[str, Any]
         "pairs": pair_errors(verdicts),
         "compile": compile_summary(verdicts),
         "deployed": deployed_summary(verdicts),
+        "trajectories": trajectories(verdicts),
         "failures": failures,
     }
 
@@ -385,7 +409,12 @@ def _clip(line: str) -> str:
 
 
 def write(report: dict[str, Any], directory: Path) -> Path:
+    """report.json, summary.md and, where matplotlib is installed, a plot per tabulated trajectory pair."""
     directory.mkdir(parents=True, exist_ok=True)
+    for index, entry in enumerate(report.get("trajectories", {}).get("differing", [])[:TRAJECTORIES_SHOWN]):
+        name = f"trajectory-{index}.png"
+        if plots.trajectory(entry, directory / name):
+            entry["plot"] = name
     (directory / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (directory / "summary.md").write_text(markdown(report))
     return directory / "report.json"
@@ -449,6 +478,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [f"| {form} | {d['cases']} | {d['exports']} | {d['distinct_structures']} | "
                   f"{d['export_seconds_median']} | {d['export_seconds_max']} | {d['batch_sizes']} |"
                   for form, d in report["deployed"].items()]
+    lines += _trajectories_markdown(report.get("trajectories"))
     failures = report["failures"]
     if len(failures) > MARKDOWN_FAILURES:
         lines += ["", f"{len(failures)} failing verdicts (a pytest session records every shrinking step); the first "
@@ -463,6 +493,34 @@ def markdown(report: dict[str, Any]) -> str:
                   json.dumps(failure["case"], indent=1), "```"]
         lines += _compiler_hints(report)
     return "\n".join(lines) + "\n"
+
+
+def _trajectories_markdown(found: dict[str, Any] | None) -> list[str]:
+    if not found or not found["counts"]:
+        return []
+    lines = ["", "## Training trajectories", "", "Each side's policy trained over the same steps (dropout and the "
+             "VAE's draws replayed); a step is rounding while it stays within the float64 envelope.", "",
+             "| pair | cases per class |", "|---|---|"]
+    lines += [f"| {level} | {', '.join(f'{name}: {n}' for name, n in counts.items())} |"
+              for level, counts in found["counts"].items()]
+    for entry in found["differing"][:TRAJECTORIES_SHOWN]:
+        lines += ["", f"### {entry['level']}: {entry['class']}, {entry['case']}", "",
+                  *([f"Dropout: {entry['dropout']}", ""] if entry["dropout"] else []),
+                  "| step | class | max abs | max rel | envelope max abs | envelope max rel | worst tensor |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {row['step']} | {row['class']} | {row['max_abs']:.3g} | {row['max_rel']:.3g} | "
+                  f"{_number(row.get('envelope_max_abs'))} | {_number(row.get('envelope_max_rel'))} | "
+                  f"{row.get('tensor', '')} |" for row in entry["steps"]]
+        lines += ["", f"![{entry['level']} per step]({entry['plot']})" if "plot" in entry else
+                  f"(no plot: {plots.PLOTS_EXTRA} draws one)"]
+    if len(found["differing"]) > TRAJECTORIES_SHOWN:
+        lines += ["", f"{len(found['differing']) - TRAJECTORIES_SHOWN} more pairs that are not bitwise are in "
+                      "report.json (`trajectories`)."]
+    return lines
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
 
 
 def junit(report: dict[str, Any], path: Path) -> None:

@@ -92,26 +92,29 @@ def act_gate_cuda(act_options: dict[str, Any]) -> Iterator[Gate]:
 
 @pytest.fixture(scope="session")
 def act_gate_inductor(act_options: dict[str, Any]) -> Iterator[Gate]:
-    """The gate with inductor, the backend that really generates code (the default backend may not)."""
-    yield from _session_gate(act_options, backend="inductor", mode=None)
+    """The gate with inductor, the backend that really generates code (the default backend may not). Its training
+    is not compiled (minutes a structure on CPU): `act-equiv check --backend inductor` compiles it."""
+    yield from _session_gate(act_options, backend="inductor", mode=None, trained_structures=0)
 
 
 @pytest.fixture(scope="session", params=list(AUTOCAST_DTYPES))
 def act_gate_autocast(request: pytest.FixtureRequest, act_options: dict[str, Any]) -> Iterator[Gate]:
-    """The gate under each autocast dtype, on the session's device."""
-    yield from _session_gate(act_options, autocast=request.param)
+    """The gate under each autocast dtype, on the session's device (training compiled by `act_gate` only)."""
+    yield from _session_gate(act_options, autocast=request.param, trained_structures=0)
 
 
 @pytest.fixture(scope="session", params=list(AUTOCAST_DTYPES))
 def act_gate_inductor_autocast(request: pytest.FixtureRequest, act_options: dict[str, Any]) -> Iterator[Gate]:
-    """The gate under each autocast dtype with inductor, on the session's device."""
-    yield from _session_gate(act_options, autocast=request.param, backend="inductor", mode=None)
+    """The gate under each autocast dtype with inductor, on the session's device (training not compiled)."""
+    yield from _session_gate(act_options, autocast=request.param, backend="inductor", mode=None,
+                             trained_structures=0)
 
 
 @pytest.fixture(scope="session", params=list(AUTOCAST_DTYPES))
 def act_gate_cuda_autocast(request: pytest.FixtureRequest, act_options: dict[str, Any]) -> Iterator[Gate]:
     """The gate under each autocast dtype on CUDA, with inductor (the mixed-precision path people deploy)."""
-    yield from _session_gate(act_options, device="cuda", autocast=request.param, backend="inductor", mode=None)
+    yield from _session_gate(act_options, device="cuda", autocast=request.param, backend="inductor", mode=None,
+                             trained_structures=0)
 
 
 @pytest.fixture(scope="session", params=["exported", "onnx", "onnx-torchscript"])

@@ -151,3 +151,22 @@ def queue_last_first_policy(config):
 def own_policy(config):
     """The control: act_equiv's own policy around the concat model, returned by the factory."""
     return ACTPolicy(config, ACT(config))
+
+
+class ClipSkippedWhenCompiled(ACTPolicy):
+    """A fork's own training step that skips gradient clipping while compiling (to dodge a graph break): eager
+    training clips, the compiled whole step does not."""
+
+    def update_step(self, batch, optimizer, grad_clip_norm):
+        loss, _ = self.forward(batch)
+        loss.backward()
+        if not compat.is_compiling():
+            torch.nn.utils.clip_grad_norm_(self.parameters(), grad_clip_norm)
+        optimizer.step()
+        optimizer.zero_grad()
+        return loss
+
+
+def clip_skipped_when_compiled(config):
+    """A `--target` whose policy trains with its own step (`update_step`), clipping only when eager."""
+    return ClipSkippedWhenCompiled(config, ACT(config))

@@ -19,6 +19,9 @@ bytecode). Each other tag is one commit on top of `installed` (annotated tags, n
   `_orig_mod.` and published checkpoints no longer load strictly.
 - `checkpoint-half`: `ACTPolicy._save_pretrained` writes its weights in half precision (a smaller file): the state_dict
   keys and the numerics are unchanged, but a checkpoint no longer gives the weights back.
+- `optim-groups`: `ACTPolicy.get_optim_params`' backbone group filters on `model.vision_backbone` (a rename done in
+  one place only): the backbone is in no parameter group, so it never trains; forward, loss and gradients are
+  untouched.
 - `old-layout`: the pre-2025 layout, `lerobot/` at the repository root with the policies in
   `lerobot/common/policies` and every `lerobot.policies` rewritten to `lerobot.common.policies`; same numerics.
 
@@ -139,6 +142,10 @@ EDITS: dict[str, Edit] = {
         "                  str(save_directory / \"model.safetensors\"))\n\n"
         "    def get_optim_params(self) -> dict:\n",
     ),)),
+    "optim-groups": Edit(MODELING, ((
+        '                    if n.startswith("model.backbone") and p.requires_grad\n',
+        '                    if n.startswith("model.vision_backbone") and p.requires_grad\n'),
+    )),
 }
 """Tag -> its edit of the `installed` package."""
 

@@ -39,7 +39,7 @@ def recorded(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.
     path = tmp_path / "known.json"
     code, out, _ = check(tmp_path, capsys, KNOWN, "--update-baseline", str(path))
     assert code == 0, out
-    assert "baseline: 2 finding(s) written" in out
+    assert "baseline: 3 finding(s) written" in out
     return path
 
 
@@ -48,7 +48,8 @@ def test_update_baseline_writes_every_finding_with_a_stable_signature(recorded: 
     assert data["schema"] == baseline.SCHEMA
     signatures = [entry["signature"] for entry in data["findings"]]
     assert signatures == ["model: raised (target KeyError at forward in gate_targets.py:forward)",
-                          "policy: raised (target KeyError at policy in gate_targets.py:forward)"]
+                          "policy: raised (target KeyError at policy in gate_targets.py:forward)",
+                          "trajectory: raised (target KeyError at train in gate_targets.py:forward)"]
     assert all(entry["cases"] > 0 and entry["first"] and entry["line"] for entry in data["findings"])
 
 

@@ -93,3 +93,18 @@ def test_an_older_contract_that_stacks_cameras_skips_what_it_cannot_express(clon
     counts = report["classes"]["model"]["counts"]
     assert set(counts) <= {"bitwise", "raised-both", "unsupported"} and counts["bitwise"] > 0, counts
     assert counts.get("unsupported", 0) == report["result"]["skipped"] > 0, (counts, report["result"])
+
+
+def test_a_backbone_left_out_of_the_optimizer_fails_on_the_backbone_after_the_first_step(
+        clone: Path, tmp_path: Path) -> None:
+    """`get_optim_params` filters the backbone group on a renamed module: forward, loss and gradients stay bitwise,
+    only training shows it: the backbone's parameters stay where they were from the first optimizer step."""
+    code, report = gate(clone, tmp_path, "optim-groups")
+    assert code == 1
+    [failure] = report["failures"]
+    assert failure["classes"]["model"]["name"] == "bitwise", failure["failures"]
+    trajectory = failure["classes"]["trajectory"]
+    assert trajectory["name"] == "divergent", failure["failures"]
+    assert "divergent from step 1 on step1/" in trajectory["evidence"], trajectory["evidence"]
+    assert any("model.backbone." in line for line in failure["failures"]), failure["failures"]
+    assert "divergent" not in report["classes"]["model"]["counts"]

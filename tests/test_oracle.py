@@ -30,7 +30,9 @@ EVAL, TRAIN = MUST_KEEP
 
 
 def gate_for(model_cls: type, **options: object) -> Gate:
-    gate = Gate(**{"backend": "aot_eager", "explain": False, **options})
+    """A gate comparing `model_cls` with the legacy reference; its training trajectories eager only (the compiled
+    ones are test_training.py's)."""
+    gate = Gate(**{"backend": "aot_eager", "explain": False, "trained_structures": 0, **options})
     gate.runner.target = Side(Target(model_cls.__name__, model_cls), gate.runner.settings)
     return gate
 

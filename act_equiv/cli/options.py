@@ -87,6 +87,13 @@ GATE: tuple[Option, ...] = (
                                 + ", ".join(DEPLOYED) + " (eval cases; onnx needs pip install 'act-equiv[export]')"),
     Option("onnx_exporter", "dynamo", "the onnx form's exporter: torch.onnx.export with dynamo=True, or the "
                                       "TorchScript exporter", ("dynamo", "torchscript")),
+    Option("train_steps", None, "optimizer steps of each training case's trajectory (each side trains its own policy "
+                                "as its training does; compiled, and the whole step compiled, against eager); 0: "
+                                "none", type=int, unset="the profile's: 3, thorough 8"),
+    Option("trained_structures", 1, "model structures per run whose training trajectory is compiled too (the model "
+                                    "compiled, and the whole step: forward, backward, clipping, optimizer step), "
+                                    "each then compiled again in float64: about 40 s a structure with aot_eager, "
+                                    "minutes with inductor, on 2 CPU cores", type=int),
     Option("baseline", None, "a known-findings file (act-equiv check --update-baseline writes one): the failures it "
                              "lists are reported as known and the search goes on; any other failure fails",
            unset="none"),

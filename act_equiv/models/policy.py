@@ -91,6 +91,13 @@ class ACTPolicy(nn.Module):
             self._action_queue.extend(actions.transpose(0, 1))
         return self._action_queue.popleft()
 
+    def get_optim_params(self) -> list[dict]:
+        """LeRobot's parameter groups: the backbone at `optimizer_lr_backbone`, everything else at the optimizer's
+        learning rate."""
+        backbone = [(name.startswith("model.backbone"), p) for name, p in self.named_parameters() if p.requires_grad]
+        return [{"params": [p for in_backbone, p in backbone if not in_backbone]},
+                {"params": [p for in_backbone, p in backbone if in_backbone], "lr": self.config.optimizer_lr_backbone}]
+
     def forward(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """(loss, {"l1_loss", ["kld_loss"]}) for a batch."""
         return self.loss(batch, self.model(batch))

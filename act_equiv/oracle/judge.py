@@ -45,11 +45,20 @@ import torch
 
 from act_equiv.errors import PolicyApiMissingError
 from act_equiv.forms import FORMS
+from act_equiv.oracle import trajectory
 from act_equiv.oracle.compare import compare, non_finite
-from act_equiv.oracle.tolerance import EAGER_ROUNDING, EXACT, Tolerance, rounding_evidence, tolerance_for
+from act_equiv.oracle.tolerance import (
+    EAGER_ROUNDING,
+    EXACT,
+    Tolerance,
+    rounding_evidence,
+    tolerance_for,
+    trajectory_envelope,
+)
 from act_equiv.oracle.verdict import CaseVerdict, Finding, PairClass, TensorCheck, innermost_frame
 from act_equiv.run.numerics import AUTOCAST_DTYPES
 from act_equiv.run.records import CaseRun, ErrorRecord, batch_suffix
+from act_equiv.run.training import TRAINED
 
 
 def recompile_allowance(dynamic: bool | None, batch_sizes: list[int]) -> int:
@@ -100,7 +109,8 @@ def judge(run: CaseRun, strict: bool = False) -> CaseVerdict:
         pair_class, checks = _classify(run, level, strict)
         if pair_class is not None:
             verdict.classes[level.name] = pair_class
-        verdict.checks += checks
+        verdict.checks += trajectory.condense(checks) if level.form == "_trajectory" else checks
+    trajectory.judge_trajectories(run, verdict)
     verdict.checks += _judge_further_sizes(run, verdict)
     if "target_repeat" in forms:
         repeat = compare(forms["target"], forms["target_repeat"], "target/target_repeat", EXACT)
@@ -130,22 +140,36 @@ def judge(run: CaseRun, strict: bool = False) -> CaseVerdict:
 
 @dataclass(frozen=True)
 class Level:
-    """One level of the reference/target comparison: its forms, float64 evidence forms and the stages whose
-    errors belong to it (reference stage -> the target's stage of the same step)."""
+    """One level of a comparison of two sides: its forms ("<side><form>", float64 evidence "<side><form>64") and
+    the stages whose errors belong to it (the expected side's stage -> the actual side's stage of the same step).
+    The sides are the reference and the target, or for a compiled trajectory the target eager and compiled."""
 
     name: str
     form: str
     stages: dict[str, str]
+    sides: tuple[str, str] = ("reference", "target")
+    agreement: str = "64"
+    """The suffix of the float64 runs whose agreement is evidence: "64" draw the float32 runs' random numbers (they
+    are also the yardstick of the float32-only path check); "64native", a compiled run's, draw their own float64
+    numbers (inside a compiled graph float32 draws cannot be replayed), the same on both sides."""
 
     @property
     def pair(self) -> str:
-        return "reference/target" + ("" if self.name == "model" else f" {self.name}")
+        return "/".join(self.sides) + ("" if self.name == "model" else f" {self.form.strip('_')}")
+
+    def forms(self, suffix: str = "") -> tuple[str, str]:
+        """The (expected, actual) form names, with `suffix` ("64")."""
+        return tuple(f"{side}{self.form}{suffix}" for side in self.sides)  # type: ignore[return-value]
 
 
 LEVELS = (
     Level("model", "", {"reference:build": "build", "reference:forward": "forward"}),
     Level("policy", "_policy", {"reference:policy": "policy"}),
+    Level("trajectory", "_trajectory", {"reference:train": "train"}),
+    *(Level(f"trajectory {trained}", "_trajectory", {}, ("target", trained), "64native") for trained in TRAINED[1:]),
 )
+"""The pairs classed (`PairClassName`): reference/target at the model and policy level and over training steps,
+and the target's compiled trajectories against its eager one (their errors are the compiled form's findings)."""
 
 
 def _classify(run: CaseRun, level: Level, strict: bool) -> tuple[PairClass | None, list[TensorCheck]]:
@@ -176,7 +200,7 @@ def _classify(run: CaseRun, level: Level, strict: bool) -> tuple[PairClass | Non
     if layout is not None:
         return PairClass(level.name, "layout", layout_evidence(level.name, layout), accepted=False,
                          detail={"layout": layout}), []
-    reference, target = forms.get(f"reference{level.form}"), forms.get(f"target{level.form}")
+    (expected, actual), (reference, target) = level.sides, (forms.get(name) for name in level.forms())
     if not reference and not target:  # nothing at this level (act_equiv's own policy adds nothing in training)
         return None, []
     if reference is None or target is None:
@@ -189,30 +213,36 @@ def _classify(run: CaseRun, level: Level, strict: bool) -> tuple[PairClass | Non
     if non_finite:  # NaN or inf on one side only: never rounding, whatever the float64 runs say
         return PairClass(level.name, "divergent", f"{differs}: a non-finite value where the other side's is "
                          f"finite (or another one) is never rounding", (level.pair,), accepted=False), checks
-    reference64, target64 = forms.get(f"reference{level.form}64"), forms.get(f"target{level.form}64")
-    if reference64 is not None and target64 is not None:
+    agree64, target64 = (forms.get(name) for name in level.forms(level.agreement))
+    reference64 = forms.get(level.forms("64")[0])
+    if agree64 is not None and target64 is not None and reference64 is not None:
         pair64 = f"{level.pair} float64"
-        checks64 = compare(reference64, target64, pair64, EAGER_ROUNDING[torch.float64])
+        checks64 = compare(agree64, target64, pair64, EAGER_ROUNDING[torch.float64])
         worst64 = max(checks64, key=lambda c: c.max_abs)
         if not all(check.passed for check in checks64):
             return PairClass(level.name, "divergent", f"{differs}, and run in float64 they differ too (max |diff| "
                              f"{worst64.max_abs:.3g} on {worst64.tensor}): not rounding", (level.pair, pair64),
                              accepted=False), checks + checks64
-        # The target's float32 must be as close to the reference's float64 as the reference's own float32 is: a
-        # path the target takes only in float32 cannot be vouched for by its own float64 run.
-        pair_evidence = f"{level.pair} vs reference float64"
-        evidence = rounding_evidence(s.torch_dtype, s.autocast)
-        against64 = compare(reference, target, pair_evidence, evidence, reference64, roles=("target", "reference"))
+        # The actual side's float32 must be as close to the expected side's float64 as the expected side's own
+        # float32 is: a path taken only in float32 cannot be vouched for by its own float64 run. In a trajectory, at
+        # the first step: later steps compound the sides' rounding (`act_equiv.oracle.trajectory`), which of two
+        # honest float32 runs ends closer to float64 is chance, and the float64 runs' agreement judges them.
+        pair_evidence = f"{level.pair} vs {expected} float64"
+        trained = level.form == "_trajectory"
+        evidence = (trajectory_envelope if trained else rounding_evidence)(s.torch_dtype, s.autocast)
+        first = trajectory.first_step if trained else dict
+        against64 = compare(first(reference), first(target), pair_evidence, evidence, first(reference64),
+                            roles=(actual, expected), floors=trajectory.floors(first(reference), first(reference64)))
         failed = [check for check in against64 if not check.passed]
         if failed:
             return PairClass(level.name, "divergent", f"{differs}; run in float64 both sides agree, but the "
-                             f"target's float32 {failed[0].tensor} is further from the reference's float64 than the "
-                             f"reference's own float32 (reference float64 as the judge, {evidence.describe()}): a "
-                             "float32-only path, not rounding", (level.pair, pair64, pair_evidence),
+                             f"{actual}'s float32 {failed[0].tensor} is further from the {expected}'s float64 than "
+                             f"the {expected}'s own float32 ({expected} float64 as the judge, {evidence.describe()}): "
+                             "a float32-only path, not rounding", (level.pair, pair64, pair_evidence),
                              accepted=False), checks + checks64 + against64
         return PairClass(level.name, "rounding", f"{differs}; run in float64 both sides agree to float64 rounding "
                          f"(max |diff| {worst64.max_abs:.3g}, {EAGER_ROUNDING[torch.float64].describe()}), and the "
-                         "target's float32 is as close to the reference's float64 as the reference's own",
+                         f"{actual}'s float32 is as close to the {expected}'s float64 as the {expected}'s own",
                          (level.pair, pair64, pair_evidence), accepted=not strict), checks + checks64 + against64
     tolerance = tolerance_for("eager", s.torch_dtype, eager_rounding=True, autocast=s.autocast)
     pair32 = f"{level.pair} rounding"
@@ -382,7 +412,9 @@ def where(error: ErrorRecord) -> str:
 LEVEL_STAGES = frozenset(stage for level in LEVELS for pair in level.stages.items() for stage in pair)
 """Stages whose errors the pair classes judge (raised, raised-both), not a finding of their own."""
 EVIDENCE_STAGES = frozenset({"reference64", "target64", "reference_policy64", "target_policy64", "compiled:target64",
-                             "fresh"})
+                             "fresh", "reference_trajectory64", "target_trajectory64",
+                             "reference_trajectory_nodropout", "target_trajectory_nodropout",
+                             *(f"{side}_trajectory64native" for side in ("target", *TRAINED[1:]))})
 """Float64 runs that may fail without a finding: then there is no float64 evidence (or the reference's stands in)."""
 
 

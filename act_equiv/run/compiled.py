@@ -88,7 +88,8 @@ class CountingBackend:
     """A dynamo backend that counts compilations and executions of its graphs, then delegates to a real backend.
 
     `frames`: graphs compiled (invocations by dynamo). `graph_runs`: executions of any graph it compiled, the
-    proof that compiled code ran.
+    proof that compiled code ran. `ops_run`: the operations (FX call nodes) of the graphs executed, the proof that
+    more than a sliver of it did.
     """
 
     def __init__(self, backend: str = "inductor", mode: str | None = None, dynamic: bool | None = None) -> None:
@@ -97,13 +98,16 @@ class CountingBackend:
                           else compat.lookup_backend(backend))
         self.frames = 0
         self.graph_runs = 0
+        self.ops_run = 0
 
     def __call__(self, gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Callable[..., Any]:
         self.frames += 1
+        ops = sum(node.op in ("call_function", "call_method", "call_module") for node in gm.graph.nodes)
         compiled = self._compiler(gm, example_inputs)
 
         def run(*args: Any) -> Any:
             self.graph_runs += 1
+            self.ops_run += ops
             return compiled(*args)
 
         # Keep the calling convention the real backend chose (`_boxed_call`: arguments as one list). Copy nothing

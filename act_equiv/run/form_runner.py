@@ -49,6 +49,10 @@ class FormRunner:
         """Per deployment form, the latest structure's export: (structure key, form, weight seed of the weights it
         holds; the weights are the reference's of that seed, loaded strictly)."""
 
+    def forget_graphs(self) -> None:
+        """Dynamo was reset elsewhere (a compiled training trajectory): the next compiled form starts afresh."""
+        self._structure = None
+
     def explain(self, side: ModelSide, case: Case) -> dict[str, Any] | None:
         """Graph count and breaks of the side's eager model (`torch._dynamo.explain`), once per structure and mode;
         None where the trace itself raised."""

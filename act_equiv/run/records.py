@@ -47,6 +47,13 @@ class RunSettings:
     batch size, at batch 1 (the robot loop) and at the compiled form's further sizes, all from one export."""
     onnx_exporter: str = "dynamo"
     """The onnx form's exporter: "dynamo" (torch.export based) or "torchscript"."""
+    train_steps: int = 3
+    """Optimizer steps of a training case's trajectory (`act_equiv.run.training`); 0 trains none."""
+    trained_structures: int = 1
+    """Structures per run whose training trajectory is compiled too, each of their cases then trained compiled: a
+    compiled trajectory compiles the forward, backward and (whole step) the optimizer over every parameter, and
+    again in float64 where it is not bitwise (about 40 s a structure with aot_eager, minutes with inductor, on 2 CPU
+    cores)."""
     explain: bool = True
     """Trace the eager sides with `torch._dynamo.explain` (once per structure and mode, in the compiled stage: a
     trace costs seconds): both sides where no compiled form runs, and the target where its compiled form hit a graph
@@ -160,10 +167,12 @@ class CaseRun:
     settings: RunSettings
     forms: dict[str, Outputs] = field(default_factory=dict)
     """At the case's batch size: "reference", "target", "target_repeat" (model level), "reference_policy",
-    "target_policy" (policy level), where a pair differs the float64 evidence "reference64", "target64",
-    "reference_policy64", "target_policy64", and "compiled" with, for the fp64-referenced check, "target64" (or
-    "reference64" where the target cannot run in float64). The eager target, compiled and float64 forms at a
-    further batch size N are named "<form>@batchN"."""
+    "target_policy" (policy level), in training "reference_trajectory", "target_trajectory" and the target's compiled
+    ones "compiled_trajectory", "compiled-step_trajectory" (`act_equiv.run.training`, with "<side>_trajectory64" and
+    "<side>_trajectory_nodropout" where they differ), where a pair differs the float64 evidence "reference64",
+    "target64", "reference_policy64", "target_policy64", and "compiled" with, for the fp64-referenced check,
+    "target64" (or "reference64" where the target cannot run in float64). The eager target, compiled and float64
+    forms at a further batch size N are named "<form>@batchN"."""
     errors: list[ErrorRecord] = field(default_factory=list)
     layouts: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     """Per level ("model", "policy"), where the reference's checkpoint does not load strictly into the target or the
@@ -178,6 +187,9 @@ class CaseRun:
     features: dict[str, bool | int] = field(default_factory=dict)
     """The interacting features as the case really had them (`Case.features`, padding read off the batch)."""
     explain: dict[str, Any] = field(default_factory=dict)
+    trained: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per trajectory ("reference", "target", "compiled", "compiled-step"): how it trained (optimizer, parameter
+    groups, clipping norm; for a compiled one, the compiled graphs each step ran)."""
     seconds: float = 0.0
     unsupported: dict[str, str] | None = None
     """A side that cannot express the case: {"side": "reference" | "target", "spec", "reason"}."""

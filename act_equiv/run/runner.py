@@ -20,14 +20,16 @@ from typing import Any
 
 import torch
 
+from act_equiv import forms
 from act_equiv.case import Case
 from act_equiv.config import ACTION_IS_PAD
 from act_equiv.models import ACTPolicy
-from act_equiv.run import numerics
+from act_equiv.run import numerics, training
 from act_equiv.run.concurrent import Outcome, at_once
 from act_equiv.run.form_runner import further_batch_sizes
+from act_equiv.run.inputs import same_bits
 from act_equiv.run.records import FAILED, CaseRun, Outputs, RunSettings, batch_suffix, guarded, record_form
-from act_equiv.run.side import same_bits, state_layout
+from act_equiv.run.side import state_layout
 
 OWN_POLICY = f"{ACTPolicy.__module__}.{ACTPolicy.__qualname__}"
 """How a side's environment names act_equiv's own policy."""
@@ -42,6 +44,8 @@ class Runner:
         self.settings = settings
         self._checkpointed: dict[str, dict[str, list[str]] | None] = {}
         """Per structure, how the save_pretrained round trip between the sides failed, or None."""
+        self._trained_structures: set[str] = set()
+        """The structures whose whole training step the run compiles (`_compiled_trajectories`)."""
 
     @property
     def rollout_only(self) -> bool:
@@ -87,6 +91,8 @@ class Runner:
                 sizes = dict.fromkeys([*run.batch_sizes, *run.deployed_sizes])
                 self._float64(run, {size: s.batch(case, size) for size in sizes})
             self._further_sizes(run)
+            if case.training and s.backend is not None and "target_trajectory" in run.forms:
+                self._compiled_trajectories(run)
         run.seconds += time.perf_counter() - start
 
     def _further_sizes(self, run: CaseRun) -> None:
@@ -155,12 +161,71 @@ class Runner:
         for name in ("target", "target_repeat"):
             if not record_form(run, name, "forward" if name == "target" else name, lambda: target.call(case, batch)):
                 break
-        if self._policy_loads(run):
+        loads = self._policy_loads(run)
+        if loads:
             outputs = self._both(lambda: reference.policy(case, rollout_only=self.rollout_only),
                                  lambda: target.policy(case, rollout_only=self.rollout_only))
             record_form(run, "reference_policy", "reference:policy", outputs[0].get)
             record_form(run, "target_policy", "policy", outputs[1].get)
         self._evidence(run, batch)
+        if loads and case.training and self.settings.train_steps:
+            self._trajectories(run)
+
+    # -- training trajectories ----------------------------------------------------------------------------
+    def _trajectories(self, run: CaseRun) -> None:
+        """Both sides' policies trained over the settings' steps, each as its own training does
+        (`act_equiv.run.training`); where they differ, the evidence (`_trajectory_evidence`)."""
+        case = run.case
+        outcomes = self._both(lambda: self.reference.trajectory(case), lambda: self.target.trajectory(case))
+        for role, stage, outcome in zip(("reference", "target"), ("reference:train", "train"), outcomes, strict=True):
+            trained = guarded(run, stage, outcome.get)
+            if trained is not FAILED:
+                run.forms[f"{role}_trajectory"], run.trained[role] = trained
+        if {"reference_trajectory", "target_trajectory"} <= run.forms.keys() and not identical(
+                run.forms["reference_trajectory"], run.forms["target_trajectory"]):
+            self._trajectory_evidence(run, ("reference", "target"))
+
+    def _trajectory_evidence(self, run: CaseRun, roles: tuple[str, ...]) -> None:
+        """The sides' trajectories in float64 (the envelope rounding may grow within), and with dropout off (whether a
+        difference needs dropout: with dropout replayed, it is not dropout's randomness either way)."""
+        case, forms = run.case, run.forms
+        sides = {"reference": self.reference, "target": self.target}
+        wanted = [(role, "64", {"float64": "float32"}) for role in roles if f"{role}_trajectory64" not in forms]
+        if case.config.dropout:
+            wanted += [(role, "_nodropout", {"dropout": False}) for role in roles
+                       if f"{role}_trajectory_nodropout" not in forms]
+        for role, suffix, keywords in wanted:
+            name = f"{role}_trajectory{suffix}"
+            record_form(run, name, name, lambda side=sides[role], k=keywords: side.trajectory(case, **k)[0])
+
+    def _compiled_trajectories(self, run: CaseRun) -> None:
+        """On the first `trained_structures` structures of the run (and again on those), the target's policy trained
+        with its model compiled and with the whole training step compiled; where one differs from the eager
+        trajectory, both again in float64."""
+        case, s = run.case, self.settings
+        structure = case.structure_key()
+        if structure not in self._trained_structures and len(self._trained_structures) >= s.trained_structures:
+            return
+        self._trained_structures.add(structure)
+        trainings = training.TRAINED[1:]
+        differs = False
+        for trained in trainings:
+            result = guarded(run, f"train:{trained}", lambda t=trained: self.target.trajectory(case, t),
+                             forms.COMPILED)
+            if result is not FAILED:
+                run.forms[f"{trained}_trajectory"], run.trained[trained] = result
+                differs = differs or not identical(run.forms["target_trajectory"], result[0])
+        if not differs:
+            return
+        # The evidence: eager in float64 with the float32 run's draws (the envelope), and eager and each differing
+        # compiled trajectory in float64 drawing their own numbers (a compiled graph cannot replay float32 draws).
+        wanted = [("target_trajectory64", "eager", "float32")] if "target_trajectory64" not in run.forms else []
+        wanted += [("target_trajectory64native", "eager", "native")]
+        wanted += [(f"{trained}_trajectory64native", trained, "native") for trained in trainings
+                   if f"{trained}_trajectory" in run.forms
+                   and not identical(run.forms["target_trajectory"], run.forms[f"{trained}_trajectory"])]
+        for name, trained, draws in wanted:
+            record_form(run, name, name, lambda t=trained, d=draws: self.target.trajectory(case, t, float64=d)[0])
 
     def _policy_loads(self, run: CaseRun) -> bool:
         """The checkpoint contract at the policy level: each side's policy, as its own constructor builds it, must

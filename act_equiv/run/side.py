@@ -26,10 +26,11 @@ from torch import nn
 from act_equiv import forms
 from act_equiv.case import Case, make_batch
 from act_equiv.config import OBS_IMAGES, ACTConfig
-from act_equiv.errors import InputMutatedError, PolicyApiMissingError
+from act_equiv.errors import PolicyApiMissingError
 from act_equiv.models import build
-from act_equiv.run import numerics
+from act_equiv.run import numerics, training
 from act_equiv.run.form_runner import FormRunner
+from act_equiv.run.inputs import cast_batch, check_unchanged, copy_batch
 from act_equiv.run.probe import Probe
 from act_equiv.run.records import FormsRecord, Outputs, RunSettings
 from act_equiv.targets.target import Target
@@ -39,8 +40,8 @@ POLICY_API = ("forward", "predict_action_chunk", "select_action", "reset")
 CHECKPOINT_FILE = "model.safetensors"
 """The weights file of a LeRobot policy checkpoint (`save_pretrained`)."""
 
-__all__ = ["CHECKPOINT_FILE", "POLICY_API", "Probe", "Side", "cast_batch", "check_unchanged", "copy_batch",
-           "policy_batch", "refill", "rollout_steps", "same_bits", "shapes", "split_policy", "state_layout"]
+__all__ = ["CHECKPOINT_FILE", "POLICY_API", "Probe", "Side", "policy_batch", "refill", "rollout_steps", "shapes",
+           "split_policy", "state_layout"]
 
 
 class Side:
@@ -235,6 +236,20 @@ class Side:
                 outputs["policy/rollout"] = torch.stack(actions)
         return outputs
 
+    def trajectory(self, case: Case, trained: training.Trained = "eager", float64: training.Draws | None = None,
+                   dropout: bool = True) -> tuple[Outputs, dict[str, Any]]:
+        """The side's own policy trained over the settings' `train_steps` (`act_equiv.run.training`): eager,
+        compiled or the whole step compiled; in float64 (the evidence) or with dropout off. (outputs, how it
+        trained)."""
+        steps = training.batches(case, self.settings, self.settings.train_steps)
+        observation = policy_batch(case.config, self.batch(case, case.batch.batch_size))
+        try:
+            return training.train(self.current_policy(case), case.config, case, self.settings, steps, observation,
+                                  trained, float64, dropout)
+        finally:
+            if trained != "eager":
+                self._forms.forget_graphs()  # training reset dynamo: the compiled form compiles afresh
+
     def _sampling(self) -> Any:
         return numerics.float32_sampling() if self.settings.torch_dtype != torch.float64 else nullcontext()
 
@@ -294,12 +309,6 @@ def shapes(state: dict[str, torch.Tensor]) -> dict[str, list[int]]:
     return {key: list(value.shape) for key, value in state.items()}
 
 
-def copy_batch(batch: dict[str, Any]) -> dict[str, Any]:
-    """A batch of fresh tensors with the same values: what a side is given, so that the caller's stays pristine."""
-    return {key: [v.clone() for v in value] if isinstance(value, list) else
-            value.clone() if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
-
-
 def refill(buffers: dict[str, Any] | None, batch: dict[str, Any]) -> dict[str, Any]:
     """A robot loop's input buffers holding `batch`'s values: a copy at the first step, then the same tensors
     written in place at every step, as a robot loop re-uses its buffers. A policy that caches anything by a
@@ -321,32 +330,3 @@ def split_policy(made: nn.Module) -> tuple[nn.Module, nn.Module | None]:
     if callable(getattr(made, "select_action", None)) and isinstance(model, nn.Module):
         return model, made
     return made, None
-
-
-def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether two tensors are the same bits: shape, dtype and values (NaN equal to NaN)."""
-    return a.shape == b.shape and a.dtype == b.dtype and bool(((a == b) | (a.isnan() & b.isnan())).all())
-
-
-def check_unchanged(pristine: dict[str, Any], given: dict[str, Any], where: str) -> None:
-    """Raise `InputMutatedError` naming each key whose tensors a call changed in place (NaN equal to NaN)."""
-    def same(a: Any, b: Any) -> bool:
-        if isinstance(a, list):
-            return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-        return not isinstance(a, torch.Tensor) or same_bits(a, b)
-
-    changed = [key for key, value in pristine.items() if key in given and not same(value, given[key])]
-    if changed:
-        raise InputMutatedError(changed, where)
-
-
-def cast_batch(batch: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
-    """The same batch cast to `dtype` (bool masks untouched)."""
-
-    def cast(value: Any) -> Any:
-        if isinstance(value, list):
-            return [cast(v) for v in value]
-        return value.to(dtype) if value.is_floating_point() else value
-
-    return {key: cast(value) for key, value in batch.items()}
-

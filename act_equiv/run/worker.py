@@ -114,6 +114,11 @@ class WorkerSide:
     def policy(self, case: Any, float64: bool = False, rollout_only: bool = False) -> dict[str, Any]:
         return self._request("policy", case=case.to_dict(), float64=float64, rollout_only=rollout_only)
 
+    def trajectory(self, case: Any, trained: str = "eager", float64: str | None = None,
+                   dropout: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+        return tuple(self._request("trajectory", case=case.to_dict(), trained=trained, float64=float64,
+                                   dropout=dropout))
+
     def policy_state(self, case: Any) -> dict[str, list[int]]:
         return self._request("policy_state", case=case.to_dict())
 
@@ -280,6 +285,8 @@ class _Server:
                 return self.side.call64(case, arguments["batches"])
             if op == "policy":
                 return self.side.policy(case, arguments["float64"], arguments["rollout_only"])
+            if op == "trajectory":
+                return self.side.trajectory(case, arguments["trained"], arguments["float64"], arguments["dropout"])
             if op == "policy_state":
                 return self.side.policy_state(case)
             if op == "saves_checkpoints":

@@ -44,7 +44,8 @@ LEROBOT_FIELDS: tuple[str, ...] = (
     "n_obs_steps", "chunk_size", "n_action_steps", "vision_backbone", "pretrained_backbone_weights",
     "replace_final_stride_with_dilation", "pre_norm", "dim_model", "n_heads", "dim_feedforward",
     "feedforward_activation", "n_encoder_layers", "n_decoder_layers", "use_vae", "latent_dim",
-    "n_vae_encoder_layers", "temporal_ensemble_coeff", "dropout", "kl_weight",
+    "n_vae_encoder_layers", "temporal_ensemble_coeff", "dropout", "kl_weight", "optimizer_lr",
+    "optimizer_weight_decay", "optimizer_lr_backbone",
 )
 """act_equiv's ACTConfig fields that LeRobot's ACTConfig has under the same name."""
 

@@ -31,6 +31,7 @@ from act_equiv.targets.target import Target
 
 __all__ = [
     "MUTANTS",
+    "ActionHeadSnapshotStale",
     "BackboneMicroBatched",
     "CamPosEmbedShared",
     "Camera0FeaturesReused",
@@ -530,6 +531,32 @@ class CameraFeaturesMemoisedByAddress(ACT):
         super().__init__(config)
         if config.camera_shapes:
             self.backbone.__class__ = _memoised(type(self.backbone))
+
+
+# -- bugs that only training over optimizer steps shows ------------------------------------------------------------
+class _SnapshotHead(nn.Linear):
+    """A Linear that infers from a copy of its weights taken when a checkpoint loads."""
+
+    def snapshot(self) -> None:
+        with torch.no_grad():  # BUG: refreshed here only, never when an optimizer step moves the weights
+            self.register_buffer("eval_weight", self.weight.detach().clone(), persistent=False)
+            self.register_buffer("eval_bias", self.bias.detach().clone(), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x) if self.training else F.linear(x, self.eval_weight, self.eval_bias)
+
+
+@_mutant("action_head_snapshot_stale", "training (a trajectory: the first optimizer step moves the head)")
+class ActionHeadSnapshotStale(ACT):
+    """Inference runs the action head from a copy of its weights taken when a checkpoint loads (LeRobot's
+    "precompute and use buffer" TODO, done for the head): exact after every `load_state_dict`, stale once an
+    optimizer step moves the weights, so the trained policy acts with its untrained head."""
+
+    def __init__(self, config: ACTConfig) -> None:
+        super().__init__(config)
+        self.action_head.__class__ = _SnapshotHead
+        self.action_head.snapshot()
+        self.register_load_state_dict_post_hook(lambda module, _keys: module.action_head.snapshot())
 
 
 def load(spec: str) -> Target:
