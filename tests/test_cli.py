@@ -70,7 +70,8 @@ def test_known_bad_target_exits_1_fast_with_a_shrunk_two_camera_case_and_a_repla
 @pytest.mark.compile
 def test_an_export_only_bug_exits_1_with_a_shrunk_two_camera_case_and_a_replay(tmp_path: Path) -> None:
     done = act_equiv("check", "--target", "gate_targets:LastCameraDroppedWhenExported", "--forms", "exported",
-                     "--profile", "ci", "--max-examples", "9", "--shrink-budget", "30", "--report-dir", "out",
+                     "--trained-structures", "0", "--profile", "ci", "--max-examples", "9", "--shrink-budget", "30",
+                     "--report-dir", "out",
                      cwd=tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     report = only_report(tmp_path / "out")
@@ -120,7 +121,8 @@ def test_replay_reads_a_reports_environment_back_through_the_option_table(keywor
     """What a report states (`backend: null`, `strict: true`) maps back to the same `Gate` keywords."""
     gate = {"target": "concat", "device": "cpu", "dtype": "float32", "mode": None, "autocast": None,
             "reference": "legacy", "reference_python": None, "target_python": None, "lerobot_repo": None,
-            "worker_timeout": 300.0, "forms": "compiled", "onnx_exporter": "dynamo", "baseline": None, **keywords}
+            "worker_timeout": 300.0, "forms": "compiled", "onnx_exporter": "dynamo", "train_steps": 3,
+            "trained_structures": 1, "baseline": None, **keywords}
     assert options.gate_keywords(options.option_values(gate_environment(**gate))) == gate
 
 
@@ -133,7 +135,7 @@ def test_shrinking_stops_at_its_budget_and_says_so(tmp_path: Path) -> None:
     """A compiled-only bug that needs a camera: with no shrink budget the report comes at once and says that its
     case is only the smallest found so far."""
     done = act_equiv("check", "--target", "gate_targets:GraphBreakWithCameras", "--profile", "ci",
-                     "--shrink-budget", "0", "--report-dir", "out", cwd=tmp_path)
+                     "--trained-structures", "0", "--shrink-budget", "0", "--report-dir", "out", cwd=tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     (failure,) = only_report(tmp_path / "out")["failures"]
     assert failure["shrink"]["stopped_at_budget"] and failure["findings"][0]["check"] == "graph_break"
@@ -269,8 +271,8 @@ def test_a_time_budget_never_drops_compiled_training(tmp_path: Path, capsys: pyt
     (before: PASS with 0 compiled cases; before that, Hypothesis raised `Unsatisfiable` and no report was written)."""
     monkeypatch.syspath_prepend(str(TESTS))
     assert main(["check", "--target", "gate_targets:CompiledGradientDrift", "--backend", "aot_eager", "--profile",
-                 "ci", "--seed", "1", "--time-budget", "0.001", "--shrink-budget", "0", "--report-dir",
-                 str(tmp_path)]) == 1, capsys.readouterr().out
+                 "ci", "--seed", "1", "--trained-structures", "0", "--time-budget", "0.001", "--shrink-budget", "0",
+                 "--report-dir", str(tmp_path)]) == 1, capsys.readouterr().out
     report = only_report(tmp_path)
     assert report["coverage"]["covering"]["cases"] == 2 * report["run"]["covering_rows"]
     [failure] = report["failures"]

@@ -168,8 +168,9 @@ def test_a_worker_side_computes_what_the_in_process_side_does(tests_on_path: Non
     assert worker.classes["model"].name == local.classes["model"].name == "rounding"
     assert {(c.pair, c.tensor): c.max_abs for c in worker.checks} == {(c.pair, c.tensor): c.max_abs
                                                                         for c in local.checks}
-    # The worker compiled its own module and proved the compiled graph ran there.
+    # The worker compiled its own module and proved the compiled graph ran there, and trained it compiled there.
     assert any(c.pair == "target/compiled" for c in worker.checks)
+    assert {"trajectory compiled", "trajectory compiled-step"} <= worker.classes.keys()
     assert worker.info["compile"]["graphs"] >= 1 and not worker.info["compile"]["fell_back_to_eager"]
 
 

@@ -1,15 +1,16 @@
 """`act-equiv bench`: what torch.compile really does for ACT, measured, never assumed.
 
-Times legacy eager, concat eager, legacy compiled and concat compiled in one process, calls interleaved
-round-robin (so drift in machine load hits every form alike), warm-up excluded, and reports medians, spread,
-ratios to legacy eager, throughput, compile time and graph breaks per form. `--forms` adds the deployment forms of
-the concat model (inference: torch.export's module, onnxruntime's CPU provider, an AOTInductor package), timed in
-the same rounds; their "compile s" is the export's.
+Times legacy eager, concat eager, legacy compiled and concat compiled (with `--training`, also the concat model's
+whole training step compiled) in one process, calls interleaved round-robin (so drift in machine load hits every
+form alike), warm-up excluded, and reports medians, spread, ratios to legacy eager, throughput, compile time and
+graph breaks per form. `--forms` adds the deployment forms of the concat model (inference: torch.export's module,
+onnxruntime's CPU provider, an AOTInductor package), timed in the same rounds; their "compile s" is the export's.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import shlex
@@ -30,7 +31,8 @@ from act_equiv.cli import options
 from act_equiv.config import ACTConfig
 from act_equiv.errors import UsageError
 from act_equiv.models import ACT, ACTPolicy, LegacyACT, build
-from act_equiv.run.compiled import CompiledForm
+from act_equiv.run import training as training_step
+from act_equiv.run.compiled import CompiledForm, counting_backend
 from act_equiv.run.deployed import DeploymentModule, deploy, deployment_inputs
 from act_equiv.run.environment import environment
 
@@ -47,6 +49,8 @@ PRESETS: dict[str, dict[str, Any]] = {
               "latent_dim": 16},
 }
 FORMS = ("legacy eager", "concat eager", "legacy compiled", "concat compiled")
+WHOLE_STEP = "concat compiled step"
+"""The training-only row: the whole training step compiled (`_Step`)."""
 
 
 def add_parser(subparsers: Any) -> None:
@@ -59,7 +63,9 @@ def add_parser(subparsers: Any) -> None:
     bench.add_argument("--num-runs", type=int, default=20, help="timed calls per form")
     bench.add_argument("--warmup", type=int, default=3, help="untimed calls per form (the first one compiles)")
     bench.add_argument("--config", default="default", choices=sorted(PRESETS), help="model preset")
-    bench.add_argument("--training", action="store_true", help="time forward + backward + AdamW step")
+    bench.add_argument("--training", action="store_true",
+                       help="time training steps (forward, backward, clipping, AdamW step), the whole step compiled "
+                            "too")
     bench.set_defaults(func=run)
 
 
@@ -82,27 +88,40 @@ class _Deployed:
 
 
 class _Step:
-    """One form's unit of work: an inference forward, or a full training step."""
+    """One form's unit of work: an inference forward, or a full training step as LeRobot's `update_policy` takes it
+    (`act_equiv.run.training.update`: forward and loss, backward, clipping, AdamW step). `compile_with` compiles the
+    model (in training, the policy's inner model in place, as LeRobot #4607 compiles `policy.model`); with
+    `whole_step`, the training step itself (forward, backward, clipping and optimizer step, dynamo splitting it at
+    the backward). Compiled training counts its graphs through the counting backend, the proof that they ran."""
 
     def __init__(self, model: nn.Module, config: ACTConfig, batch: dict[str, Any], training: bool,
-                 compile_with: dict[str, Any] | None) -> None:
+                 compile_with: dict[str, Any] | None, whole_step: bool = False) -> None:
         self.policy = ACTPolicy(config, model)
         self.training = training
         self.batch = batch
         self.model = model.train(training)
-        target = self.policy if training else model
-        self.form = CompiledForm(target, fullgraph=True, **compile_with) if compile_with else target
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5) if training else None
+        self.counting = None
+        self.form = CompiledForm(model, fullgraph=True, **compile_with) if compile_with and not training else model
+        if not training:
+            return
+        self.optimizer, self.clip = training_step.optimizer_for(self.policy, config)
+        self.update = self._update
+        if compile_with:
+            self.counting = counting_backend(compile_with["backend"], compile_with["mode"])
+            if whole_step:
+                self.update = torch.compile(self._update, backend=self.counting, fullgraph=False)
+            else:
+                model.forward = torch.compile(model.forward, backend=self.counting, fullgraph=True)
+
+    def _update(self, batch: dict[str, Any]) -> torch.Tensor:
+        return training_step.update(self.policy, self.optimizer, batch, self.clip, contextlib.nullcontext)
 
     def __call__(self) -> None:
         if not self.training:
             with torch.no_grad():
                 self.form(self.batch)
             return
-        loss, _ = self.form(self.batch)
-        loss.backward()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.update(self.batch)
 
 
 def _timed(fn: Callable[[], None], device: str) -> float:
@@ -148,6 +167,9 @@ def measure(args: argparse.Namespace, progress: Callable[[str], None] = print) -
             with torch.set_grad_enabled(args.training):
                 explained[name.split()[0]] = compat.explain(probe, batch)
         steps[name] = _Step(model, config, batch, args.training, compile_with if "compiled" in name else None)
+    if args.training and "compiled" in forms:
+        steps[WHOLE_STEP] = _Step(build(config, 0, ACT).to(args.device), config, batch, True, compile_with,
+                                  whole_step=True)
     for form in deployed:
         progress(f"exporting {DEPLOYED_ROWS[form]}")
         step = _Deployed(form, build(config, 0, ACT).to(args.device), config, batch, args.batch_size, args.device,
@@ -168,10 +190,17 @@ def measure(args: argparse.Namespace, progress: Callable[[str], None] = print) -
             times[name].append(_timed(step, args.device))
         if (index + 1) % max(1, args.num_runs // 5) == 0:
             progress(f"timed {index + 1}/{args.num_runs} rounds")
-    for name in steps:
-        stats = steps[name].form.stats if isinstance(steps[name].form, CompiledForm) else None
+    for name, step in steps.items():
+        stats = step.form.stats if isinstance(step.form, CompiledForm) else None
         if stats is not None and (stats.fell_back_to_eager or stats.frames_compiled == 0):
             raise RuntimeError(f"{name}: compiled code did not run ({stats.reason})")
+    for name, step in steps.items():  # each training row's own graphs: rows share a counting backend
+        counting = getattr(step, "counting", None)
+        if counting is not None:
+            before = counting.graph_runs
+            step()
+            if counting.graph_runs == before:
+                raise RuntimeError(f"{name}: compiled code did not run (no compiled graph executed)")
     return _summarise(args, config, times, compile_seconds, explained, steps)
 
 

@@ -67,12 +67,15 @@ def failed_check(verdict: CaseVerdict) -> str | None:
 
 def _gate(name: str, backend: str | None, explain: bool, strict: bool = False) -> Gate:
     """`Gate` for `mutant:<name>` in the dtype the mutant needs; `explain=False` skips the runner's per-structure
-    `torch._dynamo.explain` pass, which the oracle reports but never judges (~5 s per structure on 2 cores)."""
+    `torch._dynamo.explain` pass, which the oracle reports but never judges (~5 s per structure on 2 cores). Its
+    training trajectories are eager: no mutant is a compiled-training bug, and compiling a structure's training costs
+    about 40 s (tests/test_training.py kills compiled-training bugs)."""
     from act_equiv.gate import Gate
     from act_equiv.targets.mutants import MUTANTS
 
     mutant = MUTANTS[name]
-    return Gate(target=mutant.target, backend=backend, dtype=mutant.dtype, explain=explain, strict=strict)
+    return Gate(target=mutant.target, backend=backend, dtype=mutant.dtype, explain=explain, strict=strict,
+                trained_structures=0)
 
 
 def property_run(name: str, *, profile: str = "ci", backend: str | None = "aot_eager",

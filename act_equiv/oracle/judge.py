@@ -94,8 +94,9 @@ def judge(run: CaseRun, strict: bool = False) -> CaseVerdict:
         finding = _error_finding(error, run)
         if finding is None:
             verdict.info.setdefault("not_judged", []).append(f"{error.stage}: {error.type}: {error.message}")
-        else:
-            verdict.findings.append(finding)
+        elif not any(found.check == finding.check == "input_mutated" and found.message.split(":")[0] ==
+                     finding.message.split(":")[0] for found in verdict.findings):
+            verdict.findings.append(finding)  # a side's input mutation once: every later call repeats it
     if settings.autocast is not None:
         _judge_autocast(run, verdict)
     if "reference" in forms:

@@ -241,7 +241,8 @@ class Side:
         """The side's own policy trained over the settings' `train_steps` (`act_equiv.run.training`): eager,
         compiled or the whole step compiled; in float64 (the evidence) or with dropout off. (outputs, how it
         trained)."""
-        steps = training.batches(case, self.settings, self.settings.train_steps)
+        steps = [policy_batch(case.config, batch)
+                 for batch in training.batches(case, self.settings, self.settings.train_steps)]
         observation = policy_batch(case.config, self.batch(case, case.batch.batch_size))
         try:
             return training.train(self.current_policy(case), case.config, case, self.settings, steps, observation,
