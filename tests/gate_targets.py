@@ -170,3 +170,13 @@ class ClipSkippedWhenCompiled(ACTPolicy):
 def clip_skipped_when_compiled(config):
     """A `--target` whose policy trains with its own step (`update_step`), clipping only when eager."""
     return ClipSkippedWhenCompiled(config, ACT(config))
+
+
+class EagerStepPolicy(ClipSkippedWhenCompiled):
+    """The same step behind `torch.compiler.disable`: a whole step "compiled" that runs eagerly (it then clips)."""
+
+    update_step = torch.compiler.disable(ClipSkippedWhenCompiled.update_step)
+
+
+def eager_step_policy(config):
+    return EagerStepPolicy(config, ACT(config))

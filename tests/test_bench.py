@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from act_equiv import plots
 from act_equiv.cli import main, parser
 from act_equiv.cli.bench import FORMS, WHOLE_STEP
 
@@ -27,6 +28,11 @@ def test_bench_reports_every_form(tmp_path: Path, training: bool, capsys: pytest
     assert result["settings"]["training"] is training
     assert result["graph_breaks"]["legacy"]["breaks"] == 0 and result["graph_breaks"]["concat"]["graphs"] == 1
     assert "| concat compiled |" in (path.parent / "bench.md").read_text()
+    if training:  # each compiled training's per-step error beside the float64 envelope, plotted where it can be
+        assert set(result["training_error"]) == {"concat compiled", "concat compiled-step"}
+        assert all(len(rows) == 3 and "envelope_max_abs" in rows[0] for rows in result["training_error"].values())
+        assert "Training error, concat compiled-step vs concat eager" in (path.parent / "bench.md").read_text()
+        assert set(result.get("plots", {})) == (set(result["training_error"]) if plots.available() else set())
     assert "speedup vs legacy eager" in capsys.readouterr().out
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from gate_targets import clip_skipped_when_compiled
+from gate_targets import clip_skipped_when_compiled, eager_step_policy
 
 from act_equiv import plots
 from act_equiv.cli import main
@@ -111,21 +111,6 @@ def test_a_compiled_step_that_runs_eagerly_proves_nothing() -> None:
     found = verdict(Target("eager-step", eager_step_policy))
     assert any(finding.check == "compiled_ran" and "compiled operations for" in finding.message
                for finding in found.findings), found.summary()
-
-
-class EagerStepPolicy(ACTPolicy):
-    @torch.compiler.disable
-    def update_step(self, batch, optimizer, grad_clip_norm):
-        loss, _ = self.forward(batch)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.parameters(), grad_clip_norm)
-        optimizer.step()
-        optimizer.zero_grad()
-        return loss
-
-
-def eager_step_policy(config):
-    return EagerStepPolicy(config, ACT(config))
 
 
 def test_each_side_trains_as_its_own_training_does() -> None:

@@ -24,17 +24,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from act_equiv import compat
+from act_equiv import compat, plots
 from act_equiv import forms as table
-from act_equiv.case import BatchSpec, make_batch
+from act_equiv.case import BatchSpec, Case, make_batch
 from act_equiv.cli import options
 from act_equiv.config import ACTConfig
 from act_equiv.errors import UsageError
 from act_equiv.models import ACT, ACTPolicy, LegacyACT, build
+from act_equiv.oracle import trajectory
+from act_equiv.oracle.compare import compare
+from act_equiv.oracle.tolerance import EXACT
+from act_equiv.run import numerics
 from act_equiv.run import training as training_step
 from act_equiv.run.compiled import CompiledForm, counting_backend
 from act_equiv.run.deployed import DeploymentModule, deploy, deployment_inputs
 from act_equiv.run.environment import environment
+from act_equiv.run.records import RunSettings
 
 # ACTConfig's own defaults are LeRobot's; presets set the features and, for `small`, the model size.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -57,8 +62,8 @@ def add_parser(subparsers: Any) -> None:
     bench = subparsers.add_parser("bench", help="time legacy/concat, eager/compiled, in one interleaved run")
     compiled_only = {"default": "inductor", "choices": options.COMPILED_BACKENDS,
                      "help": "torch.compile backend of the compiled forms"}
-    options.add_arguments(bench, options.select("device", "backend", "mode", "forms", "onnx_exporter", "report_dir",
-                                                backend=compiled_only))
+    options.add_arguments(bench, options.select("device", "backend", "mode", "forms", "onnx_exporter", "train_steps",
+                                                "report_dir", backend=compiled_only, train_steps={"default": 3}))
     bench.add_argument("--batch-size", type=int, default=8)
     bench.add_argument("--num-runs", type=int, default=20, help="timed calls per form")
     bench.add_argument("--warmup", type=int, default=3, help="untimed calls per form (the first one compiles)")
@@ -142,6 +147,8 @@ def measure(args: argparse.Namespace, progress: Callable[[str], None] = print) -
     for name in ("batch_size", "num_runs", "warmup"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} is invalid: an int >= 1")
+    if args.train_steps < 0:
+        raise UsageError(f"--train-steps {args.train_steps} is invalid: an int >= 0 (0: no training error)")
     try:
         forms = table.parse_forms(args.forms)
     except ValueError as error:
@@ -201,7 +208,30 @@ def measure(args: argparse.Namespace, progress: Callable[[str], None] = print) -
             step()
             if counting.graph_runs == before:
                 raise RuntimeError(f"{name}: compiled code did not run (no compiled graph executed)")
-    return _summarise(args, config, times, compile_seconds, explained, steps)
+    result = _summarise(args, config, times, compile_seconds, explained, steps)
+    if args.training and "compiled" in forms and args.train_steps:
+        progress(f"training error: {args.train_steps} steps of each compiled training against eager and float64")
+        result["training_error"] = _training_error(args, config)
+    return result
+
+
+def _training_error(args: argparse.Namespace, config: ACTConfig) -> dict[str, list[dict[str, Any]]]:
+    """Per compiled training form, the per-step difference from eager training beside the float64 envelope: the
+    concat model trained `--train-steps` steps (`act_equiv.run.training`) eager, in float64 with the float32 run's
+    draws, with its model compiled and with the whole step compiled."""
+    case = Case(config, BatchSpec(args.batch_size, seed=0), training=True)
+    settings = RunSettings(args.device, backend=args.backend, mode=args.mode, train_steps=args.train_steps)
+    policy = ACTPolicy(config, build(config, case.weight_seed, ACT, case.weight_scale).to(args.device))
+    batches = training_step.batches(case, settings, args.train_steps)
+    observation = settings.batch(case, args.batch_size)
+
+    def trained(form: training_step.Trained, float64: training_step.Draws | None = None) -> dict[str, Any]:
+        with numerics.pinned(args.device):
+            return training_step.train(policy, config, case, settings, batches, observation, form, float64)[0]
+
+    eager, envelope = trained("eager"), trained("eager", "float32")
+    return {f"concat {form}": trajectory.steps(eager, compiled, envelope, compare(eager, compiled, form, EXACT))
+            for form, compiled in ((form, trained(form)) for form in training_step.TRAINED[1:])}
 
 
 def _summarise(args: argparse.Namespace, config: ACTConfig, times: dict[str, list[float]],
@@ -255,7 +285,20 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["", "| eager form | graphs | graph breaks | ops | break reasons |", "|---|---|---|---|---|"]
     for form, g in result["graph_breaks"].items():
         lines.append(f"| {form} | {g['graphs']} | {g['breaks']} | {g['ops']} | {'; '.join(g['reasons']) or '-'} |")
+    for form, rows in result.get("training_error", {}).items():
+        lines += ["", f"Training error, {form} vs concat eager, per step (the envelope: eager float32 vs float64):",
+                  "", "| step | max abs | max rel | envelope max abs | envelope max rel |", "|---|---|---|---|---|"]
+        lines += [f"| {row['step']} | {row['max_abs']:.3g} | {row['max_rel']:.3g} | {row['envelope_max_abs']:.3g} | "
+                  f"{row['envelope_max_rel']:.3g} |" for row in rows]
+        plot = result.get("plots", {}).get(form)
+        lines += ["", f"![{form} per step]({plot})" if plot else f"(no plot: {plots.PLOTS_EXTRA} draws one)"]
     return "\n".join(lines) + "\n"
+
+
+def _settings_label(result: dict[str, Any]) -> str:
+    """A bench's settings in a few words (a plot's title)."""
+    env, settings = result["environment"], result["settings"]
+    return f"{settings['config']}, batch {settings['batch_size']}, {env['backend']}, {env['device']}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -263,6 +306,12 @@ def run(args: argparse.Namespace) -> int:
     run_id = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     directory = Path(args.report_dir) / f"bench-{run_id}"
     directory.mkdir(parents=True, exist_ok=True)
+    for form, rows in result.get("training_error", {}).items():
+        name = f"{form.replace(' ', '-')}.png"
+        entry = {"steps": rows, "level": f"bench {_settings_label(result)}", "class": form, "case": result["settings"]
+                 ["config"], "pair": f"concat eager/{form.removeprefix('concat ')}"}
+        if plots.trajectory(entry, directory / name):
+            result.setdefault("plots", {})[form] = name
     (directory / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
     text = markdown(result)
     (directory / "bench.md").write_text(text)

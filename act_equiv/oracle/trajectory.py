@@ -29,7 +29,7 @@ from act_equiv.oracle.verdict import CaseVerdict, TensorCheck
 from act_equiv.run.records import CaseRun, Outputs
 from act_equiv.run.training import step_of
 
-__all__ = ["condense", "first_step", "floors", "judge_trajectories"]
+__all__ = ["condense", "first_step", "floors", "judge_trajectories", "steps"]
 
 
 def judge_trajectories(run: CaseRun, verdict: CaseVerdict) -> None:
@@ -41,12 +41,12 @@ def judge_trajectories(run: CaseRun, verdict: CaseVerdict) -> None:
         if not level.startswith("trajectory") or pair_class.name not in ("bitwise", "rounding", "divergent"):
             continue
         expected, actual = ("reference", "target") if level == "trajectory" else ("target", level.split()[1])
-        steps = _steps(forms[f"{expected}_trajectory"], forms[f"{actual}_trajectory"],
-                       forms.get(f"{expected}_trajectory64"),
-                       [check for check in verdict.checks if check.pair in pair_class.pairs])
-        pair_class.detail.update(steps=steps, dropout=_dropout(run, pair_class.name) if level == "trajectory" else
+        rows = steps(forms[f"{expected}_trajectory"], forms[f"{actual}_trajectory"],
+                     forms.get(f"{expected}_trajectory64"),
+                     [check for check in verdict.checks if check.pair in pair_class.pairs])
+        pair_class.detail.update(steps=rows, dropout=_dropout(run, pair_class.name) if level == "trajectory" else
                                  "replayed: the same masks and VAE draws on both sides")
-        pair_class.evidence += _from_step(pair_class.name, steps)
+        pair_class.evidence += _from_step(pair_class.name, rows)
         info = run.trained.get(actual, {})
         if info.get("graphs_per_step"):
             pair_class.evidence += f"; compiled graphs per step {info['graphs_per_step']}"
@@ -88,7 +88,7 @@ def _rank(check: TensorCheck) -> tuple[bool, float]:
     return not check.passed, check.ratio
 
 
-def _steps(expected: Outputs, actual: Outputs, expected64: Outputs | None,
+def steps(expected: Outputs, actual: Outputs, expected64: Outputs | None,
            checks: list[TensorCheck]) -> list[dict[str, Any]]:
     """Per step: greatest |diff| of the pair and relative to the tensor's scale (its greatest |expected|), the
     envelope (`expected` against its float64 run, the same two measures), and the step's class from `checks` (the
