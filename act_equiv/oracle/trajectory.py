@@ -67,9 +67,8 @@ def floors(expected: Outputs, expected64: Outputs) -> dict[str, float]:
     """The yardstick a step's parameters share: the greatest deviation of any of them from float64. AdamW divides
     each element's moment by the root of its second moment (plus eps 1e-8), so where an element's gradient is a
     cancellation residue near eps, the last bits of the gradient move the update by a good part of the learning
-    rate: in whichever element of whichever tensor the residue falls, in one float32 run as in another. Measured
-    (the whole step compiled by inductor, one step from eager's state): the compiled step's worst element 2.8x
-    eager's worst in the same bias, within eager's worst over all parameters."""
+    rate: in whichever element of whichever tensor the residue falls, in one float32 run as in another. Applied at
+    the first step only (`first_step`); no measurement here shows a case it decides."""
     worst: dict[int, float] = {}
     for name, value in expected.items():
         if "/param/" in name and name in expected64 and value.numel():

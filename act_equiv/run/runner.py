@@ -45,7 +45,7 @@ class Runner:
         self._checkpointed: dict[str, dict[str, list[str]] | None] = {}
         """Per structure, how the save_pretrained round trip between the sides failed, or None."""
         self._trained_structures: set[str] = set()
-        """The structures whose whole training step the run compiles (`_compiled_trajectories`)."""
+        """The structures whose training the run compiles (`_compiled_trajectories`)."""
 
     @property
     def rollout_only(self) -> bool:
@@ -207,23 +207,21 @@ class Runner:
         if structure not in self._trained_structures and len(self._trained_structures) >= s.trained_structures:
             return
         self._trained_structures.add(structure)
-        trainings = training.TRAINED[1:]
-        differs = False
-        for trained in trainings:
+        differing = []
+        for trained in training.TRAINED[1:]:
             result = guarded(run, f"train:{trained}", lambda t=trained: self.target.trajectory(case, t),
                              forms.COMPILED)
             if result is not FAILED:
                 run.forms[f"{trained}_trajectory"], run.trained[trained] = result
-                differs = differs or not identical(run.forms["target_trajectory"], result[0])
-        if not differs:
+                if not identical(run.forms["target_trajectory"], result[0]):
+                    differing.append(trained)
+        if not differing:
             return
         # The evidence: eager in float64 with the float32 run's draws (the envelope), and eager and each differing
         # compiled trajectory in float64 drawing their own numbers (a compiled graph cannot replay float32 draws).
         wanted = [("target_trajectory64", "eager", "float32")] if "target_trajectory64" not in run.forms else []
         wanted += [("target_trajectory64native", "eager", "native")]
-        wanted += [(f"{trained}_trajectory64native", trained, "native") for trained in trainings
-                   if f"{trained}_trajectory" in run.forms
-                   and not identical(run.forms["target_trajectory"], run.forms[f"{trained}_trajectory"])]
+        wanted += [(f"{trained}_trajectory64native", trained, "native") for trained in differing]
         for name, trained, draws in wanted:
             record_form(run, name, name, lambda t=trained, d=draws: self.target.trajectory(case, t, float64=d)[0])
 

@@ -4,7 +4,8 @@ One forward and one backward cannot show what only an optimizer step shows: a bu
 refreshed when the weight moves, a parameter group that no longer matches a renamed module (forward, loss and
 gradients bitwise, the backbone never trained), an in-place op on a parameter, optimizer state lost across
 compiled steps. So a training case also trains: K steps on a drawn sequence of batches, each step seeded so that
-dropout and the VAE's sampling draw the same numbers on both sides (and in float64, `numerics.float32_sampling`).
+dropout and the VAE's sampling draw the same numbers on both sides (and in an eager float64 run,
+`numerics.float32_sampling`; a compiled float64 run draws its own, `Draws`).
 
 Each side trains as its own training does (LeRobot's `update_policy`): the optimizer of the policy's config preset
 (`config.get_optimizer_preset().build(policy.get_optim_params())`: LeRobot's AdamW with its learning rates, weight
@@ -19,8 +20,9 @@ every optimizer state tensor `stepN/<state>/<name>` (AdamW: `exp_avg`, `exp_avg_
 after training: a weight-derived copy that only inference reads shows there). Trained forms (`TRAINED`): eager;
 `compiled`, the policy's inner model compiled (fullgraph, as LeRobot #4607 compiles `policy.model`), the update
 eager; `compiled-step`, the whole training step compiled (forward, backward, clipping and optimizer step; dynamo
-splits it at the backward). A compiled step that runs no compiled graph raises `NotCompiledError`: a trajectory
-that silently trained eagerly proves nothing.
+splits it at the backward). A compiled step that runs no compiled graph (for the whole step, fewer compiled
+operations than the policy has parameters) raises `NotCompiledError`: a trajectory that silently trained eagerly
+proves nothing.
 """
 
 from __future__ import annotations
@@ -120,12 +122,13 @@ class Trainer:
 
     def step(self, index: int, batch: dict[str, Any], seed: int, observation: dict[str, Any]) -> Outputs:
         """Step `index` on `batch` (seeded), then what it records (see the module docstring)."""
-        given = cast_batch(batch, self.dtype) if self.float64 else copy_batch(batch)
+        pristine = cast_batch(batch, self.dtype) if self.float64 else batch
+        given = copy_batch(pristine)
         torch.manual_seed(seed + index)
         counting = self.counting
         before = None if counting is None else (counting.frames, counting.graph_runs, counting.ops_run)
         outputs: Outputs = {f"step{index}/loss": self._step(given)}
-        check_unchanged(cast_batch(batch, self.dtype) if self.float64 else batch, given, f"training step {index}")
+        check_unchanged(pristine, given, f"training step {index}")
         if counting is not None:
             self._proven(index, counting.frames - before[0], counting.graph_runs - before[1],
                          counting.ops_run - before[2])
