@@ -13,16 +13,19 @@ from act_equiv.config import ACTConfig, ConfigError
 
 if TYPE_CHECKING:
     from act_equiv import strategies
-    from act_equiv.gate import Gate, search
+    from act_equiv.gate import Gate
     from act_equiv.models import ACT, ACTPolicy, LegacyACT, build
+    from act_equiv.settings import Settings
+    from act_equiv.stages import check, search
     from act_equiv.targets import resolve
 
-__all__ = ["ACT", "ACTConfig", "ACTPolicy", "ConfigError", "Gate", "LegacyACT", "__version__", "build", "resolve",
-           "search", "strategies"]
+__all__ = ["ACT", "ACTConfig", "ACTPolicy", "ConfigError", "Gate", "LegacyACT", "Settings", "__version__", "build",
+           "check", "resolve", "search", "strategies"]
 __version__ = "0.1.0"
 
 _LAZY = {"ACT": "act_equiv.models", "ACTPolicy": "act_equiv.models", "LegacyACT": "act_equiv.models",
-         "build": "act_equiv.models", "Gate": "act_equiv.gate", "search": "act_equiv.gate",
+         "build": "act_equiv.models", "Gate": "act_equiv.gate", "Settings": "act_equiv.settings",
+         "check": "act_equiv.stages", "search": "act_equiv.stages",
          "resolve": "act_equiv.targets"}
 
 

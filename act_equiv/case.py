@@ -186,3 +186,17 @@ class Case:
         if self.weight_scale != 0.1:
             parts.append(f"weight_scale={self.weight_scale:g}")
         return " ".join(parts)
+
+
+MUST_KEEP = [
+    Case(ACTConfig(state_dim=3, env_state_dim=2, camera_shapes=[(3, 64, 32), (3, 32, 96)], action_dim=2,
+                   vision_backbone="tiny_resnet", dim_model=16, n_heads=2, dim_feedforward=16, chunk_size=4,
+                   n_action_steps=4, n_encoder_layers=1, n_decoder_layers=1, n_vae_encoder_layers=1, latent_dim=4),
+         BatchSpec(batch_size=2, seed=1, pad="some"), training=training)
+    for training in (False, True)
+]
+"""Kept in every run of the property suite, whatever is drawn: the shapes that bugs in token assembly need (two
+cameras of different resolutions with state and env, batch > 1, padded actions), in eval and in training. Tests
+use them as their standard cases."""
+MUST_KEEP_INFERENCE = Case(MUST_KEEP[0].config, BatchSpec(batch_size=2, seed=1, actions=False))
+"""The eval case without actions: inference as a robot runs it."""

@@ -36,8 +36,6 @@ from typing import Any
 import torch
 
 __all__ = [
-    "MISCOMPILE_BUGS",
-    "MISCOMPILE_OPS",
     "ExplainResult",
     "aoti_package",
     "aoti_supported",
@@ -45,26 +43,22 @@ __all__ = [
     "backend_names",
     "batch_dim",
     "clear_skip_marks",
+    "config_entry",
     "counter_delta",
     "describe_exception",
+    "dynamo_config",
     "explain",
     "export_program",
     "exporter_message",
-    "fail_on_recompile_limit",
-    "fail_on_recompile_limit_supported",
     "fallback_random",
     "first_line",
-    "frame_counters",
     "fresh_modules_share_graphs",
-    "graph_break",
     "graph_break_reasons_count",
     "graph_break_reasons_since",
     "inductor_backend",
+    "inductor_config",
     "inductor_modes",
-    "inject_miscompile",
-    "is_compiling",
     "is_export_specialisation_error",
-    "is_exporting",
     "is_graph_break_error",
     "is_no_compiled_frames_error",
     "is_recompile_limit_error",
@@ -73,10 +67,10 @@ __all__ = [
     "mark_batch_dynamic",
     "onnx_dynamo_supported",
     "onnx_export",
+    "patched",
     "quiet_dynamo",
     "recompile_limit",
     "recompile_limit_name",
-    "recompile_limit_set",
     "reset",
     "tf32_disabled",
     "tf32_enabled",
@@ -86,13 +80,13 @@ __all__ = [
 
 
 # -- config access (tests replace these two to imitate other releases) ----------------------------------------------
-def _dynamo_config() -> Any:
+def dynamo_config() -> Any:
     import torch._dynamo.config
 
     return torch._dynamo.config
 
 
-def _inductor_config() -> Any:
+def inductor_config() -> Any:
     import torch._inductor.config
 
     return torch._inductor.config
@@ -105,7 +99,7 @@ def _backends() -> Any:
 _MISSING = object()
 
 
-def _resolve(root: Any, dotted: str) -> tuple[Any, str] | None:
+def config_entry(root: Any, dotted: str) -> tuple[Any, str] | None:
     """(owner, attribute) for `dotted` under `root`, or None when any part is missing in this release."""
     *parents, leaf = dotted.split(".")
     owner = root
@@ -120,12 +114,12 @@ def _resolve(root: Any, dotted: str) -> tuple[Any, str] | None:
 
 def _value(root: Any, dotted: str) -> Any:
     """The value of `dotted` under `root`, or None when this release lacks it."""
-    resolved = _resolve(root, dotted)
+    resolved = config_entry(root, dotted)
     return None if resolved is None else getattr(*resolved)
 
 
 @contextlib.contextmanager
-def _patched(root: Any, values: Mapping[str, Any]) -> Iterator[None]:
+def patched(root: Any, values: Mapping[str, Any]) -> Iterator[None]:
     """Set `values` (dotted names under `root`, all known to exist) and restore the old values on exit.
 
     Plain setattr/restore rather than torch's `config.patch` so the same code serves torch's config modules and the
@@ -134,7 +128,7 @@ def _patched(root: Any, values: Mapping[str, Any]) -> Iterator[None]:
     saved: list[tuple[Any, str, Any]] = []
     try:
         for dotted, value in values.items():
-            resolved = _resolve(root, dotted)
+            resolved = config_entry(root, dotted)
             if resolved is None:
                 raise AttributeError(f"{dotted} does not exist in this torch ({torch.__version__})")
             owner, leaf = resolved
@@ -158,7 +152,7 @@ def torch_version() -> tuple[int, int]:
 # -- recompile limit -----------------------------------------------------------------------------------------------
 def recompile_limit_name() -> str:
     """The dynamo config name of the per-code-object recompile limit in this release."""
-    config = _dynamo_config()
+    config = dynamo_config()
     if hasattr(config, "recompile_limit"):  # torch >= 2.7
         return "recompile_limit"
     if hasattr(config, "cache_size_limit"):  # torch 2.2 .. 2.6
@@ -168,44 +162,7 @@ def recompile_limit_name() -> str:
 
 def recompile_limit() -> int:
     """How many compiled variants dynamo keeps per code object before it silently runs eager (default 8)."""
-    return int(getattr(_dynamo_config(), recompile_limit_name()))
-
-
-@contextlib.contextmanager
-def recompile_limit_set(n: int) -> Iterator[None]:
-    """Temporarily set the recompile limit (under either name); restored on exit."""
-    if n < 1:
-        raise ValueError(f"recompile limit must be >= 1, got {n}")
-    with _patched(_dynamo_config(), {recompile_limit_name(): int(n)}):
-        yield
-
-
-def _fail_on_recompile_limit_name() -> str | None:
-    config = _dynamo_config()
-    for name in ("fail_on_recompile_limit_hit", "fail_on_cache_limit_hit"):  # torch >= 2.7, torch 2.6
-        if hasattr(config, name):
-            return name
-    return None  # torch <= 2.5
-
-
-def fail_on_recompile_limit_supported() -> bool:
-    """Whether this torch can turn the silent eager fallback at the recompile limit into an exception."""
-    return _fail_on_recompile_limit_name() is not None
-
-
-@contextlib.contextmanager
-def fail_on_recompile_limit(enabled: bool = True) -> Iterator[bool]:
-    """Make hitting the recompile limit raise instead of running eager; yields whether that is in effect.
-
-    A no-op yielding False on torch <= 2.5, which lacks the switch: callers must then rely on
-    `CompiledForm`'s runtime detector.
-    """
-    name = _fail_on_recompile_limit_name()
-    if name is None:
-        yield False
-        return
-    with _patched(_dynamo_config(), {name: bool(enabled)}):
-        yield bool(enabled)
+    return int(getattr(dynamo_config(), recompile_limit_name()))
 
 
 def is_recompile_limit_reason(message: str) -> bool:
@@ -220,7 +177,7 @@ def fallback_random(enabled: bool = True) -> Iterator[None]:
 
     Takes effect when a graph is *compiled* inside the block; graphs compiled earlier keep inductor's own RNG.
     """
-    with _patched(_inductor_config(), {"fallback_random": bool(enabled)}):
+    with patched(inductor_config(), {"fallback_random": bool(enabled)}):
         yield
 
 
@@ -249,7 +206,7 @@ def fresh_modules_share_graphs() -> bool:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # reading the deprecated switch warns, hasattr too
-        inlining = getattr(_dynamo_config(), "inline_inbuilt_nn_modules", None)
+        inlining = getattr(dynamo_config(), "inline_inbuilt_nn_modules", None)
     return torch_version() >= (2, 5) if inlining is None else bool(inlining)
 
 
@@ -296,26 +253,6 @@ def reset() -> None:
 
 
 # Resolved once, at import: dynamo 2.2 cannot trace a getattr of a name its module lacks.
-_PUBLIC_IS_COMPILING: Callable[[], bool] | None = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
-if _PUBLIC_IS_COMPILING is None:
-    import torch._dynamo  # torch 2.2: is_compiling lives here only
-
-
-def is_compiling() -> bool:
-    """Whether dynamo is tracing the caller now (for tests and mutants that behave differently only when
-    compiled): `torch.compiler.is_compiling` from torch 2.3, `torch._dynamo.is_compiling` before."""
-    if _PUBLIC_IS_COMPILING is not None:
-        return bool(_PUBLIC_IS_COMPILING())
-    return bool(torch._dynamo.is_compiling())
-
-
-def graph_break() -> None:
-    """Force a dynamo graph break here (for tests and mutants); a no-op when running eagerly."""
-    import torch._dynamo
-
-    torch._dynamo.graph_break()
-
-
 # -- TF32 and autocast ----------------------------------------------------------------------------------------------
 # (backend, op) pairs whose fp32 math TF32 can round: cuBLAS matmuls, cuDNN convolutions and RNNs.
 _FP32_PRECISION_OPS: tuple[str, ...] = ("cuda.matmul", "cudnn.conv", "cudnn.rnn")
@@ -323,7 +260,7 @@ _ALLOW_TF32_FLAGS: tuple[str, ...] = ("cuda.matmul.allow_tf32", "cudnn.allow_tf3
 
 
 def _fp32_precision_api() -> bool:
-    return _resolve(_backends(), "cuda.matmul.fp32_precision") is not None  # torch >= 2.9
+    return config_entry(_backends(), "cuda.matmul.fp32_precision") is not None  # torch >= 2.9
 
 
 @contextlib.contextmanager
@@ -334,7 +271,7 @@ def tf32_disabled() -> Iterator[None]:
         values: dict[str, Any] = {f"{op}.fp32_precision": "ieee" for op in _FP32_PRECISION_OPS}
     else:
         values = dict.fromkeys(_ALLOW_TF32_FLAGS, False)
-    with _patched(_backends(), values):
+    with patched(_backends(), values):
         yield
 
 
@@ -414,11 +351,6 @@ def unimplemented_counters() -> dict[str, int]:
     return dict(_counters().get("unimplemented", {}))
 
 
-def frame_counters() -> dict[str, int]:
-    """A copy of `counters["frames"]` ("total": frames dynamo tried, "ok": frames it converted)."""
-    return dict(_counters().get("frames", {}))
-
-
 def counter_delta(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]:
     """The keys whose count grew from `before` to `after`, with the growth."""
     return {key: n - before.get(key, 0) for key, n in after.items() if n > before.get(key, 0)}
@@ -469,9 +401,14 @@ def _short_path(filename: str) -> str:
     return filename if relative.startswith("..") else relative
 
 
+_HELPERS = frozenset({__file__, os.path.join(os.path.dirname(__file__), "testing.py")})
+"""act_equiv's own helper modules, whose frames are never the user's code (`testing.graph_break` breaks in its
+caller)."""
+
+
 def _location(user_stack: Sequence[Any] | None) -> str | None:
     """The innermost user frame of a dynamo stack as "file:line in name" of a dynamo stack, if any."""
-    frames = [f for f in user_stack or () if getattr(f, "filename", None) != __file__] or list(user_stack or ())
+    frames = [f for f in user_stack or () if getattr(f, "filename", None) not in _HELPERS] or list(user_stack or ())
     if not frames:
         return None
     frame = frames[-1]  # innermost, skipping this module's own helpers (`graph_break`)
@@ -563,7 +500,7 @@ def _user_location_from_message(message: str) -> str | None:
     if not marker:
         return None
     frames = re.findall(r'File "([^"]+)", line (\d+), in (\S+)', tail)
-    frames = [f for f in frames if f[0] != __file__] or frames
+    frames = [f for f in frames if f[0] not in _HELPERS] or frames
     if not frames:
         return None
     filename, lineno, name = frames[-1]
@@ -579,54 +516,6 @@ def describe_exception(exc: BaseException) -> str:
     return f"{head} (at {location})" if location else head
 
 
-# -- bug injection -------------------------------------------------------------------------------------------------
-MISCOMPILE_OPS: tuple[str, ...] = ("relu", "log1p")
-MISCOMPILE_BUGS: tuple[str, ...] = ("accuracy", "runtime_error", "compile_error")
-
-# inductor config names per (op, device); the cpp (CPU) switches exist since 2.0, triton's relu one too.
-_MISCOMPILE_SWITCHES: dict[tuple[str, str], str] = {
-    ("relu", "cpu"): "cpp.inject_relu_bug_TESTING_ONLY",
-    ("relu", "cuda"): "triton.inject_relu_bug_TESTING_ONLY",
-    ("log1p", "cpu"): "cpp.inject_log1p_bug_TESTING_ONLY",
-}
-
-
-@contextlib.contextmanager
-def inject_miscompile(op: str = "relu", bug: str = "accuracy", device: str | None = None,
-                      reset_dynamo: bool = True) -> Iterator[list[str]]:
-    """Turn on inductor's own bug-injection switch so an oracle can prove it catches a real miscompile.
-
-    `bug="accuracy"` makes inductor emit `x + 1` for `op` (relu or log1p) in generated C++ (device "cpu") or Triton
-    ("cuda"); `device=None` patches every device this torch has a switch for. Yields the config names set. Only
-    graphs compiled by inductor inside the block are affected, so dynamo is reset on entry and on exit by default
-    (a buggy graph compiled here must not outlive the block). Raises ValueError when this torch has no switch.
-    """
-    if op not in MISCOMPILE_OPS:
-        raise ValueError(f"op={op!r}: allowed {list(MISCOMPILE_OPS)}")
-    if bug not in MISCOMPILE_BUGS:
-        raise ValueError(f"bug={bug!r}: allowed {list(MISCOMPILE_BUGS)}")
-    if op == "log1p" and bug != "accuracy":
-        raise ValueError("the log1p switch only knows bug='accuracy'")
-    devices = ("cpu", "cuda") if device is None else (device,)
-    config = _inductor_config()
-    names = [
-        name for (switch_op, switch_device), name in _MISCOMPILE_SWITCHES.items()
-        if switch_op == op and switch_device in devices and _resolve(config, name) is not None
-    ]
-    if not names:
-        raise ValueError(f"torch {torch.__version__} has no inductor bug-injection switch for op={op!r} on "
-                         f"{list(devices)}")
-    if reset_dynamo:
-        reset()
-    try:
-        with _patched(config, dict.fromkeys(names, bug)):
-            yield names
-    finally:
-        if reset_dynamo:
-            reset()
-
-
-
 # -- deployment exports (torch.export, ONNX, AOTInductor) ------------------------------------------------------------
 # Checked against torch 2.13: `torch.export.export(..., dynamic_shapes=)` and `torch.export.Dim` exist from 2.2;
 # `torch.onnx.export(..., dynamo=True)` from 2.5 (2.2 .. 2.4 have `torch.onnx.dynamo_export` instead, not used here);
@@ -634,13 +523,6 @@ def inject_miscompile(op: str = "relu", bug: str = "accuracy", device: str | Non
 # model's `load_constants` from 2.6. A dimension marked dynamic whose example size is 1 is specialised by
 # torch.export ("0/1 specialisation", measured on 2.13: "Constraints violated (batch)! ... specialized it to be a
 # constant (1)"), so an example batch must be >= 2.
-
-
-def is_exporting() -> bool:
-    """Whether the caller is being traced by an exporter (torch.export, the dynamo ONNX exporter, or the TorchScript
-    ONNX exporter), for tests that inject an exporter-only bug."""
-    exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.4
-    return bool(exporting is not None and exporting()) or bool(torch.onnx.is_in_onnx_export())
 
 
 def batch_dim(name: str = "batch") -> Any:

@@ -8,13 +8,12 @@ many of those combinations a run actually exercised.
 
 Validity: a full row is valid when no definitional `EXCLUSIONS` rule applies to it and the `valid` hook accepts it;
 a t-way combination is valid when it extends to at least one valid full row. The hook decides LeRobot's config
-rules: the default, `config_rule_mirror`, mirrors the two of `ACTConfig`'s rules that reject feature rows (a camera
-or the environment state; temporal ensembling needs `n_action_steps == 1`) so that this module stays pure Python;
-callers that can import the model pass a hook that builds an `act_equiv.ACTConfig` for the row and returns its
-`ConfigError` message, so the real rules decide. The hook sees only rows that the definitional
-rules accept. Every excluded combination is reported with its reason (`describe_exclusions`), none silently.
+rules: the default, `config_rules`, builds an `ACTConfig` for the row and returns its `ConfigError` message, so the
+config's own rules decide (a test may pass a hook of its own). The hook sees only rows that the definitional rules
+accept. Every excluded combination is reported with its reason (`describe_exclusions`), none silently.
 
-Pure Python by design (no torch, no hypothesis): the report renderer imports it.
+Pure Python by design (no torch, no hypothesis; `act_equiv.config` is pure Python too): the report renderer imports
+it.
 """
 
 from __future__ import annotations
@@ -28,13 +27,16 @@ from dataclasses import dataclass
 from operator import itemgetter
 from types import MappingProxyType
 
+from act_equiv.config import TINY_BACKBONE, ACTConfig
+from act_equiv.errors import ConfigError
+
 __all__ = [
     "EXCLUSIONS",
     "FACTORS",
     "MISSING_SHOWN",
     "Exclusion",
     "Validator",
-    "config_rule_mirror",
+    "config_rules",
     "covering_array",
     "describe_exclusions",
     "drawn_not_compared",
@@ -88,23 +90,21 @@ EXCLUSIONS: tuple[Exclusion, ...] = (
 )
 """The definitional rules: what the factors mean makes these rows impossible, whatever the config allows."""
 
-_CAMERA_OR_ENV = "LeRobot's config rule: at least one camera or the environment state"
-_ENSEMBLE_ONE_STEP = ("LeRobot's config rule: temporal ensembling needs n_action_steps == 1, so with n_action_steps "
-                      "== chunk_size the chunk is one step, and one step is never padded")
-
-
-def config_rule_mirror(row: Mapping[str, object]) -> str | None:
-    """Default `valid` hook, mirroring `ACTConfig`'s rules that reject feature rows, in the order it checks them: a
-    camera or the environment state is required; temporal ensembling needs `n_action_steps == 1`, which leaves
-    `n_action_steps == chunk_size` only a one-step chunk, where nothing is padded.
-
-    A stand-in that keeps this module free of torch; callers replace it with a hook that builds the real
-    `ACTConfig` for the row and returns its `ConfigError` message.
-    """
-    if row["cameras"] == 0 and not row["env"]:
-        return _CAMERA_OR_ENV
-    if row["temporal_ensemble"] and not row["short_action_steps"] and row["padding"]:
-        return _ENSEMBLE_ONE_STEP
+def config_rules(row: Mapping[str, object]) -> str | None:
+    """Default `valid` hook: `ACTConfig`'s own verdict on the row's feature set (its error message), so no
+    combination is excluded by a copy of LeRobot's rules. The chunk is the shortest the row allows: two steps where a
+    step is padded (the first step never is) or `n_action_steps` is below it, else one."""
+    chunk_size = 2 if row["padding"] or row["short_action_steps"] else 1
+    try:
+        ACTConfig(state_dim=1 if row["state"] else None, env_state_dim=1 if row["env"] else None,
+                  camera_shapes=[(3, 32, 32)] * int(row["cameras"]), vision_backbone=TINY_BACKBONE,
+                  use_vae=bool(row["use_vae"]), pre_norm=bool(row["pre_norm"]),
+                  dropout=0.1 if row["dropout"] else 0.0, chunk_size=chunk_size,
+                  n_action_steps=chunk_size - 1 if row["short_action_steps"] else chunk_size,
+                  temporal_ensemble_coeff=0.01 if row["temporal_ensemble"] else None,
+                  kl_weight=10.0 if row["kl_weight_not_1"] else 1.0)
+    except ConfigError as error:
+        return str(error)
     return None
 
 
@@ -371,7 +371,7 @@ def _array(strength: int, valid: Validator) -> tuple[_Levels, ...]:
     return tuple(sorted(map(_decode, chosen), key=_cost))
 
 
-def covering_array(strength: int = 3, valid: Validator = config_rule_mirror) -> list[dict[str, object]]:
+def covering_array(strength: int = 3, valid: Validator = config_rules) -> list[dict[str, object]]:
     """Valid full rows that together contain every valid `strength`-way combination of `FACTORS`.
 
     Deterministic (greedy, then a seeded local search that drops rows) and cached per (strength, valid): pass the
@@ -393,7 +393,7 @@ def _combo_text(factors: tuple[int, ...], levels: tuple[int, ...]) -> str:
 
 
 def interactions(rows: Iterable[Mapping[str, object]], strength: int = 3,
-                 valid: Validator = config_rule_mirror) -> dict[str, object]:
+                 valid: Validator = config_rules) -> dict[str, object]:
     """The valid `strength`-way combinations that the observed feature rows of a run contain, in all and per factors.
 
     Returns `{"strength", "hit", "total", "by_factors": {"a × b × c": {"hit", "total", "missing"}}}`; `missing`
@@ -421,7 +421,7 @@ def interactions(rows: Iterable[Mapping[str, object]], strength: int = 3,
     return {"strength": strength, "hit": hit, "total": len(space.combos), "by_factors": by_factors}
 
 
-def describe_exclusions(strength: int = 3, valid: Validator = config_rule_mirror,
+def describe_exclusions(strength: int = 3, valid: Validator = config_rules,
                         examples: int = 3) -> list[dict[str, object]]:
     """Each rule that rejects rows, its reason, and the `strength`-way combinations it leaves out of the totals.
 
@@ -453,7 +453,7 @@ def describe_exclusions(strength: int = 3, valid: Validator = config_rule_mirror
 
 
 def drawn_not_compared(compared: Iterable[Mapping[str, object]], uncompared: Iterable[tuple[Mapping[str, object], str]],
-                       strength: int = 3, valid: Validator = config_rule_mirror) -> dict[str, object]:
+                       strength: int = 3, valid: Validator = config_rules) -> dict[str, object]:
     """The valid `strength`-way combinations that cases drew but only cases that compared nothing had (both sides
     raised alike, or a side could not run them), each with the reason of the first such case: they count as not
     covered. Returns `{"count", "by_reason": {reason: count}, "combos": [{"combo", "reason"}]}` (at most

@@ -15,11 +15,12 @@ in every pytest session.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["COMPILED", "DEPLOYED", "EXPORT_EXTRA", "FORMS", "Form", "Mode", "load", "missing", "parse_forms"]
+__all__ = ["COMPILED", "DEPLOYED", "EXPORT_EXTRA", "FORMS", "Form", "Mode", "load", "missing"]
 
 Mode = Literal["eval", "train"]
 EXPORT_EXTRA = "pip install 'act-equiv[export]'"
@@ -80,17 +81,6 @@ COMPILED = "compiled"
 DEPLOYED: tuple[str, ...] = tuple(name for name, form in FORMS.items() if form.deployment)
 
 
-def parse_forms(value: str | tuple[str, ...]) -> tuple[str, ...]:
-    """`--forms` as names: a comma-separated string or a tuple, duplicates dropped; ValueError naming the allowed
-    forms for an unknown or empty one."""
-    names = tuple(name.strip() for name in value.split(",")) if isinstance(value, str) else tuple(value)
-    names = tuple(dict.fromkeys(name for name in names if name))
-    unknown = [name for name in names if name not in FORMS]
-    if unknown or not names:
-        raise ValueError(f"forms={','.join(names)!r} is invalid: a comma-separated list of {list(FORMS)}")
-    return names
-
-
 def missing(name: str) -> str | None:
     """Why form `name` cannot run in this interpreter (a missing package or torch feature), or None. Evaluated
     where the side runs: a worker answers for its own interpreter."""
@@ -101,9 +91,7 @@ def missing(name: str) -> str | None:
     if form.supported:
         module, attr = form.supported.split(":")
         if not getattr(importlib.import_module(module), attr)():
-            import torch
-
-            return f"{form.unsupported_reason}; this is torch {torch.__version__}"
+            return f"{form.unsupported_reason}; this is torch {importlib.metadata.version('torch')}"
     return None
 
 

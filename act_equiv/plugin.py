@@ -13,28 +13,40 @@ table, touches no Hypothesis profile, writes nothing -- until the session asks f
 - a conftest calling `activate(config)` from its `pytest_configure`, as this repo's tests/conftest.py does.
 
 Activating registers act_equiv's Hypothesis profiles (its "ci" replaces Hypothesis's) and loads the default one,
-keeps each of several xdist workers to one intra-op thread, and records verdicts for the session's report.
+and keeps each of several xdist workers to one intra-op thread.
+
+The property suite hands each verdict to `record`; the plugin attaches a test's verdicts to its report
+(`pytest_runtest_makereport`), pytest-xdist carries reports from the workers to the controller, and the controller
+reads them back from the terminal reporter's stats into the session's report (as Hypothesis's plugin carries its
+statistics).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sys
-import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from act_equiv.cli import options
 from act_equiv.errors import UsageError
 
+if TYPE_CHECKING:  # recording a verdict costs no torch import
+    from act_equiv.oracle.verdict import CaseVerdict
+
 SUITE = Path(__file__).with_name("suite.py")
 PREFIX = "--act-"
 """The plugin's flags: `act_equiv.cli.options`' table as `--act-<name>`."""
-_SESSION = pytest.StashKey[str]()
 _ACTIVE = pytest.StashKey[bool]()
+VERDICTS = "act_equiv_verdicts"
+"""The test report attribute that carries the test's verdicts (JSON lines), to the controller under xdist too."""
+_pending: list[str] = []
+"""Verdicts recorded in this process since the last test report took them."""
 # The running session's config, so that `activate()` called while the suite is imported can find it.
 _config: pytest.Config | None = None
 
@@ -63,8 +75,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def activate(config: pytest.Config | None = None) -> None:
-    """Set this process up for act_equiv: its Hypothesis profiles, one intra-op thread per xdist worker and the
-    session's verdict sink. Idempotent. Without a pytest session (no config) only the profiles are set up."""
+    """Set this process up for act_equiv: its Hypothesis profiles and one intra-op thread per xdist worker.
+    Idempotent. Without a pytest session (no config) only the profiles are set up."""
     config = config if config is not None else _config
     if config is None:
         _load_profiles(chosen=None)
@@ -74,9 +86,22 @@ def activate(config: pytest.Config | None = None) -> None:
     config.stash[_ACTIVE] = True
     _load_profiles(chosen=config.getoption("hypothesis_profile", None))
     _one_thread_per_worker(config)
-    from act_equiv import record
 
-    record.open_sink(_record_dir(config), f"{_session(config)}-{_process_name(config)}")
+
+def record(verdict: CaseVerdict) -> CaseVerdict:
+    """Hand a verdict to the session's report (through the running test's report; nothing outside a session)."""
+    if _config is not None:
+        _pending.append(json.dumps(verdict.to_dict(), default=str))
+    return verdict
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Attach the verdicts recorded since the last report to this one."""
+    outcome = yield
+    if _pending:
+        outcome.get_result().__dict__[VERDICTS] = list(_pending)
+        _pending.clear()
 
 
 def _act_flags(config: pytest.Config) -> set[str]:
@@ -107,26 +132,6 @@ def _one_thread_per_worker(config: pytest.Config) -> None:
         torch.set_num_threads(1)
 
 
-def _session(config: pytest.Config) -> str:
-    """This session's id (on xdist workers, the controller's). Each session writes its verdicts under its own id,
-    so sessions sharing the directory (a nested pytest run, a second terminal) never mix or delete each other's."""
-    if _SESSION not in config.stash:
-        workerinput = getattr(config, "workerinput", None)
-        config.stash[_SESSION] = workerinput["act_equiv_session"] if workerinput else f"{os.getpid()}-{time.time_ns()}"
-    return config.stash[_SESSION]
-
-
-def _process_name(config: pytest.Config) -> str:
-    workerinput = getattr(config, "workerinput", None)
-    return workerinput["workerid"] if workerinput else "main"
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_configure_node(node: Any) -> None:
-    """pytest-xdist: hand the controller's session id to each worker."""
-    node.workerinput["act_equiv_session"] = _session(node.config)
-
-
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Forget the finished session, so that a later `activate()` cannot reach its config."""
     global _config
@@ -134,33 +139,22 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         _config = None
 
 
-def _record_dir(config: pytest.Config) -> Path:
-    return config.rootpath / config.getoption("act_report_dir")
-
-
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    """On the controlling process: aggregate this session's verdicts, every worker's, into the report. Workers that
-    imported the suite recorded them even where this process never activated; with none, nothing is read or made."""
+    """On the controlling process: the session's verdicts, every worker's, from the test reports into the session's
+    report. With none (no test judged a case), nothing is read or made."""
     if hasattr(config, "workerinput"):
         return
-    session_files = sorted(_record_dir(config).glob(f"verdicts-{_session(config)}-*.jsonl"))
-    if session_files:
-        _report(terminalreporter, config, session_files)
-
-
-def _report(terminalreporter: Any, config: pytest.Config, session_files: list[Path]) -> None:
-    from act_equiv import record, report
-
-    verdicts = record.collect(session_files)
-    for path in session_files:
-        path.unlink()
+    verdicts = [json.loads(line) for reports in terminalreporter.stats.values() for report in reports
+                for line in getattr(report, VERDICTS, ())]
     if not verdicts:
         return
+    from act_equiv import report
     from act_equiv.run.environment import gate_environment
+    from act_equiv.settings import Settings
 
-    env = gate_environment(**_options(config))
+    env = gate_environment(Settings(**_options(config)))
     built = report.build(verdicts, env, {"kind": "pytest", "command": " ".join(["pytest", *config.args])})
-    path = report.write(built, _record_dir(config))
+    path = report.write(built, config.rootpath / config.getoption("act_report_dir"))
     compiled = built["compile"]
     terminalreporter.write_sep("-", "act_equiv")
     terminalreporter.write_line(
@@ -174,7 +168,7 @@ def _report(terminalreporter: Any, config: pytest.Config, session_files: list[Pa
 
 @pytest.fixture(scope="session")
 def act_options(pytestconfig: pytest.Config) -> dict[str, Any]:
-    """The `--act-*` options as keywords for `act_equiv.gate.Gate`."""
+    """The `--act-*` options as keywords of `act_equiv.settings.Settings` (and so of `act_equiv.gate.Gate`)."""
     return _options(pytestconfig)
 
 
@@ -189,6 +183,7 @@ def _check_options(config: pytest.Config) -> None:
     from act_equiv.gate import Gate
 
     try:
-        Gate(**_options(config), explain=False).close()
+        with Gate(**_options(config), explain=False):
+            pass
     except UsageError as error:
         raise pytest.UsageError(f"act-equiv: {error.for_flags(PREFIX)}") from None

@@ -2,7 +2,7 @@
 renders no failure or tolerance text of its own: a verdict carries its `failures` lines and each check its
 `tolerance.describe` (`act_equiv.oracle.verdict`). Imports no torch.
 
-Schema `act_equiv.report/3` is documented in reports/README.md.
+Schema `act_equiv.report/4` is documented in reports/README.md.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from act_equiv.coverage import describe_exclusions, drawn_not_compared, interact
 if TYPE_CHECKING:  # verdict.py imports torch; the report reads verdicts as dicts
     from act_equiv.oracle.verdict import FindingKind
 
-SCHEMA = "act_equiv.report/3"
+SCHEMA = "act_equiv.report/4"
 MARKDOWN_FAILURES = 10
 """summary.md renders at most this many failures; report.json keeps them all."""
 MARKDOWN_FAILURE_LINES = 8
@@ -55,7 +55,7 @@ def uncompared_reason(verdict: dict) -> str:
     for pair_class in verdict["classes"].values():
         if pair_class["name"] == "raised-both":
             error = pair_class["detail"]["target"]
-            return f"both sides raise {error['type']} at {error['stage']}"
+            return f"both sides raise {error['type']} at {error['call']}"
         if pair_class["name"] == "unsupported":
             return f"unsupported: {pair_class['evidence']}"
     return next((f"{level}: {c['name']}" for level, c in verdict["classes"].items()), "no reference/target pair")

@@ -25,7 +25,8 @@ from act_equiv.case import Case
 from act_equiv.config import ACTConfig, ConfigError
 from act_equiv.oracle.verdict import CaseVerdict
 
-Judge = Callable[[Case], CaseVerdict]
+Rerun = Callable[[Case], CaseVerdict]
+"""A case -> its verdict (the gate's, within the stage that failed)."""
 
 
 @dataclass
@@ -52,7 +53,7 @@ def signature(verdict: CaseVerdict) -> list[str]:
                                                                  if not c.passed]))
 
 
-def shrink(judge: Judge, failure: CaseVerdict, budget: float) -> ShrinkResult:
+def shrink(rerun: Rerun, failure: CaseVerdict, budget: float) -> ShrinkResult:
     """Repeatedly replace the failure by its first simpler candidate that still fails the same way."""
     start, steps = time.perf_counter(), 0
     best, wanted = failure, signature(failure)[:1]
@@ -63,7 +64,7 @@ def shrink(judge: Judge, failure: CaseVerdict, budget: float) -> ShrinkResult:
             if time.perf_counter() - start > budget:
                 return ShrinkResult(best, steps, time.perf_counter() - start, True)
             steps += 1
-            verdict = judge(candidate)
+            verdict = rerun(candidate)
             if not verdict.passed and wanted[0] in signature(verdict):
                 best, improved = verdict, True
                 break

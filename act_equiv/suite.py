@@ -15,32 +15,21 @@ import torch
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from act_equiv import compat, profiles
+from act_equiv import profiles
 from act_equiv import strategies as aes
-from act_equiv.case import BatchSpec, Case
+from act_equiv.case import MUST_KEEP, MUST_KEEP_INFERENCE, Case
 from act_equiv.config import ACTConfig, ConfigError
 from act_equiv.errors import UsageError
 from act_equiv.gate import Gate
 from act_equiv.models import LegacyACT, build
 from act_equiv.oracle.verdict import CaseVerdict, Divergence
-from act_equiv.plugin import activate
-from act_equiv.record import record
+from act_equiv.plugin import activate, record
 from act_equiv.run.numerics import AUTOCAST_DTYPES
-from act_equiv.run.side import Side
+from act_equiv.run.side import InProcessSide
 
 # Before any decorator below: a Hypothesis settings object copies the profile loaded when it is created.
 activate()
 
-# Kept in every run, whatever is drawn: the shapes that bugs in token assembly need (two cameras of
-# different resolutions with state and env, batch > 1, padded actions), in both modes.
-MUST_KEEP = [
-    Case(ACTConfig(state_dim=3, env_state_dim=2, camera_shapes=[(3, 64, 32), (3, 32, 96)], action_dim=2,
-                   vision_backbone="tiny_resnet", dim_model=16, n_heads=2, dim_feedforward=16, chunk_size=4,
-                   n_action_steps=4, n_encoder_layers=1, n_decoder_layers=1, n_vae_encoder_layers=1, latent_dim=4),
-         BatchSpec(batch_size=2, seed=1, pad="some"), training=training)
-    for training in (False, True)
-]
-MUST_KEEP_INFERENCE = Case(MUST_KEEP[0].config, BatchSpec(batch_size=2, seed=1, actions=False))
 
 
 def _gate(act_options: dict[str, Any], **overrides: Any) -> Gate:
@@ -48,14 +37,8 @@ def _gate(act_options: dict[str, Any], **overrides: Any) -> Gate:
     autocast dtype this torch does not apply on the device) or where they conflict with the session's options (an
     autocast fixture under `--act-dtype float64`). Bad session options never get here: the plugin stops the
     session on them as a pytest usage error."""
-    options = {"explain": False, **act_options, **overrides}
-    device, autocast = options["device"], options.get("autocast")
-    if device == "cuda" and not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
-    if autocast is not None and not compat.autocast_supported(device, AUTOCAST_DTYPES[autocast]):
-        pytest.skip(f"torch {torch.__version__} has no {autocast} autocast on {device}")
     try:
-        return Gate(**options)
+        return Gate(**{"explain": False, **act_options, **overrides})
     except UsageError as error:
         if set(error.settings) & set(overrides):
             pytest.skip(str(error))
@@ -74,9 +57,8 @@ def assert_holds(gate: Gate, case: Case, compiled: bool = True) -> CaseVerdict:
 
 def _session_gate(act_options: dict[str, Any], **overrides: Any) -> Iterator[Gate]:
     """A session fixture's gate (`_gate`), closed when the session ends (its worker processes, if any)."""
-    gate = _gate(act_options, **overrides)
-    yield gate
-    gate.close()
+    with _gate(act_options, **overrides) as gate:
+        yield gate
 
 
 @pytest.fixture(scope="session")
@@ -118,16 +100,16 @@ def act_gate_cuda_autocast(request: pytest.FixtureRequest, act_options: dict[str
 
 
 @pytest.fixture(scope="session", params=["exported", "onnx", "onnx-torchscript"])
-def act_gate_deployed(request: pytest.FixtureRequest, act_options: dict[str, Any]) -> Gate:
+def act_gate_deployed(request: pytest.FixtureRequest, act_options: dict[str, Any]) -> Iterator[Gate]:
     """The gate with one deployment form and no compiled one (skips where its runtime is missing, with the reason:
     the onnx form names the `[export]` extra)."""
     form, _, exporter = request.param.partition("-")
-    return _gate(act_options, forms=form, onnx_exporter=exporter or "dynamo")
+    yield from _session_gate(act_options, forms=form, onnx_exporter=exporter or "dynamo")
 
 
 @pytest.fixture(scope="session")
-def act_gate_aoti(act_options: dict[str, Any]) -> Gate:
-    return _gate(act_options, forms="aoti")
+def act_gate_aoti(act_options: dict[str, Any]) -> Iterator[Gate]:
+    yield from _session_gate(act_options, forms="aoti")
 
 
 def _cases(**pins: Any) -> st.SearchStrategy[Case]:
@@ -135,12 +117,15 @@ def _cases(**pins: Any) -> st.SearchStrategy[Case]:
 
 
 # Sharded by camera count and mode: pytest-xdist spreads shards over workers, and every run covers each
-# camera count in both modes whatever Hypothesis draws.
+# camera count in both modes whatever Hypothesis draws. Each shard draws half the loaded profile's examples (the
+# eight shards together four times the profile's count; 4 each under "ci", where a compiled case costs ~10 s).
 SHARDS = [(cameras, training) for cameras in range(4) for training in (False, True)]
+SHARD_EXAMPLES = max(1, settings().max_examples // 2)
 
 
 @pytest.mark.compile
 @pytest.mark.parametrize(("cameras", "training"), SHARDS, ids=[f"{c}cam-{'train' if t else 'eval'}" for c, t in SHARDS])
+@settings(max_examples=SHARD_EXAMPLES)
 @given(data=st.data())
 def test_forms_agree(act_gate: Gate, cameras: int, training: bool, data: st.DataObject) -> None:
     """legacy == target (eager, bitwise); compiled ~ target (tolerance table); gradients in training; compiled
@@ -148,7 +133,7 @@ def test_forms_agree(act_gate: Gate, cameras: int, training: bool, data: st.Data
     # Compiled at up to two layers of each kind (a compile's cost grows with depth): LeRobot's depth is drawn by the
     # covering array's deep rows and the eager stages, and by `act-equiv check`'s compiled search.
     case = data.draw(_cases(cameras=min(cameras, profiles.scope()["max_cameras"]), training=training, max_layers=2,
-                            **aes.magnitudes_for(act_gate.autocast)), "case")
+                            **aes.magnitudes_for(act_gate.settings.autocast)), "case")
     assert_holds(act_gate, case)
 
 
@@ -161,7 +146,7 @@ ROWS = aes.covering_rows()
 def test_covering_array_eager(act_gate: Gate, row: dict[str, object], data: st.DataObject) -> None:
     """Every row of the strength-3 covering array (`act_equiv.coverage`): legacy == target eager, whatever the
     rest of the case; the session report's 3-way table counts what these rows and the properties covered."""
-    scope = {**profiles.scope(), **aes.magnitudes_for(act_gate.autocast)}
+    scope = {**profiles.scope(), **aes.magnitudes_for(act_gate.settings.autocast)}
     case = data.draw(aes.covering_cases(row, **scope), "case")
     assert_holds(act_gate, case, compiled=False)
 
@@ -173,7 +158,7 @@ def test_forms_agree_must_keep(act_gate: Gate, case: Case) -> None:
 
 
 @pytest.mark.compile
-@settings(max_examples=2)
+@settings(max_examples=1)
 @given(case=_cases(cameras=st.integers(0, 2), max_layers=1))
 @example(case=MUST_KEEP[0])
 def test_forms_agree_inductor(act_gate_inductor: Gate, case: Case) -> None:
@@ -259,7 +244,7 @@ def test_state_dict_compatible(act_gate: Gate, config: ACTConfig, seed: int) -> 
     """The target's checkpoint layout is LeRobot's: its state_dict loads strict=True into the legacy form
     and back, with the same tensors."""
     side = act_gate.runner.target
-    if not isinstance(side, Side):
+    if not isinstance(side, InProcessSide):
         pytest.skip("the target runs in a worker process: its layout is judged in every verdict (class `layout`)")
     target = side.target.factory(config)
     target.load_state_dict(build(config, seed, LegacyACT).state_dict(), strict=True)

@@ -9,7 +9,7 @@ import time
 import torch
 from torch import nn
 
-from act_equiv import compat
+from act_equiv import testing
 from act_equiv.config import OBS_IMAGES
 from act_equiv.models import ACT, ACTPolicy
 
@@ -36,7 +36,7 @@ class GraphBreakWithCameras(ACT):
 
     def encoder_inputs(self, batch, latent_sample):
         if OBS_IMAGES in batch:
-            compat.graph_break()
+            testing.graph_break()
         return super().encoder_inputs(batch, latent_sample)
 
 
@@ -72,7 +72,7 @@ class LastCameraDroppedWhenExported(ACT):
     """An export-only bug: right eagerly, but an exported graph leaves out the last camera's tokens."""
 
     def encoder_inputs(self, batch, latent_sample):
-        if compat.is_exporting() and len(batch.get(OBS_IMAGES, ())) > 1:
+        if testing.is_exporting() and len(batch.get(OBS_IMAGES, ())) > 1:
             batch = {**batch, OBS_IMAGES: batch[OBS_IMAGES][:-1]}
         return super().encoder_inputs(batch, latent_sample)
 
@@ -128,7 +128,7 @@ class CompiledGradientDrift(ACT):
 
     def decode(self, tokens, pos_embed, batch_size):
         out = super().decode(tokens, pos_embed, batch_size)
-        return out * 1.001 if self.training and compat.is_compiling() else out
+        return out * 1.001 if self.training and testing.is_compiling() else out
 
 
 class QueueLastFirstPolicy(ACTPolicy):
@@ -160,7 +160,7 @@ class ClipSkippedWhenCompiled(ACTPolicy):
     def update_step(self, batch, optimizer, grad_clip_norm):
         loss, _ = self.forward(batch)
         loss.backward()
-        if not compat.is_compiling():
+        if not testing.is_compiling():
             torch.nn.utils.clip_grad_norm_(self.parameters(), grad_clip_norm)
         optimizer.step()
         optimizer.zero_grad()

@@ -114,10 +114,10 @@ def test_update_baseline_and_baseline_together_are_a_usage_error(capsys: pytest.
 def test_a_signature_ignores_line_numbers_and_batch_sizes(tiny_config: Callable[..., ACTConfig]) -> None:
     simple_case = Case(tiny_config())
 
-    def raised(line: int, stage: str) -> CaseVerdict:
+    def raised(line: int, call: str) -> CaseVerdict:
         traceback = ["Traceback (most recent call last):",
                      f'  File "/x/modeling_act.py", line {line}, in forward\n    batch[OBS_STATE].device']
-        detail = {"target": {"stage": stage, "type": "KeyError", "message": "x", "traceback": traceback}}
+        detail = {"target": {"call": call, "type": "KeyError", "message": "x", "traceback": traceback}}
         return CaseVerdict(simple_case, classes={"model": PairClass("model", "raised", "e", accepted=False,
                                                                     detail=detail)})
 

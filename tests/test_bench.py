@@ -9,7 +9,7 @@ import pytest
 
 from act_equiv import plots
 from act_equiv.cli import main, parser
-from act_equiv.cli.bench import FORMS, WHOLE_STEP
+from act_equiv.cli.bench import ROWS, WHOLE_STEP
 
 
 @pytest.mark.parametrize("training", [False, True], ids=["inference", "training"])
@@ -19,12 +19,12 @@ def test_bench_reports_every_form(tmp_path: Path, training: bool, capsys: pytest
     assert main([*args, "--training"] if training else args) == 0
     (path,) = tmp_path.glob("bench-*/bench.json")
     result = json.loads(path.read_text())
-    assert set(result["forms"]) == set(FORMS) | ({WHOLE_STEP} if training else set())
-    for name, row in result["forms"].items():
+    assert set(result["rows"]) == set(ROWS) | ({WHOLE_STEP} if training else set())
+    for name, row in result["rows"].items():
         assert row["median_ms"] > 0 and row["samples_per_s"] > 0 and row["p25_ms"] <= row["p75_ms"]
         assert (row["compile_s"] is not None) == ("compiled" in name)
         assert row.get("graphs_compiled", 1) >= 1
-    assert result["forms"]["legacy eager"]["speedup_vs_legacy_eager"] == 1.0
+    assert result["rows"]["legacy eager"]["speedup_vs_legacy_eager"] == 1.0
     assert result["settings"]["training"] is training
     assert result["graph_breaks"]["legacy"]["breaks"] == 0 and result["graph_breaks"]["concat"]["graphs"] == 1
     assert "| concat compiled |" in (path.parent / "bench.md").read_text()
@@ -57,7 +57,7 @@ def test_bench_adds_the_deployment_forms(tmp_path: Path) -> None:
             "--forms", "exported,onnx", "--report-dir", str(tmp_path)]
     assert main(args) == 0
     (path,) = tmp_path.glob("bench-*/bench.json")
-    rows = json.loads(path.read_text())["forms"]
+    rows = json.loads(path.read_text())["rows"]
     assert set(rows) == {"legacy eager", "concat eager", "concat exported", "concat onnxruntime"}
     assert rows["concat exported"]["compile_s"] > 0 and rows["concat onnxruntime"]["median_ms"] > 0
 

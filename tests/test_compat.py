@@ -1,7 +1,8 @@
-"""act_equiv.compat: every version branch, on the installed torch and on stand-ins for older releases.
+"""act_equiv.compat and act_equiv.testing: every version branch, on the installed torch and on stand-ins for older
+releases.
 
-Only one torch is installed, so older releases are imitated by replacing `compat._dynamo_config` /
-`compat._inductor_config` with namespaces that have (or lack) the names those releases had.
+Only one torch is installed, so older releases are imitated by replacing `compat.dynamo_config` /
+`compat.inductor_config` with namespaces that have (or lack) the names those releases had.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from act_equiv import ACTConfig, compat
+from act_equiv import ACTConfig, compat, testing
 from act_equiv.models import ACT, build
 
 
@@ -32,7 +33,7 @@ def _old_dynamo(**names: Any) -> SimpleNamespace:
 
 def _breaks(x: torch.Tensor) -> torch.Tensor:
     y = torch.sin(x)
-    compat.graph_break()
+    testing.graph_break()
     return torch.cos(y)
 
 
@@ -65,7 +66,7 @@ def test_recompile_limit_new_name_on_installed_torch() -> None:
         pytest.skip("recompile_limit is named cache_size_limit before torch 2.7")
     assert compat.recompile_limit_name() == "recompile_limit"
     before = compat.recompile_limit()
-    with compat.recompile_limit_set(3):
+    with testing.recompile_limit_set(3):
         assert compat.recompile_limit() == 3
         assert torch._dynamo.config.cache_size_limit == 3  # the old name is an alias of the new one
     assert compat.recompile_limit() == before
@@ -73,36 +74,36 @@ def test_recompile_limit_new_name_on_installed_torch() -> None:
 
 def test_recompile_limit_old_name(monkeypatch: pytest.MonkeyPatch) -> None:
     old = _old_dynamo(cache_size_limit=8)  # torch 2.2 .. 2.6
-    monkeypatch.setattr(compat, "_dynamo_config", lambda: old)
+    monkeypatch.setattr(compat, "dynamo_config", lambda: old)
     assert compat.recompile_limit_name() == "cache_size_limit"
     assert compat.recompile_limit() == 8
-    with compat.recompile_limit_set(2):
+    with testing.recompile_limit_set(2):
         assert old.cache_size_limit == 2
     assert old.cache_size_limit == 8
 
 
 def test_recompile_limit_missing_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(compat, "_dynamo_config", lambda: _old_dynamo())
+    monkeypatch.setattr(compat, "dynamo_config", lambda: _old_dynamo())
     with pytest.raises(AttributeError, match="neither recompile_limit nor cache_size_limit"):
         compat.recompile_limit()
 
 
 def test_recompile_limit_set_restores_after_error_and_rejects_zero() -> None:
     before = compat.recompile_limit()
-    with pytest.raises(RuntimeError), compat.recompile_limit_set(2):
+    with pytest.raises(RuntimeError), testing.recompile_limit_set(2):
         raise RuntimeError("boom")
     assert compat.recompile_limit() == before
-    with pytest.raises(ValueError, match=">= 1"), compat.recompile_limit_set(0):
+    with pytest.raises(ValueError, match=">= 1"), testing.recompile_limit_set(0):
         pass
 
 
 # -- fail_on_recompile_limit -----------------------------------------------------------------------------------------
 def test_fail_on_recompile_limit_installed_torch() -> None:
-    if not compat.fail_on_recompile_limit_supported():
+    if not testing.fail_on_recompile_limit_supported():
         pytest.skip("this torch has no fail switch")
     name = "fail_on_recompile_limit_hit" if compat.torch_version() >= (2, 7) else "fail_on_cache_limit_hit"
     before = getattr(torch._dynamo.config, name)
-    with compat.fail_on_recompile_limit(True) as active:
+    with testing.fail_on_recompile_limit(True) as active:
         assert active is True
         assert getattr(torch._dynamo.config, name) is True
     assert getattr(torch._dynamo.config, name) == before
@@ -111,18 +112,18 @@ def test_fail_on_recompile_limit_installed_torch() -> None:
 @pytest.mark.parametrize("name", ["fail_on_recompile_limit_hit", "fail_on_cache_limit_hit"])  # >= 2.7, 2.6
 def test_fail_on_recompile_limit_either_name(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     fake = _old_dynamo(cache_size_limit=8, **{name: False})
-    monkeypatch.setattr(compat, "_dynamo_config", lambda: fake)
-    assert compat.fail_on_recompile_limit_supported()
-    with compat.fail_on_recompile_limit(True) as active:
+    monkeypatch.setattr(compat, "dynamo_config", lambda: fake)
+    assert testing.fail_on_recompile_limit_supported()
+    with testing.fail_on_recompile_limit(True) as active:
         assert active and getattr(fake, name) is True
     assert getattr(fake, name) is False
 
 
 def test_fail_on_recompile_limit_unsupported_is_a_noop(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = _old_dynamo(cache_size_limit=8)  # torch <= 2.5
-    monkeypatch.setattr(compat, "_dynamo_config", lambda: fake)
-    assert not compat.fail_on_recompile_limit_supported()
-    with compat.fail_on_recompile_limit(True) as active:
+    monkeypatch.setattr(compat, "dynamo_config", lambda: fake)
+    assert not testing.fail_on_recompile_limit_supported()
+    with testing.fail_on_recompile_limit(True) as active:
         assert active is False
     assert vars(fake) == {"cache_size_limit": 8}
 
@@ -144,7 +145,7 @@ def test_unrelated_reason_is_not_a_recompile_limit() -> None:
 def test_recompile_limit_is_recorded_in_unimplemented_counters() -> None:
     fn = torch.compile(_no_break, backend="eager", dynamic=False)
     before = compat.unimplemented_counters()
-    with compat.recompile_limit_set(1):
+    with testing.recompile_limit_set(1):
         fn(torch.ones(2))
         fn(torch.ones(3))  # a new static shape needs a second entry: over the limit, runs eagerly
     new = compat.counter_delta(before, compat.unimplemented_counters())
@@ -153,7 +154,7 @@ def test_recompile_limit_is_recorded_in_unimplemented_counters() -> None:
 
 def test_recompile_limit_error_under_fullgraph() -> None:
     fn = torch.compile(_no_break, backend="eager", dynamic=False, fullgraph=True)
-    with compat.recompile_limit_set(1):
+    with testing.recompile_limit_set(1):
         fn(torch.ones(2))
         with pytest.raises(Exception) as info:  # the class is private and differs by release
             fn(torch.ones(3))
@@ -180,14 +181,6 @@ def test_recompile_limit_error_by_class_name_and_old_message() -> None:
 # -- counters --------------------------------------------------------------------------------------------------------
 def test_counter_delta_keeps_only_growth() -> None:
     assert compat.counter_delta({"a": 1, "b": 2}, {"a": 1, "b": 3, "c": 1}) == {"b": 1, "c": 1}
-
-
-def test_frame_counters_grow_when_dynamo_converts_a_frame() -> None:
-    before = compat.frame_counters()
-    torch.compile(_no_break, backend="eager")(torch.ones(2))
-    after = compat.frame_counters()
-    assert after.get("total", 0) > before.get("total", 0)
-    assert after.get("ok", 0) > before.get("ok", 0)
 
 
 def test_graph_break_reasons_since_snapshot_name_the_user_line() -> None:
@@ -303,7 +296,7 @@ def test_fallback_random_sets_and_restores() -> None:
 
 def test_fallback_random_on_stand_in_config(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = SimpleNamespace(fallback_random=False)
-    monkeypatch.setattr(compat, "_inductor_config", lambda: fake)
+    monkeypatch.setattr(compat, "inductor_config", lambda: fake)
     with compat.fallback_random():
         assert fake.fallback_random is True
     assert fake.fallback_random is False
@@ -312,26 +305,26 @@ def test_fallback_random_on_stand_in_config(monkeypatch: pytest.MonkeyPatch) -> 
 # -- inject_miscompile -----------------------------------------------------------------------------------------------
 def test_inject_miscompile_switches_on_installed_torch() -> None:
     config = torch._inductor.config
-    with compat.inject_miscompile("relu") as names:
+    with testing.inject_miscompile("relu") as names:
         assert "cpp.inject_relu_bug_TESTING_ONLY" in names
         assert config.cpp.inject_relu_bug_TESTING_ONLY == "accuracy"
     assert config.cpp.inject_relu_bug_TESTING_ONLY is None
-    with compat.inject_miscompile("relu", device="cuda") as names:
+    with testing.inject_miscompile("relu", device="cuda") as names:
         assert names == ["triton.inject_relu_bug_TESTING_ONLY"]
         assert config.triton.inject_relu_bug_TESTING_ONLY == "accuracy"
         assert config.cpp.inject_relu_bug_TESTING_ONLY is None
-    with compat.inject_miscompile("log1p", device="cpu") as names:
+    with testing.inject_miscompile("log1p", device="cpu") as names:
         assert names == ["cpp.inject_log1p_bug_TESTING_ONLY"]
 
 
 def test_inject_miscompile_uses_only_switches_this_torch_has(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = SimpleNamespace(cpp=SimpleNamespace(inject_relu_bug_TESTING_ONLY=None), triton=SimpleNamespace())
-    monkeypatch.setattr(compat, "_inductor_config", lambda: fake)
-    with compat.inject_miscompile("relu", reset_dynamo=False) as names:
+    monkeypatch.setattr(compat, "inductor_config", lambda: fake)
+    with testing.inject_miscompile("relu", reset_dynamo=False) as names:
         assert names == ["cpp.inject_relu_bug_TESTING_ONLY"]
         assert fake.cpp.inject_relu_bug_TESTING_ONLY == "accuracy"
     assert fake.cpp.inject_relu_bug_TESTING_ONLY is None
-    with pytest.raises(ValueError, match="no inductor bug-injection switch"), compat.inject_miscompile(
+    with pytest.raises(ValueError, match="no inductor bug-injection switch"), testing.inject_miscompile(
             "log1p", reset_dynamo=False):
         pass
 
@@ -339,7 +332,7 @@ def test_inject_miscompile_uses_only_switches_this_torch_has(monkeypatch: pytest
 @pytest.mark.parametrize(("kwargs", "match"), [({"op": "gelu"}, "op="), ({"bug": "subtle"}, "bug="),
                                                ({"op": "log1p", "bug": "runtime_error"}, "log1p")])
 def test_inject_miscompile_rejects_unknown(kwargs: dict[str, str], match: str) -> None:
-    with pytest.raises(ValueError, match=match), compat.inject_miscompile(**kwargs):
+    with pytest.raises(ValueError, match=match), testing.inject_miscompile(**kwargs):
         pass
 
 
@@ -359,7 +352,7 @@ def test_inject_miscompile_really_miscompiles_on_cpu() -> None:
     net, x = _ReluNet().eval(), torch.randn(4, 8)
     with torch.no_grad():
         expected = net(x)
-        with compat.inject_miscompile("relu", device="cpu"):
+        with testing.inject_miscompile("relu", device="cpu"):
             buggy = torch.compile(net, backend="inductor")(x)
         healthy = torch.compile(net, backend="inductor")(x)  # the exit reset dropped the buggy graph
     assert (buggy - expected).abs().max().item() > 1.0
@@ -440,7 +433,7 @@ def test_is_compiling_inside_and_outside_dynamo() -> None:
     seen: list[bool] = []
 
     def probe(x: torch.Tensor) -> torch.Tensor:
-        seen.append(compat.is_compiling())
+        seen.append(testing.is_compiling())
         return x + 1
 
     probe(torch.ones(1))
@@ -449,9 +442,9 @@ def test_is_compiling_inside_and_outside_dynamo() -> None:
 
 
 def test_is_compiling_before_torch_2_3(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(compat, "_PUBLIC_IS_COMPILING", None)
+    monkeypatch.setattr(testing, "_PUBLIC_IS_COMPILING", None)
     monkeypatch.setattr(torch._dynamo, "is_compiling", lambda: True)
-    assert compat.is_compiling()
+    assert testing.is_compiling()
 
 
 # -- module inlining -------------------------------------------------------------------------------------------------
@@ -463,7 +456,7 @@ def test_is_compiling_before_torch_2_3(monkeypatch: pytest.MonkeyPatch) -> None:
 ])
 def test_fresh_modules_share_graphs_by_release(monkeypatch: pytest.MonkeyPatch, names: dict[str, bool],
                                                version: str, expected: bool) -> None:
-    monkeypatch.setattr(compat, "_dynamo_config", lambda: _old_dynamo(**names))
+    monkeypatch.setattr(compat, "dynamo_config", lambda: _old_dynamo(**names))
     monkeypatch.setattr(torch, "__version__", version)
     assert compat.fresh_modules_share_graphs() is expected
 
@@ -532,7 +525,7 @@ def test_clear_skip_marks_resets_module_call_code_only_where_modules_are_not_inl
 # -- deployment exports ----------------------------------------------------------------------------------------------
 class _Exporting(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + 1 if compat.is_exporting() else x
+        return x + 1 if testing.is_exporting() else x
 
 
 def test_is_exporting_inside_torch_export_only() -> None:
@@ -544,7 +537,7 @@ def test_is_exporting_inside_torch_export_only() -> None:
 def test_is_exporting_before_torch_2_4_reads_the_onnx_flag(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delattr(torch.compiler, "is_exporting")
     monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
-    assert compat.is_exporting()
+    assert testing.is_exporting()
 
 
 def test_exporter_message_is_the_innermost_error_without_colour_codes() -> None:

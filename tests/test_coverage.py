@@ -21,7 +21,7 @@ import pytest
 from act_equiv.coverage import (
     EXCLUSIONS,
     FACTORS,
-    config_rule_mirror,
+    config_rules,
     covering_array,
     describe_exclusions,
     format_combo,
@@ -49,7 +49,7 @@ def default_ok(row: Mapping[str, object]) -> bool:
 
 def no_state_with_env(row: Mapping[str, object]) -> str | None:
     """A custom hook: the config rule, and state and env never together."""
-    return "state and env together" if row["state"] and row["env"] else config_rule_mirror(row)
+    return "state and env together" if row["state"] and row["env"] else config_rules(row)
 
 
 @functools.cache
@@ -75,7 +75,7 @@ def valid_combos(strength: int, ok: Callable[[Mapping[str, object]], bool] = def
 
 def test_module_rules_match_the_hand_written_ones() -> None:
     for row in _all_rows():
-        module_ok = not any(rule.applies(row) for rule in EXCLUSIONS) and config_rule_mirror(row) is None
+        module_ok = not any(rule.applies(row) for rule in EXCLUSIONS) and config_rules(row) is None
         assert module_ok == default_ok(row), row
 
 
@@ -154,14 +154,16 @@ def test_excluded_combinations_are_not_counted() -> None:
 def test_describe_exclusions_names_every_excluded_combination() -> None:
     described = describe_exclusions(examples=10**6)
     counts = {entry["reason"]: entry["excluded"] for entry in described}
-    ensemble_rule = ("LeRobot's config rule: temporal ensembling needs n_action_steps == 1, so with n_action_steps "
-                     "== chunk_size the chunk is one step, and one step is never padded")
+    ensemble_rule = ("ACTConfig.n_action_steps=2 is invalid: must be 1 when temporal_ensemble_coeff is set (the "
+                     "ensemble queries every step)")
+    camera_rule = ("ACTConfig.camera_shapes=() is invalid: at least one camera or an environment state "
+                   "(env_state_dim) is required")
     assert counts == {  # the 14 other factors: 13 with two levels, `cameras` with four
         "distinct feature grids need two cameras or more": 2 * 14 * 2,
         "training needs actions (the loss is computed from them)": 13 * 2 + 4,
         "padding is part of the actions": 13 * 2 + 4,
         "a batch of five rows or more has more than one": 13 * 2 + 4,
-        "LeRobot's config rule: at least one camera or the environment state": 13 * 2 + 1,  # not distinct_grids=True
+        camera_rule: 13 * 2 + 1,  # not distinct_grids=True
         ensemble_rule: 1,
     }
     # Its rows without camera or environment name the camera rule (ACTConfig checks it first); the rule that
@@ -195,12 +197,3 @@ def test_bad_input_is_refused() -> None:
         interactions([{**covering_array()[0], "cameras": 5}])
 
 
-def test_the_reports_rule_mirror_agrees_with_the_real_config_rules() -> None:
-    """The report (no torch) counts totals with `config_rule_mirror`; the covering array excludes by `ACTConfig`
-    itself. They must exclude the same combinations, or the report's totals drift from the array."""
-    from act_equiv.strategies import config_rules, covering_rows
-
-    assert covering_array() == covering_rows()
-    assert interactions([], valid=config_rules)["total"] == interactions([])["total"]
-    assert [e["excluded"] for e in describe_exclusions(valid=config_rules)] == [
-        e["excluded"] for e in describe_exclusions()]

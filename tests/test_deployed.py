@@ -6,27 +6,23 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-from typing import Any
 
+import helpers
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from act_equiv import compat, forms, profiles
+from act_equiv import compat, forms, profiles, testing
 from act_equiv import strategies as aes
-from act_equiv.case import BatchSpec, Case, make_batch
+from act_equiv.case import MUST_KEEP, BatchSpec, Case, make_batch
 from act_equiv.cli import main
 from act_equiv.config import OBS_IMAGES
-from act_equiv.errors import UsageError
+from act_equiv.errors import ExportSpecialisedError, UsageError
 from act_equiv.gate import Gate
 from act_equiv.models import ACT, LegacyACT, build
-from act_equiv.oracle.verdict import CaseVerdict
 from act_equiv.run import deployed
-from act_equiv.run.deployed import DeployedForm, DeploymentModule, ExportSpecialisedError, deployment_inputs
-from act_equiv.run.side import Side
-from act_equiv.suite import MUST_KEEP
-from act_equiv.targets import Target
+from act_equiv.run.deployed import DeployedForm, DeploymentModule, deployment_inputs
 
 EVAL = dataclasses.replace(MUST_KEEP[0], batch=BatchSpec(2, seed=1, actions=False))
 """Two cameras of different resolutions, state and env, inference batch 2."""
@@ -36,18 +32,6 @@ needs_onnx_dynamo = pytest.mark.skipif(ONNX is not None or not compat.onnx_dynam
                                        reason=ONNX or "torch.onnx.export(dynamo=True) needs torch >= 2.5")
 AOTI = forms.missing("aoti")
 needs_aoti = pytest.mark.skipif(AOTI is not None, reason=AOTI or "")
-
-
-def gate_for(model_cls: type, forms: str, **options: Any) -> Gate:
-    gate = Gate(forms=forms, explain=False, **options)
-    gate.runner.target = Side(Target(model_cls.__name__, model_cls), gate.runner.settings)
-    return gate
-
-
-def failures(verdict: CaseVerdict) -> dict[str, str]:
-    assert not verdict.passed, "the injected bug was not caught"
-    return {f.check: f.message for f in verdict.findings} | {
-        f"{c.pair}:{c.tensor}": c.message for c in verdict.checks if not c.passed}
 
 
 class SpecialisedToExampleBatch(ACT):
@@ -61,7 +45,7 @@ class DropsLastCameraWhenExported(ACT):
     """Right eagerly; in an exported graph the last camera's tokens are missing from the encoder's input."""
 
     def encoder_inputs(self, batch, latent_sample):
-        if compat.is_exporting() and len(batch.get(OBS_IMAGES, ())) > 1:
+        if testing.is_exporting() and len(batch.get(OBS_IMAGES, ())) > 1:
             batch = {**batch, OBS_IMAGES: batch[OBS_IMAGES][:-1]}
         return super().encoder_inputs(batch, latent_sample)
 
@@ -128,8 +112,8 @@ def test_an_export_that_serves_only_its_example_batch_is_specialised(refuse: boo
 
 
 def test_export_specialised_by_torch_export_is_a_finding() -> None:
-    verdict = gate_for(SpecialisedToExampleBatch, "exported").verdict(EVAL)
-    found = failures(verdict)
+    verdict = helpers.verdict(SpecialisedToExampleBatch, EVAL, forms="exported")
+    found = helpers.failures(verdict)
     assert "export_specialised" in found, found
     assert "Constraints violated" in found["export_specialised"]
 
@@ -138,15 +122,15 @@ def test_export_specialised_by_torch_export_is_a_finding() -> None:
 @pytest.mark.compile
 def test_export_specialised_by_the_torchscript_onnx_exporter_is_a_finding() -> None:
     """The TorchScript exporter traces the batch size as a constant: onnxruntime refuses another batch size."""
-    verdict = gate_for(SpecialisedToExampleBatch, "onnx", onnx_exporter="torchscript").verdict(EVAL)
-    found = failures(verdict)
+    verdict = helpers.verdict(SpecialisedToExampleBatch, EVAL, forms="onnx", onnx_exporter="torchscript")
+    found = helpers.failures(verdict)
     assert "export_specialised" in found, found
     assert "exported at batch 2, refused batch 1" in found["export_specialised"]
 
 
 # -- one camera's tokens dropped ----------------------------------------------------------------------------------
 def test_exported_graph_without_one_camera_is_a_bitwise_mismatch() -> None:
-    found = failures(gate_for(DropsLastCameraWhenExported, "exported").verdict(EVAL))
+    found = helpers.failures(helpers.verdict(DropsLastCameraWhenExported, EVAL, forms="exported"))
     assert "target/exported:actions" in found, found
     assert "(bitwise)" in found["target/exported:actions"]
 
@@ -154,7 +138,7 @@ def test_exported_graph_without_one_camera_is_a_bitwise_mismatch() -> None:
 @needs_onnx_dynamo
 @pytest.mark.compile
 def test_onnx_runtime_output_without_one_camera_is_caught() -> None:
-    found = failures(gate_for(DropsLastCameraWhenExported, "onnx").verdict(EVAL))
+    found = helpers.failures(helpers.verdict(DropsLastCameraWhenExported, EVAL, forms="onnx"))
     assert "target/onnx:actions" in found, found
     assert "miscompile" in found["target/onnx:actions"]
 
@@ -162,7 +146,8 @@ def test_onnx_runtime_output_without_one_camera_is_caught() -> None:
 @needs_onnx
 def test_an_onnx_graph_that_lost_a_camera_input_is_a_finding() -> None:
     """The TorchScript exporter drops inputs the traced graph does not use: the graph no longer takes the camera."""
-    found = failures(gate_for(DropsLastCameraWhenExported, "onnx", onnx_exporter="torchscript").verdict(EVAL))
+    found = helpers.failures(helpers.verdict(DropsLastCameraWhenExported, EVAL, forms="onnx",
+                                             onnx_exporter="torchscript"))
     assert "export_raised" in found, found
     assert "(missing ['observation.images.1'])" in found["export_raised"]
 
@@ -171,7 +156,7 @@ def test_an_onnx_graph_that_lost_a_camera_input_is_a_finding() -> None:
 @pytest.mark.parametrize("form", ["exported", pytest.param("onnx", marks=needs_onnx_dynamo),
                                   pytest.param("aoti", marks=needs_aoti)])
 def test_an_exporter_error_is_a_finding_with_its_message(form: str) -> None:
-    found = failures(gate_for(DataDependentBranch, form).verdict(EVAL))
+    found = helpers.failures(helpers.verdict(DataDependentBranch, EVAL, forms=form))
     assert "export_raised" in found, found
     assert f"export:{form}" in found["export_raised"]
     assert "data-dependent" in found["export_raised"] or "DataDependent" in found["export_raised"], found
@@ -179,35 +164,34 @@ def test_an_exporter_error_is_a_finding_with_its_message(form: str) -> None:
 
 def test_exporter_errors_are_judged_only_after_the_eager_forms_agree() -> None:
     """The deployment forms run in the compiled stage: an eager divergence needs no export."""
-    gate = gate_for(DataDependentBranch, "exported")
-    assert gate.verdict(EVAL, compiled=False).passed
+    with helpers.gate(DataDependentBranch, forms="exported") as gate:
+        assert gate.verdict(EVAL, compiled=False).passed
 
 
 def test_training_cases_run_no_deployment_form() -> None:
-    verdict = gate_for(DataDependentBranch, "exported").verdict(MUST_KEEP[1])
+    verdict = helpers.verdict(DataDependentBranch, MUST_KEEP[1], forms="exported")
     assert verdict.passed and "deployed" not in verdict.info
 
 
 # -- the clean target ---------------------------------------------------------------------------------------------
 def test_clean_target_exports_bitwise_at_every_batch_size_from_one_export() -> None:
-    gate = Gate(forms="exported", explain=False)
-    first = gate.verdict(dataclasses.replace(EVAL, batch=BatchSpec(1, seed=1, actions=False)))
-    second = gate.verdict(dataclasses.replace(EVAL, batch=BatchSpec(3, seed=2), weight_seed=7))
-    for verdict, sizes in ((first, 3), (second, 4)):
-        assert verdict.passed, verdict.summary()
-        pairs = {c.pair for c in verdict.checks if c.pair.startswith("target/exported")}
-        assert len(pairs) == sizes and all(c.max_abs == 0 for c in verdict.checks if c.pair in pairs)
-    assert first.info["deployed"]["exported"] == {"example_batch": 2, "exported": True,
-                                                  "export_seconds": first.info["deployed"]["exported"][
-                                                      "export_seconds"]}
-    assert second.info["deployed"]["exported"] == {"example_batch": 2, "exported": False}
-    assert first.info["deployed"]["batch_sizes"] == [1, 3, 4]
+    with Gate(forms="exported", explain=False) as gate:
+        first = gate.verdict(dataclasses.replace(EVAL, batch=BatchSpec(1, seed=1, actions=False)))
+        second = gate.verdict(dataclasses.replace(EVAL, batch=BatchSpec(3, seed=2), weight_seed=7))
+        for verdict, sizes in ((first, 3), (second, 4)):
+            assert verdict.passed, verdict.summary()
+            pairs = {c.pair for c in verdict.checks if c.pair.startswith("target/exported")}
+            assert len(pairs) == sizes and all(c.max_abs == 0 for c in verdict.checks if c.pair in pairs)
+        assert first.info["deployed"]["exported"] == {"example_batch": 2, "exported": True,
+                                                      "export_seconds": first.info["deployed"]["exported"][
+                                                          "export_seconds"]}
+        assert second.info["deployed"]["exported"] == {"example_batch": 2, "exported": False}
+        assert first.info["deployed"]["batch_sizes"] == [1, 3, 4]
 
 
 # -- bad options --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("keywords", "message"), [
     ({"forms": "compiled,frozen"}, r"forms='compiled,frozen' is invalid: a comma-separated list of \['compiled'"),
-    ({"forms": ""}, "is invalid"),
     ({"forms": "exported", "onnx_exporter": "tf"}, r"onnx_exporter='tf' is invalid: one of \['dynamo'"),
     ({"forms": "exported", "autocast": "bfloat16"}, "run without autocast"),
     ({"forms": "onnx", "dtype": "float64"}, "runs float32 only"),
@@ -232,36 +216,36 @@ def test_onnx_without_its_runtime_is_refused_naming_the_extra(monkeypatch: pytes
 
 
 def test_without_compiled_no_torch_compile_form_runs() -> None:
-    gate = Gate(forms="exported", explain=False)
-    assert gate.backend is None and gate.deployed_forms == ("exported",)
-    verdict = gate.verdict(EVAL)
-    assert verdict.passed and "compile" not in verdict.info
+    with Gate(forms="exported", explain=False) as gate:
+        assert gate.settings.backend is None and gate.settings.deployed_forms == ("exported",)
+        verdict = gate.verdict(EVAL)
+        assert verdict.passed and "compile" not in verdict.info
 
 
 @given(data=st.data())
 @settings(max_examples=1)
 def test_settings_label_names_the_deployment_forms(data: st.DataObject) -> None:
-    gate = Gate(forms=data.draw(st.sampled_from(["exported", "compiled,exported"])), explain=False)
-    assert gate.runner.settings.label().endswith(", exported")
-    assert gate.environment()["forms"] in ("exported", "compiled,exported")
+    with Gate(forms=data.draw(st.sampled_from(["exported", "compiled,exported"])), explain=False) as gate:
+        assert gate.runner.settings.label().endswith(", exported")
+        assert gate.environment()["forms"] in ("exported", "compiled,exported")
 
 
 def test_a_case_that_shrinks_to_batch_one_is_served_by_an_export_at_batch_two() -> None:
     """torch.export specialises a dynamic dimension whose example size is 1, so exports use a batch >= 2."""
-    gate = Gate(forms="exported", explain=False)
-    case = Case(EVAL.config, BatchSpec(1, seed=0, actions=False))
-    verdict = gate.verdict(case)
-    assert verdict.passed and verdict.info["deployed"]["exported"]["example_batch"] == 2
+    with Gate(forms="exported", explain=False) as gate:
+        case = Case(EVAL.config, BatchSpec(1, seed=0, actions=False))
+        verdict = gate.verdict(case)
+        assert verdict.passed and verdict.info["deployed"]["exported"]["example_batch"] == 2
 
 
 def test_the_report_counts_each_forms_exports_and_structures() -> None:
     from act_equiv import report
 
-    gate = Gate(forms="exported", explain=False)
-    verdicts = [gate.verdict(dataclasses.replace(EVAL, weight_seed=seed)).to_dict() for seed in (0, 1)]
-    built = report.build(verdicts, gate.environment(), {"kind": "check"})
-    timings = {"export_seconds_median": None, "export_seconds_max": None, "export_seconds_total": None}
-    assert built["deployed"]["exported"] | timings == {
-        "cases": 2, "exports": 1, "distinct_structures": 1, **timings, "batch_sizes": [1, 2, 3, 4]}
-    assert "| exported | 2 | 1 | 1 |" in report.markdown(built)
-    assert "target/exported@batch1 @ cpu float32, not compiled, exported" in built["pairs"]
+    with Gate(forms="exported", explain=False) as gate:
+        verdicts = [gate.verdict(dataclasses.replace(EVAL, weight_seed=seed)).to_dict() for seed in (0, 1)]
+        built = report.build(verdicts, gate.environment(), {"kind": "check"})
+        timings = {"export_seconds_median": None, "export_seconds_max": None, "export_seconds_total": None}
+        assert built["deployed"]["exported"] | timings == {
+            "cases": 2, "exports": 1, "distinct_structures": 1, **timings, "batch_sizes": [1, 2, 3, 4]}
+        assert "| exported | 2 | 1 | 1 |" in report.markdown(built)
+        assert "target/exported@batch1 @ cpu float32, not compiled, exported" in built["pairs"]

@@ -24,6 +24,7 @@ except LookupError as reason:
 PYTHON = lerobot_python()
 
 Sides = Callable[[str], tuple[str, str, Path]]
+WAYS = ["committed", "worktree"]
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +32,15 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_repo(tmp_path_factory.mktemp("lerobot") / "repo", SOURCE)
 
 
-@pytest.fixture(params=["committed", "worktree"])
+@pytest.fixture
 def sides(request: pytest.FixtureRequest, repo: Path, tmp_path: Path) -> Sides:
-    """`sides(tag)`: (reference, target, repository) comparing `tag`'s edit with `installed`, committed or as an
-    uncommitted edit in a clone's working tree."""
+    """`sides(tag)`: (reference, target, repository) comparing `tag`'s edit with `installed` as an uncommitted edit
+    in a clone's working tree (the PR command), or committed (`lerobot@installed` vs `lerobot@<tag>`: a test asks for
+    both with `parametrize("sides", WAYS, indirect=True)`; each gate run costs a minute here)."""
+    way = getattr(request, "param", "worktree")
 
     def make(tag: str) -> tuple[str, str, Path]:
-        if request.param == "committed":
+        if way == "committed":
             return "lerobot@installed", f"lerobot@{tag}", repo
         return "lerobot@HEAD", "lerobot@WORKTREE", worktree_with(repo, tmp_path / "clone", tag)
 
@@ -59,6 +62,7 @@ def gate(sides: tuple[str, str, Path], report_dir: Path, capsys: pytest.CaptureF
     return code, json.loads(report.read_text()), capsys.readouterr().out
 
 
+@pytest.mark.parametrize("sides", WAYS, indirect=True)
 def test_a_graph_break_fails_with_its_file_and_line_and_the_export_fails_in_the_worker(
         sides: Sides, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     reference, target, repo = sides("graph-break")

@@ -83,23 +83,25 @@ def test_running_judges_nothing() -> None:
     assert not wrong, wrong
 
 
-RENDERERS = ("act_equiv.report", "act_equiv.coverage", "act_equiv.errors")
+TORCH_FREE = ("act_equiv.report", "act_equiv.coverage", "act_equiv.errors", "act_equiv.settings", "act_equiv.forms")
+"""Modules that load without torch: the renderers, and the settings and forms every pytest session reads (the
+plugin's option table; tests/test_plugin.py runs a foreign session without torch)."""
 
 
-@pytest.mark.parametrize("renderer", RENDERERS)
-def test_renderers_import_no_torch(renderer: str) -> None:
+@pytest.mark.parametrize("module", TORCH_FREE)
+def test_torch_free_modules_import_no_torch(module: str) -> None:
     """Through every act_equiv module importing it runs, and the packages above each (their `__init__` runs)."""
-    loaded, todo = set(), [renderer]
+    loaded, todo = set(), [module]
     while todo:
         name = todo.pop()
         if name in MODULES and name not in loaded:
             loaded.add(name)
             todo += [*RUNTIME[name], *(name.rsplit(".", n)[0] for n in range(1, name.count(".") + 1))]
     importers = [name for name in sorted(loaded) if "torch" in RUNTIME[name]]
-    assert not importers, f"{renderer} loads {sorted(loaded)}, of which {importers} import torch"
+    assert not importers, f"{module} loads {sorted(loaded)}, of which {importers} import torch"
 
 
-def test_renderers_load_no_torch_in_a_fresh_interpreter() -> None:
-    code = f"import sys, {', '.join(RENDERERS)}; assert 'torch' not in sys.modules, 'torch was imported'"
+def test_torch_free_modules_load_no_torch_in_a_fresh_interpreter() -> None:
+    code = f"import sys, {', '.join(TORCH_FREE)}; assert 'torch' not in sys.modules, 'torch was imported'"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT.parent, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -33,9 +33,8 @@ CONFIG = ACTConfig(
 
 @pytest.fixture(scope="module")
 def gate() -> Iterator[Gate]:
-    gate = Gate(target="lerobot", backend="aot_eager", target_python=PYTHON)
-    yield gate
-    gate.close()
+    with Gate(target="lerobot", backend="aot_eager", target_python=PYTHON) as gate:
+        yield gate
 
 
 def test_adapter_builds_lerobot_act_and_loads_reference_weights_strictly(gate: Gate) -> None:

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from act_equiv.case import BatchSpec, make_batch
-from act_equiv.cli import mutants as mutant_run
+from act_equiv.cli import selftest
 from act_equiv.config import ACTConfig
 from act_equiv.models import ACT, LegacyACT, build, reference_state_dict
 from act_equiv.targets import resolve
@@ -69,14 +69,14 @@ def test_vae_mutant_scaffold_is_correct() -> None:
 @pytest.mark.parametrize("name", [pytest.param(name, marks=[pytest.mark.compile] if mutant.compiled else [])
                                   for name, mutant in MUTANTS.items()])
 def test_mutant_is_killed_under_ci_profile(name: str) -> None:
-    result = mutant_run.property_run(name, profile="ci", backend="aot_eager" if MUTANTS[name].compiled else None,
+    result = selftest.property_run(name, profile="ci", backend="aot_eager" if MUTANTS[name].compiled else None,
                                    time_budget=120, shrink=False)
     assert result["killed"], f"mutant {name} survived {result['examples_run']} examples ({result['stopped_by']})"
 
 
 def test_mutants_command_writes_report(tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
-    mutant_run.add_parser(parser.add_subparsers(dest="command"))
+    selftest.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["mutants", "--only", "device_from_state", "--backend", "none", "--no-shrink",
                               "--report-dir", str(tmp_path)])
     assert args.func(args) == 0

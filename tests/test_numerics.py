@@ -86,8 +86,7 @@ def test_float32_sampling_leaves_a_batch_recipe_alone() -> None:
     """A recipe's draws from its own generator (`make_batch`, the rollout's observations) are the same numbers in a
     float64 run: before, the float64 policy rollout saw other observations than the float32 one, so its "evidence"
     was another computation (the reference's own float32 rollout 0.45 away from it)."""
-    from act_equiv.case import BatchSpec, make_batch
-    from act_equiv.suite import MUST_KEEP
+    from act_equiv.case import MUST_KEEP, BatchSpec, make_batch
 
     config = MUST_KEEP[0].config
     plain = make_batch(config, BatchSpec(2, seed=5, actions=False), dtype=torch.float64)

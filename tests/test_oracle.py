@@ -6,11 +6,12 @@ import contextlib
 import dataclasses
 import math
 
+import helpers
 import pytest
 import torch
 
-from act_equiv import compat
-from act_equiv.case import BatchSpec, Case
+from act_equiv import compat, testing
+from act_equiv.case import MUST_KEEP, BatchSpec, Case
 from act_equiv.config import OBS_ENV_STATE, OBS_STATE, ACTConfig
 from act_equiv.errors import UsageError
 from act_equiv.gate import Gate
@@ -19,36 +20,19 @@ from act_equiv.oracle.compare import compare
 from act_equiv.oracle.judge import judge
 from act_equiv.oracle.tolerance import EXACT, tolerance_for
 from act_equiv.run import numerics
-from act_equiv.run.records import RunSettings
 from act_equiv.run.runner import Runner
-from act_equiv.run.side import Side
-from act_equiv.suite import MUST_KEEP
+from act_equiv.run.side import InProcessSide
+from act_equiv.settings import Settings
 from act_equiv.targets import Target
 from act_equiv.targets.mutants import ZeroLatentFloat32
 
 EVAL, TRAIN = MUST_KEEP
 
 
-def gate_for(model_cls: type, **options: object) -> Gate:
-    """A gate comparing `model_cls` with the legacy reference; its training trajectories eager only (the compiled
-    ones are test_training.py's)."""
-    gate = Gate(**{"backend": "aot_eager", "explain": False, "trained_structures": 0, **options})
-    gate.runner.target = Side(Target(model_cls.__name__, model_cls), gate.runner.settings)
-    return gate
-
-
-def runner_for(target: type, settings: RunSettings) -> Runner:
+def runner_for(target: type, settings: Settings) -> Runner:
     """A runner of `target` against the legacy reference, both in this process."""
-    return Runner(Side(Target("legacy", LegacyACT), settings), Side(Target(target.__name__, target), settings),
-                  settings)
-
-
-def findings(gate: Gate, case: Case) -> dict[str, str]:
-    verdict = gate.verdict(case)
-    assert not verdict.passed, "the injected bug was not caught"
-    return {f.check: f.message for f in verdict.findings} | {
-        f"{c.pair}:{c.tensor}": c.message for c in verdict.checks if not c.passed} | {
-        f"class:{c.level}": c.name for c in verdict.classes.values() if not c.accepted}
+    return Runner(InProcessSide(Target("legacy", LegacyACT), settings),
+                  InProcessSide(Target(target.__name__, target), settings), settings)
 
 
 class SwappedStateEnv(ACT):
@@ -66,7 +50,7 @@ class SwappedStateEnv(ACT):
 
 class GraphBreak(ACT):
     def encoder_inputs(self, batch, latent_sample):
-        compat.graph_break()
+        testing.graph_break()
         return super().encoder_inputs(batch, latent_sample)
 
 
@@ -113,7 +97,7 @@ class RaisesWhenCompiled(ACT):
     fake tensors cannot see index values, so it is no graph break)."""
 
     def decode(self, tokens, pos_embed, batch_size):
-        if compat.is_compiling():
+        if testing.is_compiling():
             tokens = tokens + tokens.new_zeros(1).index_select(0, torch.full((1,), 5, device=tokens.device))
         return super().decode(tokens, pos_embed, batch_size)
 
@@ -136,13 +120,13 @@ class DecoderOutsideAutocast(ACT):
 
 
 def test_wrong_token_order_is_a_bitwise_mismatch() -> None:
-    found = findings(gate_for(SwappedStateEnv), EVAL)
+    found = helpers.failures(helpers.verdict(SwappedStateEnv, EVAL))
     assert "reference/target:actions" in found
     assert "Greatest absolute difference" in found["reference/target:actions"]
 
 
 def test_graph_break_is_reported_with_its_reason() -> None:
-    found = findings(gate_for(GraphBreak), EVAL)
+    found = helpers.failures(helpers.verdict(GraphBreak, EVAL))
     assert "graph_break" in found
 
 
@@ -151,37 +135,37 @@ def test_silently_eager_compiled_path_is_caught() -> None:
     import torch._dynamo
 
     with torch._dynamo.config.patch(disable=True):
-        found = findings(gate_for(ACT), EVAL)
+        found = helpers.failures(helpers.verdict(ACT, EVAL))
     assert "compiled_ran" in found
     assert "no compiled graph ran" in found["compiled_ran"]
 
 
 def test_recompile_limit_is_caught() -> None:
-    with compat.recompile_limit_set(1):
-        found = findings(gate_for(BatchSizeCache), EVAL)
+    with testing.recompile_limit_set(1):
+        found = helpers.failures(helpers.verdict(BatchSizeCache, EVAL))
     assert "compiled_ran" in found or "recompiles" in found
 
 
 def test_data_dependent_recompiles_exceed_the_allowance() -> None:
-    found = findings(gate_for(BatchSizeCache), EVAL)
+    found = helpers.failures(helpers.verdict(BatchSizeCache, EVAL))
     # torch 2.2's dynamo cannot trace the dict keyed by a symbolic size: there it is caught as a graph break.
     assert "recompiles" in found or (compat.torch_version() < (2, 5) and "graph_break" in found), found
 
 
 def test_nondeterministic_eager_is_refused() -> None:
-    found = findings(gate_for(Nondeterministic, backend=None), EVAL)
+    found = helpers.failures(helpers.verdict(Nondeterministic, EVAL, backend=None))
     assert "eager_nondeterministic" in found
 
 
 def test_checkpoint_layout_change_names_the_keys() -> None:
-    verdict = gate_for(Renamed, backend=None).verdict(EVAL)
+    verdict = helpers.verdict(Renamed, EVAL, backend=None)
     layout = verdict.classes["model"]
     assert not verdict.passed and layout.name == "layout"
     assert "action_head.weight" in layout.evidence and "head.weight" in layout.evidence
 
 
 def test_target_that_raises_is_a_finding_not_a_crash() -> None:
-    verdict = gate_for(Raises, backend=None).verdict(EVAL)
+    verdict = helpers.verdict(Raises, EVAL, backend=None)
     raised = verdict.classes["model"]
     assert not verdict.passed and raised.name == "raised"
     assert "the target raised" in raised.evidence and "boom in the target" in raised.evidence
@@ -193,7 +177,7 @@ def test_training_gradients_are_compared() -> None:
             sample, mu, log_sigma_x2 = super().latent(batch, batch_size)
             return sample.detach(), mu, log_sigma_x2
 
-    found = findings(gate_for(DetachedLatent, backend=None), TRAIN)
+    found = helpers.failures(helpers.verdict(DetachedLatent, TRAIN, backend=None))
     assert any(key.startswith("reference/target:grad/vae_encoder") for key in found), found
 
 
@@ -232,46 +216,46 @@ def test_structural_mismatches_have_their_own_kind(actual: torch.Tensor | None, 
 @pytest.mark.compile
 def test_inductor_miscompile_is_caught() -> None:
     """PyTorch's own bug-injection switch makes inductor miscompile relu; the oracle must see it."""
-    gate = Gate(backend="inductor", explain=False)
-    case = Case(EVAL.config.replace(camera_shapes=[(3, 32, 32)]), BatchSpec(2, seed=3))
-    with compat.inject_miscompile("relu"):
-        verdict = gate.verdict(case)
-    assert not verdict.passed
-    assert any(c.pair == "target/compiled" and not c.passed for c in verdict.checks)
+    with Gate(backend="inductor", explain=False) as gate:
+        case = Case(EVAL.config.replace(camera_shapes=[(3, 32, 32)]), BatchSpec(2, seed=3))
+        with testing.inject_miscompile("relu"):
+            verdict = gate.verdict(case)
+        assert not verdict.passed
+        assert any(c.pair == "target/compiled" and not c.passed for c in verdict.checks)
 
 
 def test_compiled_only_failure_is_a_finding() -> None:
-    found = findings(gate_for(RaisesWhenCompiled), EVAL)
+    found = helpers.failures(helpers.verdict(RaisesWhenCompiled, EVAL))
     assert "compiled_raised" in found and "the compiled form of the target raised" in found["compiled_raised"]
 
 
 def test_autocast_switched_off_in_the_target_is_caught() -> None:
-    found = findings(gate_for(DecoderOutsideAutocast, autocast="bfloat16"), EVAL)
+    found = helpers.failures(helpers.verdict(DecoderOutsideAutocast, EVAL, autocast="bfloat16"))
     assert "dtypes differ: expected torch.bfloat16, actual torch.float32" in found["reference/target:actions"]
 
 
 def test_autocast_that_never_took_effect_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """torch disables an unsupported autocast with a warning only; the run would then test full precision."""
     monkeypatch.setattr(numerics, "autocast", lambda device, name: contextlib.nullcontext())
-    found = findings(gate_for(ACT, autocast="bfloat16"), EVAL)
+    found = helpers.failures(helpers.verdict(ACT, EVAL, autocast="bfloat16"))
     assert "autocast_ran" in found and "did not take effect" in found["autocast_ran"]
 
 
 def test_autocast_runs_bitwise_where_the_kernels_are_the_same() -> None:
     """Under bf16 autocast reference/target stays bitwise, and aot_eager's forward too (eval)."""
-    verdict = gate_for(ACT, autocast="bfloat16").verdict(EVAL)
+    verdict = helpers.verdict(ACT, EVAL, autocast="bfloat16")
     assert verdict.passed, verdict.summary()
     assert all(c.tolerance.bitwise and c.max_abs == 0 for c in verdict.checks)
 
 
 @pytest.mark.compile
 def test_inductor_miscompile_under_autocast_is_caught() -> None:
-    gate = Gate(backend="inductor", autocast="bfloat16", explain=False)
-    case = Case(EVAL.config.replace(camera_shapes=[(3, 32, 32)]), BatchSpec(2, seed=3))
-    with compat.inject_miscompile("relu"):
-        verdict = gate.verdict(case)
-    assert not verdict.passed
-    assert any(c.pair == "target/compiled" and not c.passed for c in verdict.checks)
+    with Gate(backend="inductor", autocast="bfloat16", explain=False) as gate:
+        case = Case(EVAL.config.replace(camera_shapes=[(3, 32, 32)]), BatchSpec(2, seed=3))
+        with testing.inject_miscompile("relu"):
+            verdict = gate.verdict(case)
+        assert not verdict.passed
+        assert any(c.pair == "target/compiled" and not c.passed for c in verdict.checks)
 
 
 @pytest.mark.parametrize(
@@ -302,7 +286,7 @@ class LatentShiftedWhenCompiled(ACT):
 
     def latent(self, batch, batch_size):
         sample, mu, log_sigma_x2 = super().latent(batch, batch_size)
-        return (sample * (1 + 1e-3) if compat.is_compiling() else sample), mu, log_sigma_x2
+        return (sample * (1 + 1e-3) if testing.is_compiling() else sample), mu, log_sigma_x2
 
 
 VAE_TRAIN = Case(ACTConfig(env_state_dim=3, camera_shapes=[], action_dim=3, vision_backbone="tiny_resnet",
@@ -315,9 +299,9 @@ VAE_TRAIN = Case(ACTConfig(env_state_dim=3, camera_shapes=[], action_dim=3, visi
 def test_compiled_vae_latent_shift_fails_under_inductor_and_the_clean_target_passes() -> None:
     """The float64 reference draws the float32 run's latent sample (and dropout masks), so it is the same
     computation done exactly: eager's error against it is rounding, and a 1e-3 shift is a miscompile."""
-    clean = gate_for(ACT, backend="inductor").verdict(VAE_TRAIN)
+    clean = helpers.verdict(ACT, VAE_TRAIN, backend="inductor")
     assert clean.passed, clean.summary()
-    found = findings(gate_for(LatentShiftedWhenCompiled, backend="inductor"), VAE_TRAIN)
+    found = helpers.failures(helpers.verdict(LatentShiftedWhenCompiled, VAE_TRAIN, backend="inductor"))
     assert any(key.startswith("target/compiled:") and "miscompile" in text for key, text in found.items()), found
 
 
@@ -325,7 +309,7 @@ def test_non_finite_reference_is_its_own_finding() -> None:
     """Inputs at 1e30 overflow float32 inside the model: legacy and target are equally NaN, which compared as equal
     before; now nothing is compared with a reference that is not finite."""
     case = dataclasses.replace(EVAL, batch=dataclasses.replace(EVAL.batch, scale=1e30))
-    found = findings(gate_for(ACT), case)
+    found = helpers.failures(helpers.verdict(ACT, case))
     assert "reference_not_finite" in found and case.describe() in found["reference_not_finite"]
 
 
@@ -334,13 +318,13 @@ class WrongOnceBatchIsSymbolic(ACT):
 
     def decode(self, tokens, pos_embed, batch_size):
         actions = super().decode(tokens, pos_embed, batch_size)
-        return actions * 1.001 if compat.is_compiling() and batch_size >= 3 else actions
+        return actions * 1.001 if testing.is_compiling() and batch_size >= 3 else actions
 
 
 def test_dynamic_batch_graph_outputs_are_compared() -> None:
     """The compiled calls at further batch sizes were made only to count recompiles, their outputs thrown away."""
     case = dataclasses.replace(EVAL, batch=dataclasses.replace(EVAL.batch, batch_size=1))
-    verdict = gate_for(WrongOnceBatchIsSymbolic).verdict(case)
+    verdict = helpers.verdict(WrongOnceBatchIsSymbolic, case)
     failed = {c.pair for c in verdict.checks if not c.passed}
     assert failed == {"target/compiled@batch3", "target/compiled@batch4"}, verdict.summary()
 
@@ -352,7 +336,7 @@ class LoadRaisesValueError(ACT):
 
 def test_a_target_whose_loader_raises_anything_is_a_finding() -> None:
     """Only RuntimeError was caught around load_state_dict; a ValueError crashed the tool."""
-    verdict = gate_for(LoadRaisesValueError).verdict(EVAL)
+    verdict = helpers.verdict(LoadRaisesValueError, EVAL)
     raised = verdict.classes["model"]
     assert not verdict.passed and raised.name == "raised"
     assert "ValueError at build" in raised.evidence and "safetensors" in raised.evidence
@@ -369,10 +353,10 @@ def test_a_target_without_float64_gets_the_legacy_float64_reference(target: type
     fine in float32: once it agrees with legacy bitwise, the legacy model's float64 run is an exact reference for
     it. Before, each of these failed every run that needed a float64 reference (`reference64_raised`)."""
     case = dataclasses.replace(EVAL, config=dataclasses.replace(EVAL.config, use_vae=False))
-    run = runner_for(target, RunSettings(backend="eager", reference64=True)).run(case)
+    run = runner_for(target, Settings(backend="eager", reference64=True)).run(case)
     verdict = judge(run)
     assert verdict.passed, verdict.summary()
-    assert verdict.info["reference64"].startswith("reference float64") and "reference64" in run.forms
+    assert verdict.info["reference64"].startswith("reference float64") and "reference64" in run.outputs
 
 
 class NoFloat64Reordered(NoFloat64):
@@ -386,11 +370,11 @@ def test_the_legacy_float64_run_is_refused_for_a_target_that_differs_in_float32(
     """The legacy float64 run is exact for the target only when both computed the same float32 numbers: a target
     within rounding of legacy (a rounding class, which passes) gets no float64 reference at all."""
     case = dataclasses.replace(EVAL, config=dataclasses.replace(EVAL.config, use_vae=False))
-    run = runner_for(NoFloat64Reordered, RunSettings(backend="eager", reference64=True)).run(case)
+    run = runner_for(NoFloat64Reordered, Settings(backend="eager", reference64=True)).run(case)
     verdict = judge(run)
     assert any(c.pair == "reference/target" and c.max_abs > 0 for c in verdict.checks), "the injected rounding is gone"
     assert verdict.classes["model"].label == "rounding (tolerance only, no float64 evidence)", verdict.classes
-    assert "reference64" in run.forms and verdict.info["reference64"].startswith("none"), verdict.info
+    assert "reference64" in run.outputs and verdict.info["reference64"].startswith("none"), verdict.info
 
 
 class NoFloat64Legacy(LegacyACT):
@@ -401,16 +385,15 @@ class NoFloat64Legacy(LegacyACT):
 
 
 def test_no_float64_reference_at_all_is_a_finding() -> None:
-    gate = gate_for(NoFloat64, autocast="bfloat16")
-    gate.runner.reference = Side(Target("legacy", NoFloat64Legacy), gate.runner.settings)
-    found = findings(gate, TRAIN)
+    found = helpers.failures(helpers.verdict(NoFloat64, TRAIN, reference=Target("legacy", NoFloat64Legacy),
+                                             autocast="bfloat16"))
     assert "reference64_raised" in found and "legacy model either" in found["reference64_raised"]
 
 
 def test_aot_eager_autocast_outputs_stay_bitwise_in_training() -> None:
     """Forward outputs of aot_eager under autocast are measured bitwise; only its gradients get the autocast
     tolerance (before, every tensor of a training case did)."""
-    verdict = gate_for(ACT, autocast="bfloat16").verdict(TRAIN)
+    verdict = helpers.verdict(ACT, TRAIN, autocast="bfloat16")
     assert verdict.passed, verdict.summary()
     compiled = {c.tensor: c.tolerance for c in verdict.checks if c.pair == "target/compiled"}
     assert compiled["actions"].bitwise and compiled["loss"].bitwise

@@ -43,12 +43,14 @@ IMPORTS_SUITE = """
 from hypothesis import settings
 
 from act_equiv.gate import Gate
-from act_equiv.suite import MUST_KEEP, assert_holds
+from act_equiv.case import MUST_KEEP
+from act_equiv.suite import assert_holds
 
 
 def test_one_case(act_options):
     assert settings.get_current_profile_name() == "dev"
-    assert_holds(Gate(**{**act_options, "backend": None}, explain=False), MUST_KEEP[0])
+    with Gate(**{**act_options, "backend": None}, explain=False) as gate:
+        assert_holds(gate, MUST_KEEP[0])
 """
 
 
@@ -97,13 +99,10 @@ from act_equiv.gate import Gate
 
 
 def test_known(act_options):
-    gate = Gate(**{**act_options, "backend": None}, explain=False)
-    try:
+    with Gate(**{**act_options, "backend": None}, explain=False) as gate:
         verdict = gate.verdict(Case(ACTConfig(vision_backbone="tiny_resnet", state_dim=None, env_state_dim=2,
                                               camera_shapes=[], action_dim=2, chunk_size=2, n_action_steps=2,
                                               dim_model=8, n_heads=1, dim_feedforward=8, latent_dim=2)))
-    finally:
-        gate.close()
     assert verdict.passed and list(verdict.known) == [
         "model: raised (target KeyError at forward in gate_targets.py:forward)",
         "policy: raised (target KeyError at policy in gate_targets.py:forward)"]

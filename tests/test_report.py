@@ -5,28 +5,28 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
+import helpers
 import pytest
 from gate_targets import Raises
 
 from act_equiv import report
+from act_equiv.case import MUST_KEEP
 from act_equiv.forms import FORMS
 from act_equiv.gate import Gate
 from act_equiv.oracle.verdict import FINDING_KINDS
-from act_equiv.run.side import Side
-from act_equiv.suite import MUST_KEEP
 from act_equiv.targets import Target
 
 ROOT = Path(__file__).parent.parent
 
 
 @pytest.fixture(scope="module")
-def raising() -> tuple[Gate, dict]:
+def raising() -> Iterator[tuple[Gate, dict]]:
     """A gate whose target raises, and the verdict dict of one case (class `raised` at both levels)."""
-    gate = Gate(backend=None, explain=False)
-    gate.runner.target = Side(Target("raises", Raises), gate.runner.settings)
-    return gate, gate.verdict(MUST_KEEP[0]).to_dict()
+    with Gate(target=Target("raises", Raises), backend=None, explain=False) as gate:
+        yield gate, gate.verdict(MUST_KEEP[0]).to_dict()
 
 
 def test_summary_renders_at_most_its_limit_of_failures_and_says_so(raising: tuple[Gate, dict]) -> None:
@@ -52,7 +52,7 @@ def test_markdown_and_junit_print_the_verdicts_own_failure_lines(raising: tuple[
 
 
 def test_the_pair_table_shows_each_checks_own_tolerance_text() -> None:
-    verdict = Gate(backend=None, explain=False).verdict(MUST_KEEP[0], compiled=False).to_dict()
+    verdict = helpers.verdict("concat", MUST_KEEP[0], backend=None, compiled=False).to_dict()
     assert verdict["passed"] and verdict["failures"] == []
     assert {check["tolerance"]["describe"] for check in verdict["checks"]} == {"bitwise"}
     assert all(entry["tolerance"] == ["bitwise"] for entry in report.pair_errors([verdict]).values())
@@ -84,7 +84,7 @@ def test_a_grouped_warning_shows_its_worst_cases_numbers_and_count() -> None:
 
 def test_a_requested_form_that_compared_no_case_fails_the_run() -> None:
     """An eager-only verdict cannot vouch for the compiled form the run asked for: "not checked", never PASS."""
-    verdict = Gate(backend=None, explain=False).verdict(MUST_KEEP[0], compiled=False).to_dict()
+    verdict = helpers.verdict("concat", MUST_KEEP[0], backend=None, compiled=False).to_dict()
     built = report.build([verdict], {}, {"kind": "check", "forms_requested": ["compiled"]})
     assert not built["result"]["passed"] and built["result"]["forms_not_checked"] == ["compiled"]
     lines = report.console(built)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from act_equiv.case import BatchSpec, Case
+from act_equiv.case import MUST_KEEP, BatchSpec, Case
 from act_equiv.config import ACTConfig
 from act_equiv.oracle.verdict import CaseVerdict, Finding, PairClass
 from act_equiv.shrink import candidates, shrink, structure_cost
-from act_equiv.suite import MUST_KEEP
 
 TRAIN = MUST_KEEP[1]
 

@@ -7,16 +7,16 @@ import json
 import sys
 from pathlib import Path
 
+import helpers
 import pytest
 import torch
 from gate_targets import ActionHeadSplitSum, CachesEncoderInputsByShape, Raises
 
+from act_equiv.case import MUST_KEEP
 from act_equiv.cli import main
 from act_equiv.gate import Gate
 from act_equiv.models import ACT, ACTPolicy
 from act_equiv.report import pair_errors
-from act_equiv.run.side import Side
-from act_equiv.suite import MUST_KEEP
 from act_equiv.targets import Target
 from act_equiv.targets.mutants import (
     BackboneMicroBatched,
@@ -29,16 +29,8 @@ EVAL, TRAIN = MUST_KEEP
 TESTS = str(Path(__file__).parent)
 
 
-def gate_with(target: Target, reference: Target | None = None, **options: object) -> Gate:
-    gate = Gate(**{"backend": None, "explain": False, **options})
-    gate.runner.target = Side(target, gate.runner.settings)
-    if reference is not None:
-        gate.runner.reference = Side(reference, gate.runner.settings)
-    return gate
-
-
 def test_same_bits_are_bitwise_at_both_levels() -> None:
-    verdict = gate_with(Target("concat", ACT)).verdict(EVAL)
+    verdict = helpers.verdict(Target("concat", ACT), EVAL, backend=None)
     assert verdict.passed and {c.name for c in verdict.classes.values()} == {"bitwise"}, verdict.classes
 
 
@@ -46,11 +38,11 @@ def test_same_bits_are_bitwise_at_both_levels() -> None:
 def test_a_reordered_sum_is_rounding_with_float64_evidence(case) -> None:
     """Float32 outputs differ, float64 runs of both sides agree to float64 rounding: a warning, not a failure;
     `strict` fails it."""
-    verdict = gate_with(Target("split", ActionHeadSplitSum)).verdict(case)
+    verdict = helpers.verdict(Target("split", ActionHeadSplitSum), case, backend=None)
     model = verdict.classes["model"]
     assert model.name == "rounding" and "float64" in model.evidence and model.label == "", model
     assert verdict.passed and verdict.warnings and not verdict.failures, verdict.summary()
-    strict = gate_with(Target("split", ActionHeadSplitSum), strict=True).verdict(case)
+    strict = helpers.verdict(Target("split", ActionHeadSplitSum), case, strict=True, backend=None)
     assert not strict.passed and "[model: rounding]" in strict.failures[0], strict.failures
 
 
@@ -60,7 +52,7 @@ def test_a_float32_only_path_cannot_vouch_for_itself(scale: float) -> None:
     that is rounding, and the target's float32 stays as close to the reference's float64 as the reference's own; at
     scale 100 its actions are NaN: divergent at both levels, never "max |diff| 0", and in the pairs table."""
     case = dataclasses.replace(EVAL, batch=dataclasses.replace(EVAL.batch, scale=scale))
-    verdict = gate_with(Target("fused", SoftmaxUnshiftedFloat32)).verdict(case)
+    verdict = helpers.verdict(Target("fused", SoftmaxUnshiftedFloat32), case, backend=None)
     if scale == 1.0:
         assert verdict.passed and verdict.classes["model"].name == "rounding", verdict.classes
         assert "as close to the reference's float64" in verdict.classes["model"].evidence
@@ -85,7 +77,7 @@ class SkewedOnlyInFloat32(ACT):
 
 
 def test_a_finite_float32_only_change_is_divergent_by_the_reference_float64() -> None:
-    verdict = gate_with(Target("skewed", SkewedOnlyInFloat32)).verdict(EVAL)
+    verdict = helpers.verdict(Target("skewed", SkewedOnlyInFloat32), EVAL, backend=None)
     model = verdict.classes["model"]
     assert not verdict.passed and model.name == "divergent", model
     assert "further from the reference's float64" in model.evidence, model
@@ -97,7 +89,7 @@ class ShiftedHead(ACT):
 
 
 def test_a_real_change_is_divergent_even_in_float64() -> None:
-    verdict = gate_with(Target("shifted", ShiftedHead)).verdict(EVAL)
+    verdict = helpers.verdict(Target("shifted", ShiftedHead), EVAL, backend=None)
     model = verdict.classes["model"]
     assert not verdict.passed and model.name == "divergent" and "differ too" in model.evidence, model
 
@@ -115,7 +107,7 @@ class QueueReversed(ACTPolicy):
 def test_a_policy_only_edit_is_divergent_at_the_policy_level_only() -> None:
     case = dataclasses.replace(EVAL, config=dataclasses.replace(EVAL.config, chunk_size=4, n_action_steps=3,
                                                                  temporal_ensemble_coeff=None))
-    verdict = gate_with(Target("queue", ACT, policy=QueueReversed)).verdict(case)
+    verdict = helpers.verdict(Target("queue", ACT, policy=QueueReversed), case, backend=None)
     assert verdict.classes["model"].name == "bitwise", verdict.classes
     policy = verdict.classes["policy"]
     assert not verdict.passed and policy.name == "divergent" and "policy/rollout" in policy.evidence, policy
@@ -128,26 +120,27 @@ class RaisesToo(ACT):
 
 def test_both_sides_raising_alike_is_raised_both() -> None:
     """A pre-existing bug is not the edit's regression: a warning with both tracebacks' innermost frames."""
-    verdict = gate_with(Target("raises", Raises), Target("raises-too", RaisesToo)).verdict(EVAL)
+    verdict = helpers.verdict(Target("raises", Raises), EVAL, reference=Target("raises-too", RaisesToo), backend=None)
     model = verdict.classes["model"]
     assert verdict.passed and model.name == "raised-both" and "RuntimeError at forward" in model.evidence, model
     assert "in forward" in model.evidence  # the innermost frame, on one line
-    strict = gate_with(Target("raises", Raises), Target("raises-too", RaisesToo), strict=True).verdict(EVAL)
+    strict = helpers.verdict(Target("raises", Raises), EVAL, reference=Target("raises-too", RaisesToo), strict=True,
+                             backend=None)
     assert not strict.passed
 
 
 def test_one_side_raising_is_raised_with_the_side_named() -> None:
-    verdict = gate_with(Target("concat", ACT), Target("raises-too", RaisesToo)).verdict(EVAL)
+    verdict = helpers.verdict(Target("concat", ACT), EVAL, reference=Target("raises-too", RaisesToo), backend=None)
     model = verdict.classes["model"]
     assert not verdict.passed and model.name == "raised" and model.evidence.startswith("the reference raised"), model
 
 
 def test_unsupported_fails_for_the_target_and_skips_for_the_reference() -> None:
     never = Target("narrow", ACT, unsupported=lambda config: "no environment state here")
-    lost = gate_with(never).verdict(EVAL)
+    lost = helpers.verdict(never, EVAL, backend=None)
     assert not lost.passed and lost.classes["model"].name == "unsupported", lost.classes
     assert "target narrow cannot run this case: no environment state here" in lost.failures[0]
-    older = gate_with(Target("concat", ACT), never).verdict(EVAL)
+    older = helpers.verdict(Target("concat", ACT), EVAL, reference=never, backend=None)
     assert older.passed and "reference narrow cannot" in older.info["skipped"]
 
 
@@ -159,12 +152,9 @@ def tests_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_worker_side_computes_what_the_in_process_side_does(tests_on_path: None) -> None:
-    gate = Gate(target="gate_targets:ActionHeadSplitSum", target_python=sys.executable, explain=False)
-    try:
+    with Gate(target="gate_targets:ActionHeadSplitSum", target_python=sys.executable, explain=False) as gate:
         worker = gate.verdict(TRAIN)
-    finally:
-        gate.close()
-    local = gate_with(Target("split", ActionHeadSplitSum), backend="aot_eager").verdict(TRAIN)
+    local = helpers.verdict(Target("split", ActionHeadSplitSum), TRAIN, backend="aot_eager", trained_structures=1)
     assert worker.classes["model"].name == local.classes["model"].name == "rounding"
     assert {(c.pair, c.tensor): c.max_abs for c in worker.checks} == {(c.pair, c.tensor): c.max_abs
                                                                         for c in local.checks}
@@ -177,14 +167,12 @@ def test_a_worker_side_computes_what_the_in_process_side_does(tests_on_path: Non
 @pytest.mark.parametrize(("target", "message"), [("Hangs", "no reply"), ("Crashes", "died")])
 def test_a_hung_or_dead_worker_is_a_finding_and_the_run_goes_on(tests_on_path: None, target: str,
                                                                 message: str) -> None:
-    gate = Gate(target=f"gate_targets:{target}", target_python=sys.executable, explain=False, worker_timeout=20)
-    try:
+    with Gate(target=f"gate_targets:{target}", target_python=sys.executable, explain=False,
+              worker_timeout=20) as gate:
         first = gate.verdict(EVAL)
         assert not first.passed and first.findings[0].check == "worker_failed", first.summary()
         assert message in first.findings[0].message
         assert gate.verdict(EVAL).findings[0].check == "worker_failed"  # a fresh worker served the next case
-    finally:
-        gate.close()
 
 
 def test_side_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -204,7 +192,8 @@ def test_a_reference_that_raises_outside_the_classed_stages_is_a_finding() -> No
     def broken(config):
         raise RuntimeError("the reference cannot even say what it supports")
 
-    verdict = gate_with(Target("concat", ACT), Target("broken", ACT, unsupported=broken)).verdict(EVAL)
+    verdict = helpers.verdict(Target("concat", ACT), EVAL, reference=Target("broken", ACT, unsupported=broken),
+                              backend=None)
     [finding] = verdict.findings
     assert not verdict.passed and finding.check == "reference_raised", verdict.summary()
     assert "reference:unsupported" in finding.message and "cannot even say" in finding.message
@@ -246,7 +235,7 @@ def test_a_module_replaced_by_its_compiled_wrapper_breaks_the_checkpoint_contrac
     """torch.compile returns a wrapper whose state_dict keys gain `_orig_mod.` (pytorch#101107): the reference's
     checkpoint no longer loads strictly, at the level that holds the wrapper; the evidence names the keys and the
     fix."""
-    verdict = gate_with(target).verdict(EVAL)
+    verdict = helpers.verdict(target, EVAL, backend=None)
     layout = verdict.classes[level]
     assert not verdict.passed and layout.name == "layout", verdict.classes
     assert "every key gains `_orig_mod.`" in layout.evidence and "getattr(model, '_orig_mod', model)" in layout.evidence
@@ -267,30 +256,30 @@ def test_a_missing_policy_api_is_unsupported_at_the_policy_level_with_the_reason
     """Not `raised`: the side cannot express that level. The target losing it fails; the reference lacking it is
     accepted (the edit added it). The model level is compared either way."""
     older = Target("older-policy", ACT, policy=_PolicyWithoutChunks)
-    lost = gate_with(older).verdict(EVAL)
+    lost = helpers.verdict(older, EVAL, backend=None)
     policy = lost.classes["policy"]
     assert not lost.passed and policy.name == "unsupported", lost.classes
     assert "the target cannot run the policy level: _PolicyWithoutChunks has no predict_action_chunk" in policy.evidence
     assert lost.classes["model"].name == "bitwise"
-    gained = gate_with(Target("concat", ACT), older).verdict(EVAL)
+    gained = helpers.verdict(Target("concat", ACT), EVAL, reference=older, backend=None)
     assert gained.passed and gained.classes["policy"].name == "unsupported", gained.classes
 
 
 def test_a_checkpoint_round_trip_that_raised_is_not_remembered_as_passed() -> None:
     """The round trip is checked once per structure, but only a finished one is remembered: a save that raised
     fails every case of the structure, not only the first."""
-    gate = gate_with(Target("concat", ACT))
-    for side in (gate.runner.reference, gate.runner.target):
-        side.saves_checkpoints = lambda case: True
+    with helpers.gate(Target("concat", ACT), backend=None) as gate:
+        for side in (gate.runner.reference, gate.runner.target):
+            side.saves_checkpoints = lambda case: True
 
-    def broken_save(case, directory):
-        raise RuntimeError("cannot write the checkpoint")
+        def broken_save(case, directory):
+            raise RuntimeError("cannot write the checkpoint")
 
-    gate.runner.reference.save_checkpoint = broken_save
-    for case in (EVAL, dataclasses.replace(EVAL, weight_seed=EVAL.weight_seed + 1)):
-        verdict = gate.verdict(case)
-        assert verdict.classes["policy"].name == "raised", (case.describe(), verdict.classes)
-        assert "cannot write the checkpoint" in verdict.classes["policy"].evidence
+        gate.runner.reference.save_checkpoint = broken_save
+        for case in (EVAL, dataclasses.replace(EVAL, weight_seed=EVAL.weight_seed + 1)):
+            verdict = gate.verdict(case)
+            assert verdict.classes["policy"].name == "raised", (case.describe(), verdict.classes)
+            assert "cannot write the checkpoint" in verdict.classes["policy"].evidence
 
 
 @pytest.mark.parametrize("scale", [0.0, 0.01, 0.1])
@@ -298,7 +287,7 @@ def test_code_that_ignores_a_parameter_at_its_init_value_cannot_hide(scale: floa
     """Weights at init (scale 0) leave every LayerNorm at weight 1 / bias 0, so dropping them is bitwise; drawn away
     from init, even near it (0.01), the same edit is divergent."""
     case = dataclasses.replace(EVAL, weight_scale=scale)
-    verdict = gate_with(Target("no-affine", LayerNormAffineDroppedInEval)).verdict(case)
+    verdict = helpers.verdict(Target("no-affine", LayerNormAffineDroppedInEval), case, backend=None)
     model = verdict.classes["model"]
     if scale == 0.0:
         assert verdict.passed and model.name == "bitwise", model
@@ -311,36 +300,36 @@ def test_the_further_batch_sizes_are_compared_with_the_reference(case) -> None:
     """A case of 3 rows is bitwise for a backbone micro-batched by 4; the compiled stage runs the target again at
     4 and 5 rows (in training too), and there the reference judges it, not only the target's own compiled form."""
     case = dataclasses.replace(case, batch=dataclasses.replace(case.batch, batch_size=3))
-    verdict = gate_with(Target("micro", BackboneMicroBatched), backend="eager").verdict(case)
+    verdict = helpers.verdict(Target("micro", BackboneMicroBatched), case, backend="eager")
     model = verdict.classes["model"]
     assert not verdict.passed and model.name == "divergent", model
     assert "bitwise at the case's batch size 3, but not at batch 5" in model.evidence, model
     assert {"reference/target@batch4", "reference/target@batch5"} <= {check.pair for check in verdict.checks}
-    clean = gate_with(Target("concat", ACT), backend="eager").verdict(case)
+    clean = helpers.verdict(Target("concat", ACT), case, backend="eager")
     assert clean.passed and "reference/target@batch5" in {check.pair for check in clean.checks}, clean.summary()
     # Rounding at the case's size has no float64 run at the further sizes: not judged there (an element-wise bound
     # alone would call honest rounding divergent).
-    rounding = gate_with(Target("split", ActionHeadSplitSum), backend="eager").verdict(case)
+    rounding = helpers.verdict(Target("split", ActionHeadSplitSum), case, backend="eager")
     assert rounding.passed and rounding.classes["model"].name == "rounding", rounding.summary()
 
 
 def test_the_float64_policy_evidence_computes_what_the_float32_policy_did() -> None:
     """The reference's policy outputs (loss, chunk, rollout) in float32 and float64 are the same computation: they
     differ by float32 rounding only, so the float64 run can judge a target's float32 rounding."""
-    gate = gate_with(Target("concat", ACT))
-    reference = gate.runner.reference
-    reference.build(EVAL)
-    float32, float64 = reference.policy(EVAL), reference.policy(EVAL, float64=True)
-    assert float32.keys() == float64.keys() and "policy/rollout" in float32
-    for name, value in float32.items():
-        assert (value.double() - float64[name]).abs().max() < 1e-5, name
+    with helpers.gate(Target("concat", ACT), backend=None) as gate:
+        reference = gate.runner.reference
+        reference.build(EVAL)
+        float32, float64 = reference.policy(EVAL), reference.policy(EVAL, float64=True)
+        assert float32.keys() == float64.keys() and "policy/rollout" in float32
+        for name, value in float32.items():
+            assert (value.double() - float64[name]).abs().max() < 1e-5, name
 
 
 def test_a_policy_that_caches_by_address_fails_in_a_robot_loop() -> None:
     """The rollout writes each observation into the same input buffers, as a robot loop does: camera features
     memoised by `data_ptr` go stale from the second step, and the policy level is divergent whatever the allocator
     did at the model level."""
-    verdict = gate_with(Target("memo", CameraFeaturesMemoisedByAddress)).verdict(EVAL)
+    verdict = helpers.verdict(Target("memo", CameraFeaturesMemoisedByAddress), EVAL, backend=None)
     assert not verdict.passed and verdict.classes["policy"].name == "divergent", verdict.classes
 
 
@@ -348,10 +337,10 @@ def test_a_target_whose_outputs_depend_on_what_ran_before_is_stateful() -> None:
     """The target's instance runs a batch of other values before the case's, as a loop calling it would: a cache of
     encoder tokens keyed by shape hands back the first batch's, so the target differs from the reference, while a
     fresh instance with the same weights does not: a `stateful` finding, beside the divergent model level."""
-    verdict = gate_with(Target("cache", CachesEncoderInputsByShape)).verdict(EVAL)
+    verdict = helpers.verdict(Target("cache", CachesEncoderInputsByShape), EVAL, backend=None)
     assert not verdict.passed and [f.check for f in verdict.findings] == ["stateful"], verdict.findings
     assert verdict.classes["model"].name == "divergent", verdict.classes
-    clean = gate_with(Target("concat", ACT)).verdict(EVAL)
+    clean = helpers.verdict(Target("concat", ACT), EVAL, backend=None)
     assert clean.passed and not clean.findings, clean.summary()
-    real = gate_with(Target("shifted", ShiftedHead)).verdict(EVAL)
+    real = helpers.verdict(Target("shifted", ShiftedHead), EVAL, backend=None)
     assert "stateful" not in [f.check for f in real.findings], real.findings

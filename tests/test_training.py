@@ -7,19 +7,19 @@ import dataclasses
 import json
 from pathlib import Path
 
+import helpers
 import pytest
 import torch
 from gate_targets import clip_skipped_when_compiled, eager_step_policy
 
 from act_equiv import plots
+from act_equiv.case import MUST_KEEP
 from act_equiv.cli import main
 from act_equiv.errors import UsageError
 from act_equiv.gate import Gate
 from act_equiv.models import ACT, ACTPolicy
 from act_equiv.oracle.verdict import CaseVerdict
 from act_equiv.run import training
-from act_equiv.run.side import Side
-from act_equiv.suite import MUST_KEEP
 from act_equiv.targets import Target
 from act_equiv.targets.mutants import ActionHeadSnapshotStale
 
@@ -28,14 +28,9 @@ DROPOUT = dataclasses.replace(TRAIN, config=TRAIN.config.replace(dropout=0.1))
 TESTS = Path(__file__).parent
 
 
-def verdict(target: Target, case=TRAIN, **options: object) -> CaseVerdict:
-    """The verdict of one training case, the target against the legacy reference, compiled training included."""
-    gate = Gate(**{"explain": False, **options})
-    gate.runner.target = Side(target, gate.runner.settings)
-    try:
-        return gate.verdict(case)
-    finally:
-        gate.close()
+def trained(target: Target, case=TRAIN, **options: object) -> CaseVerdict:
+    """One training case's verdict, the target against the legacy reference, its training compiled too."""
+    return helpers.verdict(target, case, trained_structures=1, **options)
 
 
 @pytest.mark.compile
@@ -43,7 +38,7 @@ def test_the_clean_target_trains_every_step_alike_compiled_included() -> None:
     """The concat refactor trains bit for bit like the legacy model over 3 steps, and so does its compiled model;
     the whole step compiled differs (dynamo's AdamW computes the bias corrections from the float32 step count)
     and is rounding: its float64 run agrees with eager's, and the steps stay within the float64 envelope."""
-    found = verdict(Target("concat", ACT), DROPOUT)
+    found = trained(Target("concat", ACT), DROPOUT)
     assert found.passed, found.summary()
     eager, compiled, step = (found.classes[f"trajectory{name}"] for name in ("", " compiled", " compiled-step"))
     assert eager.name == "bitwise" and compiled.name == "bitwise", (eager, compiled)
@@ -56,7 +51,7 @@ def test_the_clean_target_trains_every_step_alike_compiled_included() -> None:
 def test_a_weight_derived_snapshot_is_divergent_from_the_first_step() -> None:
     """The action head's inference weights are copied when a checkpoint loads: bitwise at the model level (every
     load refreshes them), stale once an optimizer step moves the head."""
-    found = verdict(Target("stale", ActionHeadSnapshotStale), backend=None)
+    found = trained(Target("stale", ActionHeadSnapshotStale), backend=None)
     assert found.classes["model"].name == "bitwise", found.classes["model"]
     trajectory = found.classes["trajectory"]
     assert trajectory.name == "divergent" and "divergent from step 1 on step1/actions" in trajectory.evidence, (
@@ -79,7 +74,7 @@ def test_the_snapshot_bug_fails_the_check_command(tmp_path: Path, capsys: pytest
 def test_a_compiled_step_that_skips_clipping_is_a_compiled_trajectory_divergence() -> None:
     """The fork's own step clips only when eager: eager training and the compiled model train alike; the whole
     step compiled does not clip (gradient norms here are above LeRobot's 10), and its float64 run shows it."""
-    found = verdict(Target("clip", clip_skipped_when_compiled))
+    found = trained(Target("clip", clip_skipped_when_compiled))
     assert found.classes["trajectory"].name == "bitwise"
     assert found.classes["trajectory compiled"].name == "bitwise"
     step = found.classes["trajectory compiled-step"]
@@ -90,7 +85,7 @@ def test_a_compiled_step_that_skips_clipping_is_a_compiled_trajectory_divergence
 def test_a_difference_that_needs_dropout_says_so() -> None:
     """A target that draws one extra random number in training shifts every later dropout mask: with dropout off
     both sides train alike, which the class says."""
-    found = verdict(Target("draws", ExtraDrawInTraining), DROPOUT, backend=None)
+    found = trained(Target("draws", ExtraDrawInTraining), DROPOUT, backend=None)
     trajectory = found.classes["trajectory"]
     assert trajectory.name == "divergent", trajectory
     assert "with dropout off both sides train bit for bit alike" in trajectory.detail["dropout"], trajectory.detail
@@ -108,7 +103,7 @@ class ExtraDrawInTraining(ACT):
 
 def test_a_compiled_step_that_runs_eagerly_proves_nothing() -> None:
     """A step function dynamo skips (here disabled outright) trains eagerly: a compiled_ran finding, not a pass."""
-    found = verdict(Target("eager-step", eager_step_policy))
+    found = trained(Target("eager-step", eager_step_policy))
     assert any(finding.check == "compiled_ran" and "compiled operations for" in finding.message
                for finding in found.findings), found.summary()
 
@@ -132,7 +127,7 @@ def test_train_steps_must_be_a_count(value: object) -> None:
 
 
 def test_no_train_steps_trains_nothing() -> None:
-    found = verdict(Target("concat", ACT), backend=None, train_steps=0)
+    found = trained(Target("concat", ACT), backend=None, train_steps=0)
     assert found.passed and "trajectory" not in found.classes
 
 

@@ -45,7 +45,7 @@ def _check(args: argparse.Namespace) -> int:
 
     from act_equiv import profiles, report
     from act_equiv import strategies as aes
-    from act_equiv.gate import EAGER_SWEEP_FACTOR, SHRINK_BUDGET, check
+    from act_equiv.stages import EAGER_SWEEP_FACTOR, SHRINK_BUDGET, check
 
     profile = options.profile(args.profile)
     shrink_budget = SHRINK_BUDGET if args.shrink_budget is None else args.shrink_budget
@@ -88,15 +88,11 @@ def _check(args: argparse.Namespace) -> int:
     for role in ("reference", "target"):
         side = gate.runner.reference if role == "reference" else gate.runner.target
         print(f"{role}: " + ", ".join(f"{key}={value}" for key, value in side.environment().items()), flush=True)
-    scope = {**profiles.scope(), **aes.magnitudes_for(gate.autocast)}
-    try:
-        with stderr_to(log):
-            stages = check(gate, scope, max_examples, args.time_budget, args.seed, profile, shrink_budget,
-                           announce=lambda line: print(line, flush=True), on_verdict=progress)
+    scope = {**profiles.scope(), **aes.magnitudes_for(gate.settings.autocast)}
+    with stderr_to(log), gate:
+        stages = check(gate, scope, max_examples, args.time_budget, args.seed, profile, shrink_budget,
+                       announce=lambda line: print(line, flush=True), on_verdict=progress)
         environment = gate.environment()
-    finally:
-        with stderr_to(log):
-            gate.close()
     last = stages[-1]
     seconds = sum(stage.seconds for stage in stages)
     failures = []
@@ -185,13 +181,10 @@ def _replay(args: argparse.Namespace) -> int:
     env = data["environment"]  # the gate's settings by option name, but `device` is "cpu" or the GPU's name
     values = {**options.option_values(env), "device": "cpu" if env["device"] == "cpu" else "cuda",
               **{name: getattr(args, name) for name in options.SIDES if getattr(args, name) is not None}}
-    gate = _gate(values)
-    try:
+    with _gate(values) as gate:
         for line in replay_sides(env.get("sides", {}), gate):
             print(line, flush=True)
         verdict = gate.verdict(Case.from_dict(failures[args.failure]["case"]))
-    finally:
-        gate.close()
     print(verdict.summary())
     return EXIT_OK if verdict.passed else EXIT_DIVERGENCE
 
@@ -218,7 +211,7 @@ def parser() -> argparse.ArgumentParser:
     options.add_arguments(check, (*options.GATE, *options.SEARCH))
     check.add_argument("--shrink-budget", type=float, default=None,
                        help="seconds a found failure may spend shrinking; then the smallest case so far is reported "
-                            "(default: act_equiv.gate.SHRINK_BUDGET, 60)")
+                            "(default: act_equiv.stages.SHRINK_BUDGET, 60)")
     check.add_argument("--junitxml", default=None, help="also write a JUnit XML file here")
     check.add_argument("--update-baseline", default=None, metavar="FILE",
                        help="accept every failure, search on, and write them all to FILE as a known-findings "
@@ -230,10 +223,10 @@ def parser() -> argparse.ArgumentParser:
     options.add_arguments(replay, options.select(*options.SIDES, **{name: {"default": None, "unset": "the report's"}
                                                                    for name in options.SIDES}))
     replay.set_defaults(func=_replay)
-    from act_equiv.cli import bench, mutants
+    from act_equiv.cli import bench, selftest
 
     bench.add_parser(sub)
-    mutants.add_parser(sub)
+    selftest.add_parser(sub)
     return top
 
 

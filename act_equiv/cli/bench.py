@@ -30,6 +30,7 @@ from act_equiv.case import BatchSpec, Case, make_batch
 from act_equiv.cli import options
 from act_equiv.config import ACTConfig
 from act_equiv.errors import UsageError
+from act_equiv.gate import check_supported
 from act_equiv.models import ACT, ACTPolicy, LegacyACT, build
 from act_equiv.oracle import trajectory
 from act_equiv.oracle.compare import compare
@@ -39,7 +40,8 @@ from act_equiv.run import training as training_step
 from act_equiv.run.compiled import CompiledForm, counting_backend
 from act_equiv.run.deployed import DeploymentModule, deploy, deployment_inputs
 from act_equiv.run.environment import environment
-from act_equiv.run.records import RunSettings
+from act_equiv.run.inputs import batch_at
+from act_equiv.settings import BACKENDS, Settings
 
 # ACTConfig's own defaults are LeRobot's; presets set the features and, for `small`, the model size.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -53,14 +55,15 @@ PRESETS: dict[str, dict[str, Any]] = {
               "n_encoder_layers": 2, "n_vae_encoder_layers": 2, "chunk_size": 20, "n_action_steps": 20,
               "latent_dim": 16},
 }
-FORMS = ("legacy eager", "concat eager", "legacy compiled", "concat compiled")
+ROWS = ("legacy eager", "concat eager", "legacy compiled", "concat compiled")
+"""The timed rows beside the deployment forms' (`DEPLOYED_ROWS`) and the whole training step (`WHOLE_STEP`)."""
 WHOLE_STEP = "concat compiled step"
 """The training-only row: the whole training step compiled (`_Step`)."""
 
 
 def add_parser(subparsers: Any) -> None:
     bench = subparsers.add_parser("bench", help="time legacy/concat, eager/compiled, in one interleaved run")
-    compiled_only = {"default": "inductor", "choices": options.COMPILED_BACKENDS,
+    compiled_only = {"default": "inductor", "choices": BACKENDS,
                      "help": "torch.compile backend of the compiled forms"}
     options.add_arguments(bench, options.select("device", "backend", "mode", "forms", "onnx_exporter", "train_steps",
                                                 "report_dir", backend=compiled_only, train_steps={"default": 3}))
@@ -139,21 +142,21 @@ def _timed(fn: Callable[[], None], device: str) -> float:
     return time.perf_counter() - start
 
 
-def measure(args: argparse.Namespace, progress: Callable[[str], None] = print) -> dict[str, Any]:
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("device='cuda': no CUDA device is available to this torch build", "device")
-    if args.mode is not None and args.backend != "inductor":
-        raise UsageError(f"mode={args.mode!r} needs backend='inductor' (got {args.backend!r})", "mode", "backend")
+def bench_settings(args: argparse.Namespace) -> Settings:
+    """The bench's settings, validated as a check's are (`act_equiv.settings`), and what this torch can run of them;
+    the bench's own counts must be >= 1."""
     for name in ("batch_size", "num_runs", "warmup"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} is invalid: an int >= 1")
-    if args.train_steps < 0:
-        raise UsageError(f"--train-steps {args.train_steps} is invalid: an int >= 0 (0: no training error)")
-    try:
-        forms = table.parse_forms(args.forms)
-    except ValueError as error:
-        raise UsageError(str(error), "forms") from None
-    deployed = [form for form in forms if table.FORMS[form].deployment]
+    settings = Settings(device=args.device, backend=args.backend, mode=args.mode, forms=args.forms,
+                        onnx_exporter=args.onnx_exporter, train_steps=args.train_steps)
+    check_supported(settings)
+    return settings
+
+
+def measure(args: argparse.Namespace, progress: Callable[[str], None] = print) -> dict[str, Any]:
+    settings = bench_settings(args)
+    forms, deployed = settings.forms, settings.deployed_forms
     training_only = [form for form in forms if args.training and not table.FORMS[form].runs_in(True)]
     if training_only:
         raise UsageError(f"--forms {','.join(training_only)} time inference: drop --training", "forms")
@@ -166,7 +169,7 @@ def measure(args: argparse.Namespace, progress: Callable[[str], None] = print) -
     steps: dict[str, _Step | _Deployed] = {}
     explained: dict[str, Any] = {}
     compile_seconds: dict[str, float] = {}
-    for name in FORMS if "compiled" in forms else [form for form in FORMS if form.endswith("eager")]:
+    for name in ROWS if "compiled" in forms else [row for row in ROWS if row.endswith("eager")]:
         form_cls = LegacyACT if name.startswith("legacy") else ACT
         model = build(config, 0, form_cls).to(args.device)
         if name.endswith("eager"):
@@ -221,10 +224,10 @@ def _training_error(args: argparse.Namespace, config: ACTConfig) -> dict[str, li
     concat model trained `--train-steps` steps (`act_equiv.run.training`) eager, in float64 with the float32 run's
     draws, with its model compiled and with the whole step compiled."""
     case = Case(config, BatchSpec(args.batch_size, seed=0), training=True)
-    settings = RunSettings(args.device, backend=args.backend, mode=args.mode, train_steps=args.train_steps)
+    settings = bench_settings(args)
     policy = ACTPolicy(config, build(config, case.weight_seed, ACT, case.weight_scale).to(args.device))
     batches = training_step.batches(case, settings, args.train_steps)
-    observation = settings.batch(case, args.batch_size)
+    observation = batch_at(settings, case, args.batch_size)
 
     def trained(form: training_step.Trained, float64: training_step.Draws | None = None) -> dict[str, Any]:
         with numerics.pinned(args.device):
@@ -258,7 +261,7 @@ def _summarise(args: argparse.Namespace, config: ACTConfig, times: dict[str, lis
                                    onnx_exporter=args.onnx_exporter),
         "settings": {"config": args.config, "batch_size": args.batch_size, "num_runs": args.num_runs,
                      "warmup": args.warmup, "training": args.training, "model": config.to_dict()},
-        "forms": rows,
+        "rows": rows,
         "graph_breaks": {form: {"graphs": r.graph_count, "breaks": r.graph_break_count,
                                 "reasons": r.break_reasons, "ops": r.op_count} for form, r in explained.items()},
     }
@@ -279,7 +282,7 @@ def markdown(result: dict[str, Any]) -> str:
         "| form | median ms | p25–p75 ms | speedup vs legacy eager | samples/s | compile s |",
         "|---|---|---|---|---|---|",
     ]
-    for name, r in result["forms"].items():
+    for name, r in result["rows"].items():
         compile_s = "-" if r["compile_s"] is None else f"{r['compile_s']:.1f}"
         lines.append(f"| {name} | {r['median_ms']:.2f} | {r['p25_ms']:.2f}–{r['p75_ms']:.2f} | "
                      f"{r['speedup_vs_legacy_eager']:.2f}x | {r['samples_per_s']:.1f} | {compile_s} |")

@@ -1,9 +1,10 @@
 """The options, as data: one table for `act-equiv check`, `bench`, `mutants` and the pytest plugin's `--act-*`.
 
 Each entry is written once (name, default, choices, help) and added to an argparse parser as `--name` or to the
-plugin's pytest option group as `--act-name`; `gate_keywords` is the one mapping from parsed values to
-`act_equiv.gate.Gate` keywords (and `option_values` the way back, for `replay`). The plugin reads this module in
-every pytest session, so it imports nothing heavy: no torch, no Hypothesis, nothing of the package but `errors`.
+plugin's pytest option group as `--act-name`; the allowed values and their validation are `act_equiv.settings`'.
+`gate_keywords` is the one mapping from parsed values to `act_equiv.settings.Settings` keywords (and `option_values`
+the way back, for `replay`). The plugin reads this module in every pytest session, so it imports nothing heavy: no
+torch, no Hypothesis, of the package only `errors`, `forms` and `settings`.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Any
 
 from act_equiv.errors import UsageError
 from act_equiv.forms import DEPLOYED
+from act_equiv.settings import AUTOCAST, BACKENDS, DEVICES, DTYPES, MODES, ONNX_EXPORTERS, WORKER_TIMEOUT
 
-__all__ = ["COMPILED_BACKENDS", "GATE", "OPTIONS", "SEARCH", "SIDES", "Option", "add_arguments",
+__all__ = ["GATE", "OPTIONS", "SEARCH", "SIDES", "Option", "add_arguments",
            "add_to_group", "gate_keywords", "option_values", "profile", "select"]
 
 
@@ -29,10 +31,8 @@ class Option:
     help: str
     choices: tuple[str, ...] | None = None
     type: Callable[[str], Any] = str
-    keyword: str = ""
-    """The `Gate` keyword it sets, when not `name` ("" for options that are no gate setting or share its name)."""
     gate_values: Mapping[str, Any] = field(default_factory=dict)
-    """Option value -> `Gate` value, where they differ (`--backend none` -> `backend=None`)."""
+    """Option value -> `Settings` value, where they differ (`--backend none` -> `backend=None`)."""
     unset: str = ""
     """What a `None` default means, for the help text."""
     flag_only: bool = False
@@ -54,9 +54,6 @@ class Option:
                 "help": f"{self.help} (default: {shown})" if shown else self.help}
 
 
-COMPILED_BACKENDS = ("inductor", "aot_eager", "eager")
-"""torch.compile backends (`act_equiv.run.compiled.BACKENDS`, which imports torch; a test keeps them equal)."""
-
 _SPECS = ("MODULE:ATTR (ACTConfig -> nn.Module), a built-in (concat: act_equiv's own tensor-concat ACT; legacy; "
           "lerobot: the installed LeRobot; mutant:NAME), or lerobot@REV: LeRobot's ACT at a git revision (commit, tag, "
           "branch, HEAD, WORKTREE) of --lerobot-repo")
@@ -68,25 +65,25 @@ GATE: tuple[Option, ...] = (
                                      "a venv with a released LeRobot)", unset="this interpreter"),
     Option("target_python", None, "run the target in a worker on this Python interpreter",
            unset="this interpreter"),
-    Option("worker_timeout", 300.0, "seconds a side in a worker may take for one request before it counts as hung "
-                                    "(killed, a worker_failed finding)", type=float),
+    Option("worker_timeout", WORKER_TIMEOUT, "seconds a side in a worker may take for one request before it counts "
+                                             "as hung (killed, a worker_failed finding)", type=float),
     Option("lerobot_repo", None, "the LeRobot git repository (a clone or a bare repository) of lerobot@REV specs",
            unset="the current directory"),
-    Option("device", "cpu", "device of every form", ("cpu", "cuda")),
-    Option("dtype", "float32", "model and input dtype", ("float32", "float64")),
+    Option("device", "cpu", "device of every form", DEVICES),
+    Option("dtype", "float32", "model and input dtype", DTYPES),
     Option("backend", "aot_eager", "torch.compile backend of the compiled form, or none: eager forms only",
-           (*COMPILED_BACKENDS, "none"), gate_values={"none": None}),
-    Option("mode", None, "torch.compile mode, inductor only", ("default", "reduce-overhead", "max-autotune"),
+           (*BACKENDS, "none"), gate_values={"none": None}),
+    Option("mode", None, "torch.compile mode, inductor only", MODES,
            unset="torch's"),
     Option("dynamic", "auto", "torch.compile dynamic=: auto is None, dynamo decides", ("auto", "true", "false"),
            gate_values={"auto": None, "true": True, "false": False}),
     Option("autocast", "none", "mixed precision: every form but the float64 reference under torch.autocast in "
-                               "this dtype", ("none", "bfloat16", "float16"), gate_values={"none": None}),
+                               "this dtype", ("none", *AUTOCAST), gate_values={"none": None}),
     Option("forms", "compiled", "the target's forms judged beside its eager one, comma-separated, run where the "
                                 "target runs (a worker too): compiled (torch.compile) and the deployment exports "
                                 + ", ".join(DEPLOYED) + " (eval cases; onnx needs pip install 'act-equiv[export]')"),
     Option("onnx_exporter", "dynamo", "the onnx form's exporter: torch.onnx.export with dynamo=True, or the "
-                                      "TorchScript exporter", ("dynamo", "torchscript")),
+                                      "TorchScript exporter", ONNX_EXPORTERS),
     Option("train_steps", None, "optimizer steps of each training case's trajectory (each side trains its own policy "
                                 "as its training does; compiled, and the whole step compiled, against eager); 0: "
                                 "none", type=int, unset="the profile's: 3, thorough 8"),
@@ -138,8 +135,8 @@ def add_to_group(group: Any, options: Iterable[Option], prefix: str) -> None:
 
 
 def gate_keywords(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Parsed values by option name -> `Gate` keywords, for every gate option present in `values`."""
-    return {option.keyword or option.name: option.gate_values.get(values[option.name], values[option.name])
+    """Parsed values by option name -> `Settings` keywords, for every gate option present in `values`."""
+    return {option.name: option.gate_values.get(values[option.name], values[option.name])
             for option in GATE if option.name in values}
 
 

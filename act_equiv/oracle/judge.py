@@ -9,8 +9,8 @@ Pairs judged:
   `divergent` (a target's own float64 run cannot vouch for a path it takes only in float32); a NaN or inf on one
   side only is always `divergent`; where a side cannot run in float64, assert_close's float32 tolerance decides
   and the class says so.
-  Errors at a level's stages make it `raised`, or `raised-both` when both sides raise the same type at the same
-  stage; a state_dict that does not load is `layout`; a side that cannot express the case, `unsupported`.
+  Errors at a level's calls make it `raised`, or `raised-both` when both sides raise the same type at the same
+  call; a state_dict that does not load is `layout`; a side that cannot express the case, `unsupported`.
   Rounding and raised-both pass with a warning unless the run is strict;
 - reference/target@batchN: in the compiled stage, the model level again at each further batch size the target ran
   at (in training too): where the case's size was bitwise, it must be bitwise there too, or the model level is
@@ -43,7 +43,6 @@ from typing import Any
 
 import torch
 
-from act_equiv.errors import PolicyApiMissingError
 from act_equiv.forms import FORMS
 from act_equiv.oracle import trajectory
 from act_equiv.oracle.compare import compare, non_finite
@@ -56,7 +55,7 @@ from act_equiv.oracle.tolerance import (
     trajectory_envelope,
 )
 from act_equiv.oracle.verdict import CaseVerdict, Finding, PairClass, TensorCheck, innermost_frame
-from act_equiv.run.numerics import AUTOCAST_DTYPES
+from act_equiv.run.numerics import AUTOCAST_DTYPES, DTYPES
 from act_equiv.run.records import CaseRun, ErrorRecord, batch_suffix
 from act_equiv.run.training import TRAINED
 
@@ -81,7 +80,7 @@ def judge(run: CaseRun, strict: bool = False) -> CaseVerdict:
     """The verdict of one case. `strict`: the warning classes (rounding, raised-both) fail too."""
     verdict = CaseVerdict(run.case, info={"seconds": round(run.seconds, 3), "settings": run.settings.label(),
                                           "features": run.features})
-    settings, forms = run.settings, run.forms
+    settings, outputs = run.settings, run.outputs
     if run.unsupported is not None:
         unsupported = run.unsupported
         evidence = f"{unsupported['side']} {unsupported['spec']} cannot run this case: {unsupported['reason']}"
@@ -93,14 +92,14 @@ def judge(run: CaseRun, strict: bool = False) -> CaseVerdict:
     for error in run.errors:
         finding = _error_finding(error, run)
         if finding is None:
-            verdict.info.setdefault("not_judged", []).append(f"{error.stage}: {error.type}: {error.message}")
+            verdict.info.setdefault("not_judged", []).append(f"{error.call}: {error.type}: {error.message}")
         elif not any(found.check == finding.check == "input_mutated" and found.message.split(":")[0] ==
                      finding.message.split(":")[0] for found in verdict.findings):
             verdict.findings.append(finding)  # a side's input mutation once: every later call repeats it
     if settings.autocast is not None:
         _judge_autocast(run, verdict)
-    if "reference" in forms:
-        broken = non_finite(forms["reference"])
+    if "reference" in outputs:
+        broken = non_finite(outputs["reference"])
         if broken:
             verdict.findings.append(Finding(
                 "reference_not_finite", f"the reference is not finite on {run.case.describe()} "
@@ -113,14 +112,14 @@ def judge(run: CaseRun, strict: bool = False) -> CaseVerdict:
         verdict.checks += trajectory.condense(checks) if level.form == "_trajectory" else checks
     trajectory.judge_trajectories(run, verdict)
     verdict.checks += _judge_further_sizes(run, verdict)
-    if "target_repeat" in forms:
-        repeat = compare(forms["target"], forms["target_repeat"], "target/target_repeat", EXACT)
+    if "target_repeat" in outputs:
+        repeat = compare(outputs["target"], outputs["target_repeat"], "target/target_repeat", EXACT)
         if not all(check.passed for check in repeat):
             verdict.findings.append(Finding("eager_nondeterministic", "the target's eager forward gave different "
                                             "results on two runs with the same seed; no comparison can be trusted"))
         verdict.checks += repeat
-        if "target_fresh" in forms and "reference" in forms:
-            fresh = compare(forms["reference"], forms["target_fresh"], "reference/target_fresh", EXACT)
+        if "target_fresh" in outputs and "reference" in outputs:
+            fresh = compare(outputs["reference"], outputs["target_fresh"], "reference/target_fresh", EXACT)
             if all(check.passed for check in fresh):
                 verdict.findings.append(Finding(
                     "stateful", "the target's outputs depend on what it ran before: a fresh instance with the same "
@@ -128,7 +127,7 @@ def judge(run: CaseRun, strict: bool = False) -> CaseVerdict:
                     "other values does not (a cache or buffer that outlives a call; a loop calling the model would "
                     "drift)"))
                 verdict.checks += fresh  # evidence only where it explains the difference: else the level says it
-    if "compiled" in forms:
+    if "compiled" in outputs:
         verdict.checks += _judge_compiled(run, verdict)
     if run.deployed_sizes:
         verdict.checks += _judge_deployed(run, verdict)
@@ -141,13 +140,13 @@ def judge(run: CaseRun, strict: bool = False) -> CaseVerdict:
 
 @dataclass(frozen=True)
 class Level:
-    """One level of a comparison of two sides: its forms ("<side><form>", float64 evidence "<side><form>64") and
-    the stages whose errors belong to it (the expected side's stage -> the actual side's stage of the same step).
+    """One level of a comparison of two sides: its outputs ("<side><form>", float64 evidence "<side><form>64") and
+    the calls whose errors belong to it (the expected side's call -> the actual side's call of the same step).
     The sides are the reference and the target, or for a compiled trajectory the target eager and compiled."""
 
     name: str
     form: str
-    stages: dict[str, str]
+    calls: dict[str, str]
     sides: tuple[str, str] = ("reference", "target")
     agreement: str = "64"
     """The suffix of the float64 runs whose agreement is evidence: "64" draw the float32 runs' random numbers (they
@@ -158,8 +157,8 @@ class Level:
     def pair(self) -> str:
         return "/".join(self.sides) + ("" if self.name == "model" else f" {self.form.strip('_')}")
 
-    def forms(self, suffix: str = "") -> tuple[str, str]:
-        """The (expected, actual) form names, with `suffix` ("64")."""
+    def outputs(self, suffix: str = "") -> tuple[str, str]:
+        """The (expected, actual) output names, with `suffix` ("64")."""
         return tuple(f"{side}{self.form}{suffix}" for side in self.sides)  # type: ignore[return-value]
 
 
@@ -175,16 +174,16 @@ and the target's compiled trajectories against its eager one (their errors are t
 
 def _classify(run: CaseRun, level: Level, strict: bool) -> tuple[PairClass | None, list[TensorCheck]]:
     """The level's class and the checks behind it (see `PairClassName`)."""
-    forms, s = run.forms, run.settings
-    errors = {error.stage: error for error in run.errors if error.kind != "input_mutated"}  # a finding of its own
-    raised = [stage for stage in (*level.stages, *level.stages.values()) if stage in errors]
-    lacking = [stage for stage in raised if errors[stage].type == PolicyApiMissingError.__name__]
-    if lacking:  # by name: a worker's error arrives as its type's name
+    outputs, s = run.outputs, run.settings
+    errors = {error.call: error for error in run.errors if error.kind != "input_mutated"}  # a finding of its own
+    raised = [call for call in (*level.calls, *level.calls.values()) if call in errors]
+    lacking = [call for call in raised if errors[call].kind == "unsupported"]
+    if lacking:
         side = "reference" if lacking[0].startswith("reference") else "target"
         return PairClass(level.name, "unsupported", f"the {side} cannot run the {level.name} level: "
                          f"{errors[lacking[0]].message}", accepted=side != "target"), []
     if raised:
-        both = [(ref, tgt) for ref, tgt in level.stages.items() if ref in errors and tgt in errors
+        both = [(ref, tgt) for ref, tgt in level.calls.items() if ref in errors and tgt in errors
                 and errors[ref].type == errors[tgt].type]
         if both:
             ref, tgt = both[0]
@@ -201,7 +200,7 @@ def _classify(run: CaseRun, level: Level, strict: bool) -> tuple[PairClass | Non
     if layout is not None:
         return PairClass(level.name, "layout", layout_evidence(level.name, layout), accepted=False,
                          detail={"layout": layout}), []
-    (expected, actual), (reference, target) = level.sides, (forms.get(name) for name in level.forms())
+    (expected, actual), (reference, target) = level.sides, (outputs.get(name) for name in level.outputs())
     if not reference and not target:  # nothing at this level (act_equiv's own policy adds nothing in training)
         return None, []
     if reference is None or target is None:
@@ -214,8 +213,8 @@ def _classify(run: CaseRun, level: Level, strict: bool) -> tuple[PairClass | Non
     if non_finite:  # NaN or inf on one side only: never rounding, whatever the float64 runs say
         return PairClass(level.name, "divergent", f"{differs}: a non-finite value where the other side's is "
                          f"finite (or another one) is never rounding", (level.pair,), accepted=False), checks
-    agree64, target64 = (forms.get(name) for name in level.forms(level.agreement))
-    reference64 = forms.get(level.forms("64")[0])
+    agree64, target64 = (outputs.get(name) for name in level.outputs(level.agreement))
+    reference64 = outputs.get(level.outputs("64")[0])
     if agree64 is not None and target64 is not None and reference64 is not None:
         pair64 = f"{level.pair} float64"
         checks64 = compare(agree64, target64, pair64, EAGER_ROUNDING[torch.float64])
@@ -230,7 +229,7 @@ def _classify(run: CaseRun, level: Level, strict: bool) -> tuple[PairClass | Non
         # honest float32 runs ends closer to float64 is chance, and the float64 runs' agreement judges them.
         pair_evidence = f"{level.pair} vs {expected} float64"
         trained = level.form == "_trajectory"
-        evidence = (trajectory_envelope if trained else rounding_evidence)(s.torch_dtype, s.autocast)
+        evidence = (trajectory_envelope if trained else rounding_evidence)(DTYPES[s.dtype], s.autocast)
         first = trajectory.first_step if trained else dict
         against64 = compare(first(reference), first(target), pair_evidence, evidence, first(reference64),
                             roles=(actual, expected), floors=trajectory.floors(first(reference), first(reference64)))
@@ -245,7 +244,7 @@ def _classify(run: CaseRun, level: Level, strict: bool) -> tuple[PairClass | Non
                          f"(max |diff| {worst64.max_abs:.3g}, {EAGER_ROUNDING[torch.float64].describe()}), and the "
                          f"{actual}'s float32 is as close to the {expected}'s float64 as the {expected}'s own",
                          (level.pair, pair64, pair_evidence), accepted=not strict), checks + checks64 + against64
-    tolerance = tolerance_for("eager", s.torch_dtype, eager_rounding=True, autocast=s.autocast)
+    tolerance = tolerance_for("eager", DTYPES[s.dtype], eager_rounding=True, autocast=s.autocast)
     pair32 = f"{level.pair} rounding"
     rounded = compare(reference, target, pair32, tolerance)
     if all(check.passed for check in rounded):
@@ -265,13 +264,13 @@ def _judge_further_sizes(run: CaseRun, verdict: CaseVerdict) -> list[TensorCheck
     if model is None or model.name != "bitwise":
         return []
     case, checks = run.case, []
-    sizes = sorted(int(name.removeprefix("reference@batch")) for name in run.forms if name.startswith("reference@"))
+    sizes = sorted(int(name.removeprefix("reference@batch")) for name in run.outputs if name.startswith("reference@"))
     for size in sizes:
         suffix = f"@batch{size}"
-        if f"target{suffix}" not in run.forms:
+        if f"target{suffix}" not in run.outputs:
             continue
         pair = f"reference/target{suffix}"
-        found = compare(run.forms[f"reference{suffix}"], run.forms[f"target{suffix}"], pair, EXACT)
+        found = compare(run.outputs[f"reference{suffix}"], run.outputs[f"target{suffix}"], pair, EXACT)
         checks += found
         failed = [check for check in found if not check.passed]
         if failed and verdict.classes["model"] is model:
@@ -336,17 +335,17 @@ def _without(key: str, segment: str) -> str:
 
 def _judge_compiled(run: CaseRun, verdict: CaseVerdict) -> list[TensorCheck]:
     """Compiled vs eager target at the case's batch size and at each further one the graph was called with."""
-    s, forms = run.settings, run.forms
+    s, outputs = run.settings, run.outputs
 
     def tolerance(tensor: str) -> Tolerance:
-        return tolerance_for("compiled", s.torch_dtype, s.backend, autocast=s.autocast,
+        return tolerance_for("compiled", DTYPES[s.dtype], s.backend, autocast=s.autocast,
                              training=run.case.training, gradient=tensor.startswith("grad/"))
 
     checks = []
     for size in run.batch_sizes or [run.case.batch.batch_size]:
         suffix = batch_suffix(run.case, size)
         pair = f"target/compiled{suffix}"
-        checks += compare(forms[f"target{suffix}"], forms[f"compiled{suffix}"], pair, tolerance,
+        checks += compare(outputs[f"target{suffix}"], outputs[f"compiled{suffix}"], pair, tolerance,
                           _reference64(run, verdict, suffix), form="compiled")
     verdict.info.setdefault("compared_forms", []).append("compiled")
     return checks
@@ -355,16 +354,16 @@ def _judge_compiled(run: CaseRun, verdict: CaseVerdict) -> list[TensorCheck]:
 def _judge_deployed(run: CaseRun, verdict: CaseVerdict) -> list[TensorCheck]:
     """Each deployment form's actions vs the eager target's at every size it ran (the runner stops a form at its
     first error, which is a finding of its own)."""
-    s, forms = run.settings, run.forms
+    s, outputs = run.settings, run.outputs
     verdict.info["deployed"] = {**run.deployed, "batch_sizes": run.deployed_sizes}
     checks = []
-    for form in s.forms:
-        tolerance = tolerance_for(FORMS[form].tolerance, s.torch_dtype)
+    for form in s.deployed_forms:
+        tolerance = tolerance_for(FORMS[form].tolerance, DTYPES[s.dtype])
         for size in run.deployed_sizes:
             suffix = batch_suffix(run.case, size)
-            if f"{form}{suffix}" not in forms:
+            if f"{form}{suffix}" not in outputs:
                 break
-            checks += compare({"actions": forms[f"target{suffix}"]["actions"]}, forms[f"{form}{suffix}"],
+            checks += compare({"actions": outputs[f"target{suffix}"]["actions"]}, outputs[f"{form}{suffix}"],
                               f"target/{form}{suffix}", tolerance, _reference64(run, verdict, suffix), form=form)
             if form not in verdict.compared_forms:
                 verdict.info.setdefault("compared_forms", []).append(form)
@@ -373,15 +372,15 @@ def _judge_deployed(run: CaseRun, verdict: CaseVerdict) -> list[TensorCheck]:
 
 def _reference64(run: CaseRun, verdict: CaseVerdict, suffix: str) -> dict | None:
     """The float64 reference the fp64-referenced check may use, and which form served (recorded in the verdict)."""
-    forms = run.forms
-    if f"target64{suffix}" in forms:
+    outputs = run.outputs
+    if f"target64{suffix}" in outputs:
         verdict.info["reference64"] = "target float64"
-        return forms[f"target64{suffix}"]
-    if f"reference64{suffix}" in forms:
+        return outputs[f"target64{suffix}"]
+    if f"reference64{suffix}" in outputs:
         model = verdict.classes.get("model")
         if model is not None and model.name == "bitwise":
             verdict.info["reference64"] = "reference float64 (the target cannot run in float64)"
-            return forms[f"reference64{suffix}"]
+            return outputs[f"reference64{suffix}"]
         verdict.info["reference64"] = ("none: the target cannot run in float64 and differs from the reference in "
                                        "float32, so no float64 run is exact for it (element-wise tolerance only)")
     return None
@@ -390,7 +389,7 @@ def _reference64(run: CaseRun, verdict: CaseVerdict, suffix: str) -> dict | None
 def _judge_autocast(run: CaseRun, verdict: CaseVerdict) -> None:
     """An autocast run must have run in mixed precision: the legacy action head (a Linear, autocast-eligible)
     then returns the autocast dtype. Otherwise autocast was silently off and the run tested full precision."""
-    actions = run.forms.get("reference", {}).get("actions")
+    actions = run.outputs.get("reference", {}).get("actions")
     if actions is not None and actions.dtype != AUTOCAST_DTYPES[run.settings.autocast]:
         verdict.findings.append(Finding(
             "autocast_ran", f"autocast {run.settings.autocast} was asked for, but the reference's actions "
@@ -398,7 +397,7 @@ def _judge_autocast(run: CaseRun, verdict: CaseVerdict) -> None:
 
 
 def _error_detail(error: ErrorRecord) -> dict[str, Any]:
-    return {"stage": error.stage, "type": error.type, "message": error.message, "traceback": error.traceback}
+    return {"call": error.call, "type": error.type, "message": error.message, "traceback": error.traceback}
 
 
 def where(error: ErrorRecord) -> str:
@@ -410,9 +409,9 @@ def where(error: ErrorRecord) -> str:
     return f"{name}:{line} in {function}" + (f": {code}" if code else "")
 
 
-LEVEL_STAGES = frozenset(stage for level in LEVELS for pair in level.stages.items() for stage in pair)
+LEVEL_CALLS = frozenset(call for level in LEVELS for pair in level.calls.items() for call in pair)
 """Stages whose errors the pair classes judge (raised, raised-both), not a finding of their own."""
-EVIDENCE_STAGES = frozenset({"reference64", "target64", "reference_policy64", "target_policy64", "compiled:target64",
+EVIDENCE_CALLS = frozenset({"reference64", "target64", "reference_policy64", "target_policy64", "compiled:target64",
                              "fresh", "reference_trajectory64", "target_trajectory64",
                              "reference_trajectory_nodropout", "target_trajectory_nodropout",
                              *(f"{side}_trajectory64native" for side in ("target", *TRAINED[1:]))})
@@ -420,18 +419,18 @@ EVIDENCE_STAGES = frozenset({"reference64", "target64", "reference_policy64", "t
 
 
 def _error_finding(error: ErrorRecord, run: CaseRun) -> Finding | None:
-    detail = {"stage": error.stage, "type": error.type, "traceback": error.traceback}
-    if error.stage == "warm-up" and any(other.stage != "warm-up" and other.type == error.type
-                                        and not other.stage.startswith("reference") for other in run.errors):
+    detail = {"call": error.call, "type": error.type, "traceback": error.traceback}
+    if error.call == "warm-up" and any(other.call != "warm-up" and other.type == error.type
+                                        and not other.call.startswith("reference") for other in run.errors):
         return None  # the target's own call says it (the model level's class, or the same finding)
     if error.kind == "worker_failed":
-        return Finding("worker_failed", f"{error.stage}: {error.message}", detail)
+        return Finding("worker_failed", f"{error.call}: {error.message}", detail)
     if error.kind == "input_mutated":
-        side = "reference" if error.stage.startswith("reference") else "target"
-        return Finding("input_mutated", f"the {side}: {error.message} (at {error.stage})", detail)
-    if error.stage.startswith("explain:") or error.stage in LEVEL_STAGES or error.stage in EVIDENCE_STAGES:
+        side = "reference" if error.call.startswith("reference") else "target"
+        return Finding("input_mutated", f"the {side}: {error.message} (at {error.call})", detail)
+    if error.call.startswith("explain:") or error.call in LEVEL_CALLS or error.call in EVIDENCE_CALLS:
         return None
-    if error.stage == "compiled:reference64":
+    if error.call == "compiled:reference64":
         return Finding("reference64_raised", "no float64 reference could run: the reference in float64 raised "
                        f"{error.type}: {error.message}", detail)
     if error.kind == "not_compiled":
@@ -442,11 +441,11 @@ def _error_finding(error: ErrorRecord, run: CaseRun) -> Finding | None:
         return Finding("export_specialised", f"one export does not serve every batch size: {error.message}", detail)
     if error.form is not None:
         return Finding(FORMS[error.form].raised, f"the {error.form} form of the target raised {error.type} in "
-                       f"{error.stage}: {error.message}", detail)
-    if error.stage.startswith("reference"):
-        return Finding("reference_raised", f"the reference raised {error.type} in {error.stage}: {error.message}",
+                       f"{error.call}: {error.message}", detail)
+    if error.call.startswith("reference"):
+        return Finding("reference_raised", f"the reference raised {error.type} in {error.call}: {error.message}",
                        detail)
-    return Finding("target_raised", f"the target raised {error.type} in {error.stage}: {error.message}", detail)
+    return Finding("target_raised", f"the target raised {error.type} in {error.call}: {error.message}", detail)
 
 
 def _judge_compile(run: CaseRun, verdict: CaseVerdict) -> None:
@@ -454,7 +453,7 @@ def _judge_compile(run: CaseRun, verdict: CaseVerdict) -> None:
     allowance = recompile_allowance(run.settings.dynamic, run.batch_sizes)
     verdict.info["compile"] = {**dataclasses.asdict(stats), "batch_sizes": run.batch_sizes,
                                "recompile_allowance": allowance}
-    if "compiled" not in run.forms:
+    if "compiled" not in run.outputs:
         return
     if stats.fell_back_to_eager:
         verdict.findings.append(Finding("compiled_ran", f"compiled code did not run: {stats.reason}"))

@@ -36,13 +36,13 @@ def judge_trajectories(run: CaseRun, verdict: CaseVerdict) -> None:
     """The steps of each trajectory pair's class (the classes come from `act_equiv.oracle.judge.LEVELS`): per step
     the pair's difference beside the envelope and the step's class, where the pair leaves rounding, and whether a
     difference needs dropout."""
-    forms = run.forms
+    outputs = run.outputs
     for level, pair_class in verdict.classes.items():
         if not level.startswith("trajectory") or pair_class.name not in ("bitwise", "rounding", "divergent"):
             continue
         expected, actual = ("reference", "target") if level == "trajectory" else ("target", level.split()[1])
-        rows = steps(forms[f"{expected}_trajectory"], forms[f"{actual}_trajectory"],
-                     forms.get(f"{expected}_trajectory64"),
+        rows = steps(outputs[f"{expected}_trajectory"], outputs[f"{actual}_trajectory"],
+                     outputs.get(f"{expected}_trajectory64"),
                      [check for check in verdict.checks if check.pair in pair_class.pairs])
         pair_class.detail.update(steps=rows, dropout=_dropout(run, pair_class.name) if level == "trajectory" else
                                  "replayed: the same masks and VAE draws on both sides")
@@ -144,7 +144,7 @@ def _dropout(run: CaseRun, name: str) -> str:
         return "replayed: the same masks and VAE draws on both sides"
     if not run.case.config.dropout:
         return "none in this config: the difference is not dropout's"
-    reference, target = (run.forms.get(f"{role}_trajectory_nodropout") for role in ("reference", "target"))
+    reference, target = (run.outputs.get(f"{role}_trajectory_nodropout") for role in ("reference", "target"))
     if reference is None or target is None:
         return "replayed; no run with dropout off"
     failed = [check for check in compare(reference, target, "dropout off", EXACT) if not check.passed]

@@ -90,7 +90,7 @@ PairClassName = Literal["bitwise", "rounding", "divergent", "raised", "layout", 
 """What a compared pair of sides (reference/target) did, per level (model, policy): the same bits; different bits
 that float64 runs show to be rounding only (or, without a float64 run, within assert_close's float32 tolerance);
 a divergence; one side raised; the checkpoint layout changed; a side cannot express the case; both sides raised
-the same exception type at the same stage (behaviour unchanged: a pre-existing bug is not the edit's regression)."""
+the same exception type at the same call (behaviour unchanged: a pre-existing bug is not the edit's regression)."""
 PAIR_CLASSES: tuple[PairClassName, ...] = get_args(PairClassName)
 WARNING_CLASSES: tuple[PairClassName, ...] = ("rounding", "raised-both")
 COMPARED: tuple[PairClassName, ...] = ("bitwise", "rounding", "divergent")
@@ -111,7 +111,7 @@ class PairClass:
     label: str = ""
     """The class as printed: the name, or "rounding (tolerance only, no float64 evidence)"."""
     detail: dict[str, Any] = field(default_factory=dict)
-    """For raised and raised-both: each side's stage, exception type and innermost traceback lines."""
+    """For raised and raised-both: each side's call, exception type and innermost traceback lines."""
 
     @property
     def warning(self) -> bool:
@@ -138,11 +138,11 @@ def innermost_frame(traceback: list[str]) -> tuple[str, str, str, str] | None:
 
 
 def _raise_signature(error: dict[str, Any]) -> str:
-    """A raise, stably: exception type, stage (batch size dropped) and innermost frame by file and function (line
+    """A raise, stably: exception type, call (batch size dropped) and innermost frame by file and function (line
     numbers move with every edit)."""
     frame = innermost_frame(error.get("traceback", []))
-    stage = re.sub(r"@batch\d+", "", error.get("stage", "?"))
-    return f"{error['type']} at {stage}" + (f" in {frame[0]}:{frame[2]}" if frame else "")
+    call = re.sub(r"@batch\d+", "", error.get("call", "?"))
+    return f"{error['type']} at {call}" + (f" in {frame[0]}:{frame[2]}" if frame else "")
 
 
 def _output(tensor: str) -> str:

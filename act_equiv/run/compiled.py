@@ -13,76 +13,24 @@ per-form counts come from snapshots of the shared counters taken around each cal
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
 from act_equiv import compat
-from act_equiv.errors import InputMutatedError
+from act_equiv.errors import GraphBreakError, NotCompiledError, RecompileLimitError
+from act_equiv.settings import BACKENDS
 
 __all__ = [
-    "BACKENDS",
-    "CompileError",
     "CompileStats",
     "CompiledForm",
     "CountingBackend",
-    "ErrorKind",
-    "GraphBreakError",
-    "NotCompiledError",
-    "RecompileLimitError",
     "counting_backend",
-    "error_kind",
 ]
-
-BACKENDS: tuple[str, ...] = ("inductor", "aot_eager", "eager")
-"""The backends act_equiv compares; any other registered dynamo backend name is accepted too."""
-
-
-class CompileError(RuntimeError):
-    """torch.compile refused the module; `reason` is torch's first line plus the user-code location."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
-
-
-class GraphBreakError(CompileError):
-    """A graph break under fullgraph=True."""
-
-
-class NotCompiledError(CompileError):
-    """torch.compile ran nothing compiled (dynamo disabled, or every frame skipped) and said so."""
-
-
-class RecompileLimitError(CompileError):
-    """Dynamo hit the recompile limit and refused to compile (fullgraph=True, or the fail switch was on)."""
-
-
-ErrorKind = Literal["not_compiled", "graph_break", "raised", "specialised", "worker_failed", "input_mutated"]
-"""`specialised`: a deployment export that does not serve every batch size (`act_equiv.run.deployed`)."""
-
-
-def error_kind(error: BaseException) -> ErrorKind:
-    """What an exception from running a form means: compiled code could not run (`not_compiled`), a graph break
-    under fullgraph=True (`graph_break`), or the code itself raised (`raised`). Decided by class, so a subclass or
-    a renamed class still counts; dynamo's own exceptions (a target that compiles itself) through `compat`."""
-    if isinstance(error, InputMutatedError):
-        return "input_mutated"
-    if isinstance(error, (NotCompiledError, RecompileLimitError)):
-        return "not_compiled"
-    if isinstance(error, GraphBreakError):
-        return "graph_break"
-    if compat.is_recompile_limit_error(error) or compat.is_no_compiled_frames_error(error):
-        return "not_compiled"
-    if compat.is_graph_break_error(error):
-        return "graph_break"
-    return "raised"
-
 
 class CountingBackend:
     """A dynamo backend that counts compilations and executions of its graphs, then delegates to a real backend.
@@ -183,20 +131,17 @@ class CompiledForm:
 
     `mode` applies only to backend="inductor" (torch.compile's rule). `fullgraph=True` turns a graph break into
     `GraphBreakError`; hitting the recompile limit raises `RecompileLimitError` under fullgraph=True, and otherwise
-    shows as `stats.fell_back_to_eager`. `backend_object` overrides the shared counting backend (tests only: a fresh
-    object per form is exactly what triggers the recompile-limit trap).
+    shows as `stats.fell_back_to_eager`.
     """
 
     def __init__(self, module: nn.Module, backend: str = "inductor", mode: str | None = None,
-                 dynamic: bool | None = None, fullgraph: bool = True, *,
-                 backend_object: CountingBackend | None = None) -> None:
+                 dynamic: bool | None = None, fullgraph: bool = True) -> None:
         _validate(backend, mode, dynamic)
         self.module = module
         self.backend, self.mode, self.dynamic, self.fullgraph = backend, mode, dynamic, fullgraph
-        self.counting = backend_object or counting_backend(backend, mode, dynamic)
+        self.counting = counting_backend(backend, mode, dynamic)
         self.compiled = torch.compile(module, backend=self.counting, fullgraph=fullgraph, dynamic=dynamic)
         self.stats = CompileStats()
-        self._reset_since_last_call = False
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         before = self._counters()
@@ -218,26 +163,6 @@ class CompiledForm:
         self._record(before, self._counters(), time.perf_counter() - start)
         return output
 
-    def snapshot(self) -> CompileStats:
-        """A copy of the stats, to diff later with `stats.since(snapshot)`."""
-        return copy.deepcopy(self.stats)
-
-    def recompiled_since(self, snapshot: CompileStats) -> int:
-        """Graphs compiled for this form after `snapshot` (e.g. after only the batch size changed)."""
-        return self.stats.frames_compiled - snapshot.frames_compiled
-
-    def explain(self, *args: Any, **kwargs: Any) -> compat.ExplainResult:
-        """Run `compat.explain` on the eager module and fold its graph breaks into `stats`.
-
-        Costs a dynamo reset (torch's explain does one): every compiled form recompiles on its next call; for this
-        form that compile is not counted as a recompile (for other forms it is: reset them knowingly).
-        """
-        result = compat.explain(self.module, *args, **kwargs)
-        self._reset_since_last_call = True
-        self._add_breaks(result.break_reasons)
-        self.stats.graph_breaks = max(self.stats.graph_breaks, result.graph_break_count)
-        return result
-
     # -- bookkeeping -------------------------------------------------------------------------------------------
     def _counters(self) -> _Counters:
         return _Counters(self.counting.frames, self.counting.graph_runs, compat.graph_break_reasons_count(),
@@ -247,9 +172,8 @@ class CompiledForm:
         stats = self.stats
         frames = after.frames - before.frames
         runs = after.graph_runs - before.graph_runs
-        if stats.calls > 0 and not self._reset_since_last_call:
+        if stats.calls > 0:
             stats.recompiles += frames
-        self._reset_since_last_call = False
         stats.calls += 1
         stats.frames_compiled += frames
         stats.graphs = runs

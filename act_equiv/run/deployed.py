@@ -36,20 +36,10 @@ from torch import Tensor, nn
 
 from act_equiv import compat, forms
 from act_equiv.config import OBS_ENV_STATE, OBS_IMAGES, OBS_STATE, ACTConfig
+from act_equiv.errors import ExportError, ExportSpecialisedError
 
-__all__ = ["ONNX_EXPORTERS", "AotiForm", "DeployedForm", "DeploymentModule", "ExportError", "ExportSpecialisedError",
+__all__ = ["AotiForm", "DeployedForm", "DeploymentModule",
            "ExportedForm", "OnnxForm", "deploy", "deployment_inputs", "input_names"]
-
-ONNX_EXPORTERS: tuple[str, ...] = ("dynamo", "torchscript")
-
-
-class ExportSpecialisedError(RuntimeError):
-    """The export does not serve every batch size: it was specialised to its example batch, or refused another."""
-
-
-class ExportError(RuntimeError):
-    """The exporter (or the runtime's loading of its output) refused the target; the message is the exporter's."""
-
 
 class DeploymentModule(nn.Module):
     """The inner model's eval forward as a function of flat tensors (see the module docstring)."""

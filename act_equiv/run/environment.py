@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from act_equiv.run.numerics import pinned_settings
+from act_equiv.settings import Settings
 
 
 def environment(device: str, **settings: Any) -> dict[str, Any]:
@@ -21,9 +22,8 @@ def environment(device: str, **settings: Any) -> dict[str, Any]:
     }
 
 
-def gate_environment(target: str, device: str, dtype: str, backend: str | None, mode: str | None,
-                     dynamic: bool | None, autocast: str | None = None, **more: Any) -> dict[str, Any]:
-    """A gate's (`Gate` keywords in): its settings, by the names its options have, then `more` (the reference,
-    strictness, where each side ran), and the numerics it pins."""
-    return environment(device, target=target, backend=backend, mode=mode, dtype=dtype, autocast=autocast,
-                       dynamic=dynamic, **more, **pinned_settings(device))
+def gate_environment(settings: Settings, sides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A gate's: its settings, by the names their options have, where each side ran (`sides`, by role), and the
+    numerics it pins."""
+    return environment(settings.device, **settings.stated(), **({"sides": sides} if sides is not None else {}),
+                       **pinned_settings(settings.device))

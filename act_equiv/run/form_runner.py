@@ -21,16 +21,17 @@ from act_equiv.case import Case
 from act_equiv.run import numerics
 from act_equiv.run.deployed import DeployedForm, DeploymentModule, deploy, deployment_inputs
 from act_equiv.run.probe import Probe
-from act_equiv.run.records import FAILED, FormsRecord, Outputs, RunSettings, batch_suffix, guarded, record_form
+from act_equiv.run.records import FAILED, FormsRecord, Outputs, batch_suffix, guarded, record_outputs
+from act_equiv.settings import Settings
 
 __all__ = ["FormRunner", "ModelSide", "deployed_sizes", "further_batch_sizes"]
 
 
 class ModelSide(Protocol):
-    """What running a side's forms needs of it (`act_equiv.run.side.Side`): its settings, its built or loaded
+    """What running a side's forms needs of it (`act_equiv.run.side.InProcessSide`): its settings, its built or loaded
     model, its batches and the call that runs a form in the case's mode."""
 
-    settings: RunSettings
+    settings: Settings
     model: nn.Module
 
     def batch(self, case: Case, size: int) -> dict[str, Any]: ...
@@ -74,7 +75,7 @@ class FormRunner:
         s, record = side.settings, FormsRecord()
         if s.backend is not None and forms.FORMS[forms.COMPILED].runs_in(case.training):
             self._compiled(side, case, record)
-        deployed = [form for form in s.forms if forms.FORMS[form].runs_in(case.training)]
+        deployed = [form for form in s.deployed_forms if forms.FORMS[form].runs_in(case.training)]
         if deployed:
             self._deployed(side, case, record, deployed)
         return record
@@ -100,7 +101,7 @@ class FormRunner:
             def first(batch: dict[str, Any]) -> Outputs:
                 return form(compat.mark_batch_dynamic(batch))
         with compat.fallback_random():
-            if not record_form(record, "compiled", "compiled",
+            if not record_outputs(record, "compiled", "compiled",
                                lambda: side.invoke(case, first, model, side.batch(case, size)), forms.COMPILED):
                 return
             record.batch_sizes = [size]
@@ -108,9 +109,9 @@ class FormRunner:
                 return
             for size in further_batch_sizes(case.batch.batch_size, s.extra_batch_sizes):
                 other = side.batch(case, size)
-                if not (record_form(record, f"compiled@batch{size}", f"compiled@batch{size}",
+                if not (record_outputs(record, f"compiled@batch{size}", f"compiled@batch{size}",
                                     lambda b=other: side.invoke(case, form, model, b), forms.COMPILED)
-                        and record_form(record, f"target@batch{size}", f"target@batch{size}",
+                        and record_outputs(record, f"target@batch{size}", f"target@batch{size}",
                                         lambda b=other: side.invoke(case, probe, model, b))):
                     return
                 record.batch_sizes.append(size)
@@ -123,7 +124,7 @@ class FormRunner:
         probe = Probe(case.config, model)
         for size in sizes:
             name = "target" + batch_suffix(case, size)
-            if name not in record.forms and not record_form(
+            if name not in record.outputs and not record_outputs(
                     record, name, name, lambda b=batches[size]: side.invoke(case, probe, model, b)):
                 return
         record.deployed_sizes = sizes
@@ -134,7 +135,7 @@ class FormRunner:
             for size in sizes if exported is not FAILED else ():
                 inputs = deployment_inputs(case.config, batches[size])
                 key = name + batch_suffix(case, size)
-                if not record_form(record, key, key, lambda i=inputs, d=exported: {"actions": _infer(d, i)}, name):
+                if not record_outputs(record, key, key, lambda i=inputs, d=exported: {"actions": _infer(d, i)}, name):
                     break
 
     def _deployment(self, side: ModelSide, case: Case, record: FormsRecord, name: str,

@@ -1,4 +1,5 @@
-"""What a side is given: a batch of its own (a copy, or a cast), and the check that a call left it as it was.
+"""What a side is given: the case's batch at a size (`batch_at`), a batch of its own (a copy, or a cast), and the
+check that a call left it as it was.
 
 A side never computes on the caller's tensors: each call gets a copy (`copy_batch`), and afterwards the copy must
 still hold the caller's values (`check_unchanged`), else the call wrote into its input (an `InputMutatedError`).
@@ -10,9 +11,18 @@ from typing import Any
 
 import torch
 
+from act_equiv.case import Case, make_batch
 from act_equiv.errors import InputMutatedError
+from act_equiv.run.numerics import DTYPES
+from act_equiv.settings import Settings
 
-__all__ = ["cast_batch", "check_unchanged", "copy_batch", "same_bits"]
+__all__ = ["batch_at", "cast_batch", "check_unchanged", "copy_batch", "same_bits"]
+
+
+def batch_at(settings: Settings, case: Case, size: int) -> dict[str, Any]:
+    """The case's batch at `size` on the settings' device and dtype: the same tensors in every process that makes
+    it."""
+    return make_batch(case.config, case.batch.with_batch_size(size), settings.device, DTYPES[settings.dtype])
 
 
 def copy_batch(batch: dict[str, Any]) -> dict[str, Any]:

@@ -24,11 +24,13 @@ from collections.abc import Iterator
 import torch
 from torch.overrides import TorchFunctionMode
 
-from act_equiv import compat
+from act_equiv import compat, settings
 
-__all__ = ["AUTOCAST_DTYPES", "CUBLAS_WORKSPACE", "autocast", "float32_sampling", "pinned", "pinned_settings"]
+__all__ = ["AUTOCAST_DTYPES", "CUBLAS_WORKSPACE", "DTYPES", "autocast", "float32_sampling", "pinned", "pinned_settings"]
 
-AUTOCAST_DTYPES: dict[str, torch.dtype] = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in settings.DTYPES}
+"""The run's dtype by name (`act_equiv.settings.DTYPES`)."""
+AUTOCAST_DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in settings.AUTOCAST}
 """Mixed-precision runs: the model's weights stay float32 and `torch.autocast` runs eligible ops in this dtype."""
 
 CUBLAS_WORKSPACE = ":4096:8"

@@ -1,4 +1,4 @@
-"""What a run records: its settings, each form's named outputs, the errors raised, compile statistics. The runner
+"""What a run records: each form's named outputs, the errors raised, compile statistics. The runner
 writes these and judges nothing; the oracle reads them. Plain data, so the oracle needs no part of the runner."""
 
 from __future__ import annotations
@@ -11,69 +11,16 @@ from typing import Any
 
 import torch
 
-from act_equiv.case import Case, make_batch
-from act_equiv.run.compiled import CompileStats, ErrorKind, error_kind
-from act_equiv.run.deployed import ExportSpecialisedError
+from act_equiv import compat
+from act_equiv.case import Case
+from act_equiv.errors import ErrorKind, FindingError
+from act_equiv.run.compiled import CompileStats
+from act_equiv.settings import Settings
 
-__all__ = ["DTYPES", "FAILED", "CaseRun", "ErrorRecord", "FormsRecord", "Outputs", "RunSettings", "batch_suffix",
-           "guarded", "record_form"]
-
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
-
+__all__ = ["FAILED", "CaseRun", "ErrorRecord", "FormsRecord", "Outputs", "batch_suffix", "error_kind", "guarded",
+           "record_outputs"]
 
 Outputs = dict[str, "torch.Tensor | None"]
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """How forms are run (the oracle's tolerances follow from these)."""
-
-    device: str = "cpu"
-    dtype: str = "float32"
-    backend: str | None = "aot_eager"
-    """`None` runs no compiled form."""
-    mode: str | None = None
-    dynamic: bool | None = None
-    extra_batch_sizes: int = 2
-    """Compiled calls at this many further batch sizes (eval only), each compared with the eager target at that
-    size: a graph that is wrong only once the batch dimension is symbolic shows there; recompiles are counted."""
-    reference64: bool = False
-    """Run a float64 reference beside the compiled form (the gate asks when a compiled tolerance may fall back to
-    the fp64-referenced check)."""
-    autocast: str | None = None
-    """"bfloat16" / "float16": every form but the float64 reference runs under `torch.autocast` (float32 weights)."""
-    forms: tuple[str, ...] = ()
-    """Deployment forms (`act_equiv.run.deployed.FORMS`) run in eval cases beside the eager target, at the case's
-    batch size, at batch 1 (the robot loop) and at the compiled form's further sizes, all from one export."""
-    onnx_exporter: str = "dynamo"
-    """The onnx form's exporter: "dynamo" (torch.export based) or "torchscript"."""
-    train_steps: int = 3
-    """Optimizer steps of a training case's trajectory (`act_equiv.run.training`); 0 trains none."""
-    trained_structures: int = 1
-    """Structures per run whose training trajectory is compiled too, each of their cases then trained compiled: a
-    compiled trajectory compiles the forward, backward and (whole step) the optimizer over every parameter, and
-    again in float64 where it is not bitwise (about 40 s a structure with aot_eager, minutes with inductor, on 2 CPU
-    cores)."""
-    explain: bool = True
-    """Trace the eager sides with `torch._dynamo.explain` (once per structure and mode, in the compiled stage: a
-    trace costs seconds): both sides where no compiled form runs, and the target where its compiled form hit a graph
-    break (fullgraph stops at the first; the trace lists every one). A compiled form that runs counts graph breaks
-    itself, so a clean structure is not traced twice."""
-
-    @property
-    def torch_dtype(self) -> torch.dtype:
-        return DTYPES[self.dtype]
-
-    def batch(self, case: Case, size: int) -> dict[str, Any]:
-        """The case's batch at `size` on this device and dtype: the same tensors in every process that makes it."""
-        return make_batch(case.config, case.batch.with_batch_size(size), self.device, self.torch_dtype)
-
-    def label(self) -> str:
-        """How the forms ran, in a few words ("cpu float32+bfloat16 autocast, inductor"): reports group by it."""
-        precision = self.dtype + (f"+{self.autocast} autocast" if self.autocast else "")
-        compiled = self.backend if self.mode is None else f"{self.backend} {self.mode}"
-        deployed = [f"onnx {self.onnx_exporter}" if form == "onnx" else form for form in self.forms]
-        return f"{self.device} {precision}, {compiled or 'not compiled'}" + "".join(f", {form}" for form in deployed)
 
 
 @dataclass
@@ -81,7 +28,8 @@ class ErrorRecord:
     """An exception raised by a form, summarised for reports (type, message, innermost frames) and classified
     while the exception object is still at hand (`kind`, which the oracle reads; `type` is for display)."""
 
-    stage: str
+    call: str
+    """Where it was raised: the call ("reference:forward", "compiled", "export:onnx", "warm-up", ...)."""
     type: str
     kind: ErrorKind
     message: str
@@ -90,42 +38,50 @@ class ErrorRecord:
     """The form (`act_equiv.forms.FORMS`) whose run raised, or None for the eager forms."""
 
     @classmethod
-    def capture(cls, stage: str, error: BaseException, form: str | None = None) -> ErrorRecord:
+    def capture(cls, call: str, error: BaseException, form: str | None = None) -> ErrorRecord:
         """`error` as raised here, or, for a side in a worker, as the worker recorded it (`RemoteError`)."""
         remote = getattr(error, "record", None)
         if remote is not None:
-            return cls(stage, remote["type"], remote.get("kind", "raised"), remote["message"], remote["traceback"],
+            return cls(call, remote["type"], remote.get("kind", "raised"), remote["message"], remote["traceback"],
                        form)
         frames = traceback.format_exception(type(error), error, error.__traceback__)
-        kind: ErrorKind = error_kind(error)
-        if type(error).__name__ == "WorkerError":  # by name: act_equiv.run.worker imports this module's users
-            kind = "worker_failed"
-        elif isinstance(error, ExportSpecialisedError):
-            kind = "specialised"
-        return cls(stage, type(error).__name__, kind,
+        return cls(call, type(error).__name__, error_kind(error),
                    str(error).strip().splitlines()[0] if str(error) else "", [line.rstrip() for line in frames[-6:]],
                    form)
+
+
+def error_kind(error: BaseException) -> ErrorKind:
+    """What an exception from running a form means: act_equiv's own say it (`FindingError.kind`, by class, so a
+    subclass counts too); dynamo's (a target that compiles itself) are mapped through `compat`; anything else the
+    code itself raised."""
+    if isinstance(error, FindingError):
+        return error.kind
+    if compat.is_recompile_limit_error(error) or compat.is_no_compiled_frames_error(error):
+        return "not_compiled"
+    if compat.is_graph_break_error(error):
+        return "graph_break"
+    return "raised"
 
 
 FAILED = object()
 """What `guarded` returns when the call raised (its error is recorded)."""
 
 
-def guarded(record: Any, stage: str, fn: Callable[[], Any], form: str | None = None) -> Any:
-    """`fn()`, or `FAILED` with its error appended to `record.errors` as raised at `stage` (by `form`)."""
+def guarded(record: Any, call: str, fn: Callable[[], Any], form: str | None = None) -> Any:
+    """`fn()`, or `FAILED` with its error appended to `record.errors` as raised at `call` (by `form`)."""
     try:
         return fn()
     except Exception as error:
-        record.errors.append(ErrorRecord.capture(stage, error, form))
+        record.errors.append(ErrorRecord.capture(call, error, form))
         return FAILED
 
 
-def record_form(record: Any, name: str, stage: str, fn: Callable[[], Outputs], form: str | None = None) -> bool:
-    """`record.forms[name] = fn()`; False (the error recorded at `stage`) when it raised."""
-    outputs = guarded(record, stage, fn, form)
+def record_outputs(record: Any, name: str, call: str, fn: Callable[[], Outputs], form: str | None = None) -> bool:
+    """`record.outputs[name] = fn()`; False (the error recorded at `call`) when it raised."""
+    outputs = guarded(record, call, fn, form)
     if outputs is FAILED:
         return False
-    record.forms[name] = outputs
+    record.outputs[name] = outputs
     return True
 
 
@@ -134,7 +90,7 @@ class FormsRecord:
     """What one side's forms produced (`act_equiv.run.form_runner`), in the process that owns the side; plain data,
     so a worker sends it back as it is (`to_dict`) and the runner adds it to the case's run (`add_to`)."""
 
-    forms: dict[str, Outputs] = field(default_factory=dict)
+    outputs: dict[str, Outputs] = field(default_factory=dict)
     errors: list[ErrorRecord] = field(default_factory=list)
     compile_stats: CompileStats | None = None
     deployed: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -154,7 +110,7 @@ class FormsRecord:
                       "compile_stats": None if stats is None else CompileStats(**stats)})
 
     def add_to(self, run: CaseRun) -> None:
-        run.forms.update(self.forms)
+        run.outputs.update(self.outputs)
         run.errors += self.errors
         run.compile_stats = self.compile_stats
         run.deployed.update(self.deployed)
@@ -164,15 +120,15 @@ class FormsRecord:
 @dataclass
 class CaseRun:
     case: Case
-    settings: RunSettings
-    forms: dict[str, Outputs] = field(default_factory=dict)
+    settings: Settings
+    outputs: dict[str, Outputs] = field(default_factory=dict)
     """At the case's batch size: "reference", "target", "target_repeat" (model level), "reference_policy",
     "target_policy" (policy level), in training "reference_trajectory", "target_trajectory" and the target's compiled
     ones "compiled_trajectory", "compiled-step_trajectory" (`act_equiv.run.training`, with "<side>_trajectory64" and
     "<side>_trajectory_nodropout" where they differ), where a pair differs the float64 evidence "reference64",
     "target64", "reference_policy64", "target_policy64", and "compiled" with, for the fp64-referenced check,
-    "target64" (or "reference64" where the target cannot run in float64). The eager target, compiled and float64
-    forms at a further batch size N are named "<form>@batchN"."""
+    "target64" (or "reference64" where the target cannot run in float64). The eager target's, the compiled form's
+    and the float64 outputs at a further batch size N are named "<name>@batchN"."""
     errors: list[ErrorRecord] = field(default_factory=list)
     layouts: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     """Per level ("model", "policy"), where the reference's checkpoint does not load strictly into the target or the

@@ -27,9 +27,10 @@ from act_equiv.models import ACTPolicy
 from act_equiv.run import numerics, training
 from act_equiv.run.concurrent import Outcome, at_once
 from act_equiv.run.form_runner import further_batch_sizes
-from act_equiv.run.inputs import same_bits
-from act_equiv.run.records import FAILED, CaseRun, Outputs, RunSettings, batch_suffix, guarded, record_form
-from act_equiv.run.side import state_layout
+from act_equiv.run.inputs import batch_at, same_bits
+from act_equiv.run.records import FAILED, CaseRun, Outputs, batch_suffix, guarded, record_outputs
+from act_equiv.run.side import Side, state_layout
+from act_equiv.settings import Settings
 
 OWN_POLICY = f"{ACTPolicy.__module__}.{ACTPolicy.__qualname__}"
 """How a side's environment names act_equiv's own policy."""
@@ -38,7 +39,7 @@ OWN_POLICY = f"{ACTPolicy.__module__}.{ACTPolicy.__qualname__}"
 class Runner:
     """Runs cases for two sides and one setting."""
 
-    def __init__(self, reference: Any, target: Any, settings: RunSettings) -> None:
+    def __init__(self, reference: Side, target: Side, settings: Settings) -> None:
         self.reference = reference
         self.target = target
         self.settings = settings
@@ -68,14 +69,14 @@ class Runner:
                     run.unsupported = {"side": role, "spec": side.spec, "reason": reason}
                     break
             if run.unsupported is None and not run.errors:
-                self._run_forms(run)
+                self._run_levels(run)
         run.seconds = time.perf_counter() - start
         return run
 
     def run_compiled(self, run: CaseRun) -> None:
         """The eager sides' graph breaks (if asked), the target's forms, and the float64 run the fp64-referenced
         check may need."""
-        if "target_repeat" not in run.forms:
+        if "target_repeat" not in run.outputs:
             return
         start = time.perf_counter()
         s, case = self.settings, run.case
@@ -87,11 +88,11 @@ class Runner:
                 record.add_to(run)
                 if s.explain and any(error.kind == "graph_break" for error in record.errors):
                     self._explain(run, ("target",))  # fullgraph stops at the first break: list every one
-            if s.reference64 and ("compiled" in run.forms or run.deployed_sizes):
+            if s.reference64 and ("compiled" in run.outputs or run.deployed_sizes):
                 sizes = dict.fromkeys([*run.batch_sizes, *run.deployed_sizes])
-                self._float64(run, {size: s.batch(case, size) for size in sizes})
+                self._float64(run, {size: batch_at(s, case, size) for size in sizes})
             self._further_sizes(run)
-            if case.training and s.backend is not None and "target_trajectory" in run.forms:
+            if case.training and s.backend is not None and "target_trajectory" in run.outputs:
                 self._compiled_trajectories(run)
         run.seconds += time.perf_counter() - start
 
@@ -103,11 +104,11 @@ class Runner:
         further = [*run.batch_sizes, *run.deployed_sizes] if not case.training else [
             *further_batch_sizes(case.batch.batch_size, s.extra_batch_sizes)]
         for size in dict.fromkeys(size for size in further if size != case.batch.batch_size):
-            suffix, batch = batch_suffix(case, size), s.batch(case, size)
-            if f"target{suffix}" not in run.forms and not record_form(
+            suffix, batch = batch_suffix(case, size), batch_at(s, case, size)
+            if f"target{suffix}" not in run.outputs and not record_outputs(
                     run, f"target{suffix}", f"forward{suffix}", lambda b=batch: self.target.call(case, b)):
                 return
-            if not record_form(run, f"reference{suffix}", f"reference:forward{suffix}",
+            if not record_outputs(run, f"reference{suffix}", f"reference:forward{suffix}",
                                lambda b=batch: self.reference.call(case, b)):
                 return
 
@@ -128,17 +129,17 @@ class Runner:
             outputs = guarded(run, "compiled:reference64", lambda: self.reference.call64(case, batches))
             form = "reference64"
         if outputs is not FAILED:
-            run.forms.update({form + batch_suffix(case, size): out for size, out in outputs.items()})
+            run.outputs.update({form + batch_suffix(case, size): out for size, out in outputs.items()})
 
     def run(self, case: Case) -> CaseRun:
         run = self.run_eager(case)
         self.run_compiled(run)
         return run
 
-    # -- eager forms --------------------------------------------------------------------------------
-    def _run_forms(self, run: CaseRun) -> None:
+    # -- eager levels -------------------------------------------------------------------------------
+    def _run_levels(self, run: CaseRun) -> None:
         case, reference, target = run.case, self.reference, self.target
-        batch = self.settings.batch(case, case.batch.batch_size)
+        batch = batch_at(self.settings, case, case.batch.batch_size)
         run.features = {**case.features(), "padding": ACTION_IS_PAD in batch and bool(batch[ACTION_IS_PAD].any())}
         state = guarded(run, "reference:build", lambda: reference.build(case))
         if state is FAILED:
@@ -146,7 +147,7 @@ class Runner:
             guarded(run, "build", lambda: target.build(case))
             return
         forward, loaded = self._both(lambda: reference.call(case, batch), lambda: target.load(case, state))
-        record_form(run, "reference", "reference:forward", forward.get)
+        record_outputs(run, "reference", "reference:forward", forward.get)
         layout = guarded(run, "build", loaded.get)
         if layout is FAILED:
             return
@@ -155,18 +156,18 @@ class Runner:
             return
         # The target's instance first runs a batch of other values (the next seed), as a robot or training loop
         # calls a model again and again: outputs that depend on what ran before differ from the reference's.
-        other = self.settings.batch(dataclasses.replace(case, batch=dataclasses.replace(
+        other = batch_at(self.settings, dataclasses.replace(case, batch=dataclasses.replace(
             case.batch, seed=case.batch.seed + 1)), case.batch.batch_size)
         guarded(run, "warm-up", lambda: target.call(case, other))
         for name in ("target", "target_repeat"):
-            if not record_form(run, name, "forward" if name == "target" else name, lambda: target.call(case, batch)):
+            if not record_outputs(run, name, "forward" if name == "target" else name, lambda: target.call(case, batch)):
                 break
         loads = self._policy_loads(run)
         if loads:
             outputs = self._both(lambda: reference.policy(case, rollout_only=self.rollout_only),
                                  lambda: target.policy(case, rollout_only=self.rollout_only))
-            record_form(run, "reference_policy", "reference:policy", outputs[0].get)
-            record_form(run, "target_policy", "policy", outputs[1].get)
+            record_outputs(run, "reference_policy", "reference:policy", outputs[0].get)
+            record_outputs(run, "target_policy", "policy", outputs[1].get)
         self._evidence(run, batch)
         if loads and case.training and self.settings.train_steps:
             self._trajectories(run)
@@ -177,26 +178,26 @@ class Runner:
         (`act_equiv.run.training`); where they differ, the evidence (`_trajectory_evidence`)."""
         case = run.case
         outcomes = self._both(lambda: self.reference.trajectory(case), lambda: self.target.trajectory(case))
-        for role, stage, outcome in zip(("reference", "target"), ("reference:train", "train"), outcomes, strict=True):
-            trained = guarded(run, stage, outcome.get)
+        for role, call, outcome in zip(("reference", "target"), ("reference:train", "train"), outcomes, strict=True):
+            trained = guarded(run, call, outcome.get)
             if trained is not FAILED:
-                run.forms[f"{role}_trajectory"], run.trained[role] = trained
-        if {"reference_trajectory", "target_trajectory"} <= run.forms.keys() and not identical(
-                run.forms["reference_trajectory"], run.forms["target_trajectory"]):
+                run.outputs[f"{role}_trajectory"], run.trained[role] = trained
+        if {"reference_trajectory", "target_trajectory"} <= run.outputs.keys() and not identical(
+                run.outputs["reference_trajectory"], run.outputs["target_trajectory"]):
             self._trajectory_evidence(run, ("reference", "target"))
 
     def _trajectory_evidence(self, run: CaseRun, roles: tuple[str, ...]) -> None:
         """The sides' trajectories in float64 (the envelope rounding may grow within), and with dropout off (whether a
         difference needs dropout: with dropout replayed, it is not dropout's randomness either way)."""
-        case, forms = run.case, run.forms
+        case, outputs = run.case, run.outputs
         sides = {"reference": self.reference, "target": self.target}
-        wanted = [(role, "64", {"float64": "float32"}) for role in roles if f"{role}_trajectory64" not in forms]
+        wanted = [(role, "64", {"float64": "float32"}) for role in roles if f"{role}_trajectory64" not in outputs]
         if case.config.dropout:
             wanted += [(role, "_nodropout", {"dropout": False}) for role in roles
-                       if f"{role}_trajectory_nodropout" not in forms]
+                       if f"{role}_trajectory_nodropout" not in outputs]
         for role, suffix, keywords in wanted:
             name = f"{role}_trajectory{suffix}"
-            record_form(run, name, name, lambda side=sides[role], k=keywords: side.trajectory(case, **k)[0])
+            record_outputs(run, name, name, lambda side=sides[role], k=keywords: side.trajectory(case, **k)[0])
 
     def _compiled_trajectories(self, run: CaseRun) -> None:
         """On the first `trained_structures` structures of the run (and again on those), the target's policy trained
@@ -212,18 +213,18 @@ class Runner:
             result = guarded(run, f"train:{trained}", lambda t=trained: self.target.trajectory(case, t),
                              forms.COMPILED)
             if result is not FAILED:
-                run.forms[f"{trained}_trajectory"], run.trained[trained] = result
-                if not identical(run.forms["target_trajectory"], result[0]):
+                run.outputs[f"{trained}_trajectory"], run.trained[trained] = result
+                if not identical(run.outputs["target_trajectory"], result[0]):
                     differing.append(trained)
         if not differing:
             return
         # The evidence: eager in float64 with the float32 run's draws (the envelope), and eager and each differing
         # compiled trajectory in float64 drawing their own numbers (a compiled graph cannot replay float32 draws).
-        wanted = [("target_trajectory64", "eager", "float32")] if "target_trajectory64" not in run.forms else []
+        wanted = [("target_trajectory64", "eager", "float32")] if "target_trajectory64" not in run.outputs else []
         wanted += [("target_trajectory64native", "eager", "native")]
         wanted += [(f"{trained}_trajectory64native", trained, "native") for trained in differing]
         for name, trained, draws in wanted:
-            record_form(run, name, name, lambda t=trained, d=draws: self.target.trajectory(case, t, float64=d)[0])
+            record_outputs(run, name, name, lambda t=trained, d=draws: self.target.trajectory(case, t, float64=d)[0])
 
     def _policy_loads(self, run: CaseRun) -> bool:
         """The checkpoint contract at the policy level: each side's policy, as its own constructor builds it, must
@@ -275,22 +276,22 @@ class Runner:
     def _evidence(self, run: CaseRun, batch: dict[str, Any]) -> None:
         """Where a pair is not bitwise equal, both sides again in float64: whether they then agree to float64
         rounding is what tells a rounding-only change from a divergence (the oracle decides)."""
-        case, forms, size = run.case, run.forms, run.case.batch.batch_size
-        if {"reference", "target"} <= forms.keys() and not identical(forms["reference"], forms["target"]):
+        case, outputs, size = run.case, run.outputs, run.case.batch.batch_size
+        if {"reference", "target"} <= outputs.keys() and not identical(outputs["reference"], outputs["target"]):
             outcomes = self._both(lambda: self.reference.call64(case, {size: batch}),
                                   lambda: self.target.call64(case, {size: batch}))
             for role, outcome in zip(("reference", "target"), outcomes, strict=True):
-                outputs = guarded(run, f"{role}64", outcome.get)
-                if outputs is not FAILED:
-                    forms[f"{role}64"] = outputs[size]
+                computed = guarded(run, f"{role}64", outcome.get)
+                if computed is not FAILED:
+                    outputs[f"{role}64"] = computed[size]
             # Whether a first call computes the reference's outputs: then the difference is the instance's history.
-            record_form(run, "target_fresh", "fresh", lambda: self.target.fresh(case, batch))
-        if {"reference_policy", "target_policy"} <= forms.keys() and not identical(forms["reference_policy"],
-                                                                                      forms["target_policy"]):
+            record_outputs(run, "target_fresh", "fresh", lambda: self.target.fresh(case, batch))
+        if {"reference_policy", "target_policy"} <= outputs.keys() and not identical(outputs["reference_policy"],
+                                                                                      outputs["target_policy"]):
             outcomes = self._both(lambda: self.reference.policy(case, float64=True, rollout_only=self.rollout_only),
                                   lambda: self.target.policy(case, float64=True, rollout_only=self.rollout_only))
             for role, outcome in zip(("reference", "target"), outcomes, strict=True):
-                record_form(run, f"{role}_policy64", f"{role}_policy64", outcome.get)
+                record_outputs(run, f"{role}_policy64", f"{role}_policy64", outcome.get)
 
     def _both(self, reference: Callable[[], Any], target: Callable[[], Any]) -> list[Outcome]:
         """A call of each side, at once where a side runs in a worker (`act_equiv.run.concurrent`)."""

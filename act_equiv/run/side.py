@@ -1,4 +1,5 @@
-"""A side: one ACT implementation of a comparison, built for a case and run in it, in this process.
+"""A side: one ACT implementation of a comparison, built for a case and run in it. `Side` is what the runner
+calls; `InProcessSide` runs it in this process, `act_equiv.run.worker.WorkerSide` in another.
 
 The runner compares two sides, the reference and the target. A side builds its model for a case (the reference with
 the case's seeded weights, the target by loading the reference's state_dict `strict=True`), then runs it
@@ -7,7 +8,7 @@ the case's seeded weights, the target by loading the reference's state_dict `str
   models): its loss in training and in eval with actions, `predict_action_chunk`, and `select_action` over a short
   rollout that refills the action queue (or feeds the temporal ensembler);
 each in the run's dtype, or in float64 for the evidence that tells rounding from divergence.
-`act_equiv.run.worker` runs this same class in another process behind the same methods.
+`act_equiv.run.worker` runs `InProcessSide` in another process behind the same methods.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import platform
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -30,9 +31,10 @@ from act_equiv.errors import PolicyApiMissingError
 from act_equiv.models import build
 from act_equiv.run import numerics, training
 from act_equiv.run.form_runner import FormRunner
-from act_equiv.run.inputs import cast_batch, check_unchanged, copy_batch
+from act_equiv.run.inputs import batch_at, cast_batch, check_unchanged, copy_batch
 from act_equiv.run.probe import Probe
-from act_equiv.run.records import FormsRecord, Outputs, RunSettings
+from act_equiv.run.records import FormsRecord, Outputs
+from act_equiv.settings import Settings
 from act_equiv.targets.target import Target
 
 POLICY_API = ("forward", "predict_action_chunk", "select_action", "reset")
@@ -40,17 +42,49 @@ POLICY_API = ("forward", "predict_action_chunk", "select_action", "reset")
 CHECKPOINT_FILE = "model.safetensors"
 """The weights file of a LeRobot policy checkpoint (`save_pretrained`)."""
 
-__all__ = ["CHECKPOINT_FILE", "POLICY_API", "Probe", "Side", "policy_batch", "refill", "rollout_steps", "shapes",
-           "split_policy", "state_layout"]
+__all__ = ["CHECKPOINT_FILE", "POLICY_API", "InProcessSide", "Probe", "Side", "policy_batch", "refill",
+           "rollout_steps", "shapes", "split_policy", "state_layout"]
 
 
-class Side:
-    """An ACT implementation (a `Target`) in this process. `build` or `load` first, then the calls."""
+class Side(Protocol):
+    """What the runner calls on a side, wherever it runs: `build` (the reference) or `load` (the target) a case's
+    model first, then the calls; each returns named outputs (`act_equiv.run.records.Outputs`) or raises, and an
+    error raised in a worker arrives as a `RemoteError` carrying its kind."""
+
+    in_worker: bool
+    settings: Settings
+
+    @property
+    def spec(self) -> str: ...
+    @property
+    def policy_name(self) -> str: ...
+    def environment(self) -> dict[str, Any]: ...
+    def missing_forms(self) -> dict[str, str]: ...
+    def unsupported(self, config: ACTConfig) -> str | None: ...
+    def build(self, case: Case) -> dict[str, torch.Tensor]: ...
+    def load(self, case: Case, state: dict[str, torch.Tensor]) -> dict[str, list[str]] | None: ...
+    def saves_checkpoints(self, case: Case) -> bool: ...
+    def save_checkpoint(self, case: Case, directory: str) -> None: ...
+    def load_checkpoint(self, case: Case, directory: str) -> str | None: ...
+    def policy_state(self, case: Case) -> dict[str, list[int]]: ...
+    def forms(self, case: Case) -> FormsRecord: ...
+    def explain(self, case: Case) -> dict[str, Any] | None: ...
+    def call(self, case: Case, batch: dict[str, Any]) -> Outputs: ...
+    def fresh(self, case: Case, batch: dict[str, Any]) -> Outputs: ...
+    def call64(self, case: Case, batches: dict[int, dict[str, Any]]) -> dict[int, Outputs]: ...
+    def policy(self, case: Case, float64: bool = False, rollout_only: bool = False) -> Outputs: ...
+    def trajectory(self, case: Case, trained: training.Trained = "eager", float64: training.Draws | None = None,
+                   dropout: bool = True) -> tuple[Outputs, dict[str, Any]]: ...
+    def close(self) -> None: ...
+
+
+class InProcessSide:
+    """An ACT implementation (a `Target`) in this process (a `Side`). `build` or `load` first, then the calls."""
 
     in_worker = False
     """Whether the side computes in another process (`act_equiv.run.worker`)."""
 
-    def __init__(self, target: Target, settings: RunSettings) -> None:
+    def __init__(self, target: Target, settings: Settings) -> None:
         self.target = target
         self.settings = settings
         self.model: nn.Module | None = None
@@ -82,8 +116,7 @@ class Side:
     def missing_forms(self) -> dict[str, str]:
         """The forms of the settings that cannot run in this interpreter, each with what it needs
         (`act_equiv.forms.missing`)."""
-        asked = [*self.settings.forms, *([forms.COMPILED] if self.settings.backend is not None else [])]
-        return {name: reason for name in asked if (reason := forms.missing(name)) is not None}
+        return {name: reason for name in self.settings.forms if (reason := forms.missing(name)) is not None}
 
     def unsupported(self, config: ACTConfig) -> str | None:
         return self.target.unsupported(config)
@@ -106,7 +139,7 @@ class Side:
         """Take what the factory made: a model, or a policy around one (`split_policy`), which then is this side's
         policy level instead of `Target.policy`'s."""
         s = self.settings
-        model, policy = split_policy(made.to(s.device, s.torch_dtype))
+        model, policy = split_policy(made.to(s.device, numerics.DTYPES[s.dtype]))
         self.model = model
         if policy is not None:
             self._own_policy = f"{type(policy).__module__}.{type(policy).__qualname__}"
@@ -157,7 +190,7 @@ class Side:
 
     def batch(self, case: Case, size: int) -> dict[str, Any]:
         """The case's batch at `size`, in the run's device and dtype (the same tensors in every process)."""
-        return self.settings.batch(case, size)
+        return batch_at(self.settings, case, size)
 
     def forms(self, case: Case) -> FormsRecord:
         """The loaded model's forms the settings ask for (`act_equiv.run.form_runner`), run here."""
@@ -175,7 +208,7 @@ class Side:
         """The model level on a new instance holding the current weights: what the target computes on a first call,
         whatever its instance ran before."""
         s = self.settings
-        model, _ = split_policy(self.target.factory(case.config).to(s.device, s.torch_dtype))
+        model, _ = split_policy(self.target.factory(case.config).to(s.device, numerics.DTYPES[s.dtype]))
         model.load_state_dict(self.model.state_dict(), strict=True)
         return self.invoke(case, Probe(case.config, model), model, batch)
 
@@ -195,7 +228,7 @@ class Side:
         s = self.settings
         if rollout_only and case.training:
             return {}
-        dtype = torch.float64 if float64 else s.torch_dtype
+        dtype = torch.float64 if float64 else numerics.DTYPES[s.dtype]
         policy = self.current_policy(case)
         if float64:  # a copy: the target's own policy copied whole, else `Target.policy` around a copied model
             policy = (copy.deepcopy(policy).to(torch.float64) if self._own_policy is not None
@@ -252,7 +285,7 @@ class Side:
                 self._forms.forget_graphs()  # training reset dynamo: the compiled form compiles afresh
 
     def _sampling(self) -> Any:
-        return numerics.float32_sampling() if self.settings.torch_dtype != torch.float64 else nullcontext()
+        return numerics.float32_sampling() if self.settings.dtype != "float64" else nullcontext()
 
     def close(self) -> None:
         """Nothing to release in this process (a worker side ends its process)."""

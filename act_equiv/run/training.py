@@ -40,8 +40,9 @@ from act_equiv import compat
 from act_equiv.case import Case
 from act_equiv.run import numerics
 from act_equiv.run.compiled import CountingBackend, NotCompiledError, counting_backend
-from act_equiv.run.inputs import cast_batch, check_unchanged, copy_batch
-from act_equiv.run.records import Outputs, RunSettings
+from act_equiv.run.inputs import batch_at, cast_batch, check_unchanged, copy_batch
+from act_equiv.run.records import Outputs
+from act_equiv.settings import Settings
 
 __all__ = ["GRAD_CLIP_NORM", "TRAINED", "Draws", "Trained", "Trainer", "batches", "optimizer_for", "step_of", "train",
            "update"]
@@ -56,11 +57,11 @@ Draws = Literal["float32", "native"]
 """A float64 trajectory's random numbers: the float32 run's, or its own."""
 
 
-def batches(case: Case, settings: RunSettings, steps: int) -> list[dict[str, Any]]:
+def batches(case: Case, settings: Settings, steps: int) -> list[dict[str, Any]]:
     """The drawn batch sequence of a trajectory: the case's batch recipe at seeds seed+1 .. seed+steps (the case's own
     batch is the model level's)."""
     spec = case.batch
-    return [settings.batch(dataclasses.replace(case, batch=dataclasses.replace(spec, seed=spec.seed + step)),
+    return [batch_at(settings, dataclasses.replace(case, batch=dataclasses.replace(spec, seed=spec.seed + step)),
                            spec.batch_size) for step in range(1, steps + 1)]
 
 
@@ -96,9 +97,9 @@ def update(policy: nn.Module, optimizer: torch.optim.Optimizer, batch: dict[str,
 class Trainer:
     """One copy of a policy training: its optimizer and its step (eager or compiled)."""
 
-    def __init__(self, policy: nn.Module, config: Any, settings: RunSettings, trained: Trained = "eager",
+    def __init__(self, policy: nn.Module, config: Any, settings: Settings, trained: Trained = "eager",
                  float64: Draws | None = None, dropout: bool = True) -> None:
-        self.dtype = torch.float64 if float64 is not None else settings.torch_dtype
+        self.dtype = torch.float64 if float64 is not None else numerics.DTYPES[settings.dtype]
         self.policy = copy.deepcopy(policy).to(settings.device, self.dtype)
         self.trained, self.dropout, self.float64 = trained, dropout, float64 is not None
         _train_mode(self.policy, dropout)
@@ -167,7 +168,7 @@ class Trainer:
             compat.reset()  # this copy's graphs are of no use to any later call
 
 
-def train(policy: nn.Module, config: Any, case: Case, settings: RunSettings, steps: list[dict[str, Any]],
+def train(policy: nn.Module, config: Any, case: Case, settings: Settings, steps: list[dict[str, Any]],
           observation: dict[str, Any], trained: Trained = "eager", float64: Draws | None = None,
           dropout: bool = True) -> tuple[Outputs, dict[str, Any]]:
     """Train a copy of `policy` over `steps` (batches) and record every step (see the module docstring), with the
@@ -175,7 +176,7 @@ def train(policy: nn.Module, config: Any, case: Case, settings: RunSettings, ste
     float64 copy on the batches cast to float64, drawing the float32 run's random numbers ("float32", eager only:
     a compiled graph draws its own) or its own ("native"); `dropout=False` with every dropout off (dropout modules
     and attention dropout in eval). Returns (outputs, how it trained)."""
-    sampling = numerics.float32_sampling() if float64 == "float32" and settings.torch_dtype != torch.float64 else (
+    sampling = numerics.float32_sampling() if float64 == "float32" and settings.dtype != "float64" else (
         contextlib.nullcontext())
     random = compat.fallback_random() if trained != "eager" else contextlib.nullcontext()
     outputs: Outputs = {}
@@ -214,7 +215,7 @@ def _train_mode(policy: nn.Module, dropout: bool) -> None:
                 module.eval()
 
 
-def _compiled(policy: nn.Module, trained: Trained, settings: RunSettings) -> CountingBackend:
+def _compiled(policy: nn.Module, trained: Trained, settings: Settings) -> CountingBackend:
     """A clean dynamo (this copy of the policy is new to it; without a reset, copies of one structure reach the
     recompile limit and run eagerly), the counting backend, and for `compiled` the inner model compiled in place."""
     compat.reset()

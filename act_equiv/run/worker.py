@@ -1,12 +1,12 @@
-"""Sides in worker processes: a `Side` behind an execnet channel, on this interpreter or another one.
+"""Sides in worker processes: an `InProcessSide` behind an execnet channel, on this interpreter or another one.
 
 Two sides cannot share one interpreter when both are the package `lerobot` (two revisions) or when a side needs
 another Python (another torch, a released LeRobot in its own venv). Such a side runs in a worker: execnet (the
 engine pytest-xdist runs on) starts `python` and bootstraps itself there, so the worker needs nothing installed
 but torch and the side's own dependencies; act_equiv's source (and a revision's materialised package) is put first
-on the worker's `sys.path`. The worker runs the same `act_equiv.run.side.Side` as an in-process side; requests and
-replies are plain dicts whose tensors travel as `torch.save` bytes. The reference weights cross once per structure
-and weight seed, batches and outputs once per case.
+on the worker's `sys.path`. The worker runs the same `act_equiv.run.side.InProcessSide` as an in-process side;
+requests and replies are plain dicts whose tensors travel as `torch.save` bytes. The reference weights cross once per
+structure and weight seed, batches and outputs once per case.
 
 Failures never hang or crash the run: a worker that gives no reply within the timeout is killed, one that dies is
 noticed, and either is recorded as `WorkerError` (a finding); the next request starts a fresh worker. A worker
@@ -24,35 +24,23 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-__all__ = ["WORKER_TIMEOUT", "RemoteError", "WorkerError", "WorkerSide", "serve"]
+from act_equiv.errors import RemoteError, WorkerError
+from act_equiv.settings import WORKER_TIMEOUT, Settings
 
-WORKER_TIMEOUT = 300.0
-"""Seconds a worker may take for one request (a build or one case's forms) before it counts as hung."""
+__all__ = ["WorkerSide", "serve"]
 
 _SOURCE_ROOT = str(Path(__file__).resolve().parents[2])
 """The directory holding the `act_equiv` package, put first on a worker's `sys.path`."""
 
 
-class WorkerError(RuntimeError):
-    """The worker process hung or died; the run goes on with a fresh one."""
-
-
-class RemoteError(RuntimeError):
-    """The side raised inside the worker; carries what the worker recorded (type, message, innermost frames)."""
-
-    def __init__(self, record: dict[str, Any]) -> None:
-        self.record = record
-        super().__init__(f"{record['type']}: {record['message']}")
-
-
 # -- the main process's end ---------------------------------------------------------------------------------------
 class WorkerSide:
-    """A side in a worker process, with `Side`'s methods. `python` is the worker's interpreter; `paths` go first on
-    its `sys.path`; `spec` is resolved there (`open` keywords go to `act_equiv.targets.resolve_in_worker`)."""
+    """A side in a worker process (an `act_equiv.run.side.Side`). `python` is the worker's interpreter; `paths` go
+    first on its `sys.path`; `spec` is resolved there (`open` keywords go to `act_equiv.targets.resolve_in_worker`)."""
 
     in_worker = True
 
-    def __init__(self, spec: str, settings: Any, python: str | None = None, paths: tuple[str, ...] = (),
+    def __init__(self, spec: str, settings: Settings, python: str | None = None, paths: tuple[str, ...] = (),
                  open_keywords: dict[str, Any] | None = None, label: str | None = None,
                  timeout: float = WORKER_TIMEOUT, setting: str = "target", env: dict[str, str] | None = None) -> None:
         self._spec, self.settings, self.paths, self.timeout = spec, settings, paths, timeout
@@ -132,7 +120,7 @@ class WorkerSide:
         return self._request("load_checkpoint", case=case.to_dict(), directory=directory)
 
     def forms(self, case: Any) -> Any:
-        """The loaded model's forms, compiled and exported in the worker (`Side.forms`)."""
+        """The loaded model's forms, compiled and exported in the worker (`InProcessSide.forms`)."""
         from act_equiv.run.records import FormsRecord
 
         return FormsRecord.from_dict(self._request("forms", case=case.to_dict()))
@@ -247,7 +235,7 @@ def serve(channel: Any) -> None:
         try:
             value = server.handle(request["op"], _unpack(request["arguments"]))
         except BaseException as error:
-            from act_equiv.run.compiled import error_kind
+            from act_equiv.run.records import error_kind
 
             frames = traceback.format_exception(type(error), error, error.__traceback__)
             channel.send({"ok": False, "error": {
@@ -302,10 +290,9 @@ class _Server:
         raise ValueError(f"unknown request {op!r}")
 
     def _open(self, spec: str, settings: dict[str, Any], **keywords: Any) -> dict[str, Any]:
-        from act_equiv.run.records import RunSettings
-        from act_equiv.run.side import Side
+        from act_equiv.run.side import InProcessSide
         from act_equiv.targets import resolve_in_worker
 
-        self.side = Side(resolve_in_worker(spec, **keywords), RunSettings(**settings))
+        self.side = InProcessSide(resolve_in_worker(spec, **keywords), Settings(**settings))
         return {**self.side.environment(), "process": f"worker pid {os.getpid()}",
                 "missing_forms": self.side.missing_forms()}

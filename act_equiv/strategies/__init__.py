@@ -21,8 +21,8 @@ from act_equiv.strategies._batches import (
     magnitudes_for,
 )
 from act_equiv.strategies._configs import InvalidConfig, configs, invalid_configs
-from act_equiv.strategies._covering import config_rules, covering_cases, covering_rows
+from act_equiv.strategies._covering import covering_cases, covering_rows
 
 __all__ = ["FLOAT16_SCALES", "FLOAT16_WEIGHT_SCALES", "SCALES", "WEIGHT_SCALES", "InvalidConfig", "batch_specs",
-           "batches", "cases", "config_rules", "configs", "covering_cases", "covering_rows", "invalid_configs",
+           "batches", "cases", "configs", "covering_cases", "covering_rows", "invalid_configs",
            "magnitudes_for"]

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
-from act_equiv import compat
+from act_equiv import testing
 from act_equiv.config import ACTION, ACTION_IS_PAD, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE, ACTConfig
 from act_equiv.errors import TargetError
 from act_equiv.models import ACT
@@ -379,7 +379,7 @@ class GraphBreak(ACT):
     """A graph break in the forward (a debugging hook left in; LeRobot's `.item()` logging does the same)."""
 
     def forward(self, batch: Batch) -> tuple[Tensor, tuple[Tensor, Tensor] | tuple[None, None]]:
-        compat.graph_break()  # BUG
+        testing.graph_break()  # BUG
         return super().forward(batch)
 
 

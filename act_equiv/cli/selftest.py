@@ -1,9 +1,9 @@
-"""The mutant run: how many of the catalogued refactoring bugs (`act_equiv.targets.mutants`) does the gate kill,
-and how fast?
+"""The mutation self-test (`act-equiv mutants`): how many of the catalogued refactoring bugs
+(`act_equiv.targets.mutants`) does the gate kill, and how fast?
 
 For every mutant, two test styles side by side:
-- property-based: the stages of `act-equiv check` (`gate.check`: covering array, eager sweep, compiled search)
-  with the profile's scope and example count, until the first divergence (shrunk, unless `--no-shrink`);
+- property-based: the stages of `act-equiv check` (`act_equiv.stages.check`: covering array, eager sweep, compiled
+  search) with the profile's scope and example count, until the first divergence (shrunk, unless `--no-shrink`);
 - a fixed-configuration baseline in the spirit of a classic parametrized test: VAE on/off x eval/train with one
   camera (3, 64, 64), state on, batch 2, no padding, eager, plus one compiled comparison (VAE on, eval).
   The baseline kills a mutant if any of its cases fails.
@@ -18,6 +18,7 @@ property-based run, 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -81,7 +82,7 @@ def _gate(name: str, backend: str | None, explain: bool, strict: bool = False) -
 def property_run(name: str, *, profile: str = "ci", backend: str | None = "aot_eager",
                  max_examples: int | None = None, time_budget: float | None = None, shrink: bool = True,
                  explain: bool = False, strict: bool = False, seed: int | None = None) -> dict[str, Any]:
-    """Run `act-equiv check`'s stages (`gate.check`) against `mutant:<name>` with the profile's scope.
+    """Run `act-equiv check`'s stages (`act_equiv.stages.check`) against `mutant:<name>` with the profile's scope.
 
     By default a rounding-only difference from the reference passes (float64 runs of both sides decide), so a killed
     mutant is wrong beyond rounding; `strict=True` fails any difference. `shrink=False` gives
@@ -91,7 +92,7 @@ def property_run(name: str, *, profile: str = "ci", backend: str | None = "aot_e
 
     from act_equiv import profiles
     from act_equiv import strategies as aes
-    from act_equiv.gate import SHRINK_BUDGET, check
+    from act_equiv.stages import SHRINK_BUDGET, check
 
     profiles.register()
     previous = settings.get_current_profile_name()
@@ -101,7 +102,6 @@ def property_run(name: str, *, profile: str = "ci", backend: str | None = "aot_e
         max_examples = max_examples or settings.get_profile(profile).max_examples
     finally:
         settings.load_profile(previous)
-    gate = _gate(name, backend, explain, strict)
     first: dict[str, Any] = {}
     judged = 0
     start = time.perf_counter()
@@ -113,8 +113,9 @@ def property_run(name: str, *, profile: str = "ci", backend: str | None = "aot_e
             first.update(examples=judged, seconds=time.perf_counter() - start, check=failed_check(verdict),
                          case=verdict.case.describe(), stage=verdict.info["stage"])
 
-    stages = check(gate, {**scope, **aes.magnitudes_for(None)}, max_examples, time_budget, seed, profile,
-                   SHRINK_BUDGET if shrink else 0.0, on_verdict=on_verdict)
+    with _gate(name, backend, explain, strict) as gate:
+        stages = check(gate, {**scope, **aes.magnitudes_for(None)}, max_examples, time_budget, seed, profile,
+                       SHRINK_BUDGET if shrink else 0.0, on_verdict=on_verdict)
     failure = stages[-1].failure
     return {
         "killed": failure is not None,
@@ -137,14 +138,14 @@ def baseline_run(name: str, backend: str | None = "aot_eager", explain: bool = F
                  strict: bool = False) -> dict[str, Any]:
     """Run the fixed baseline cases against `mutant:<name>` (the compiled one only when `backend` is set)."""
     start = time.perf_counter()
-    gates = {False: _gate(name, None, explain, strict)}
-    if backend is not None:
-        gates[True] = _gate(name, backend, explain, strict)
     cases = []
-    for label, case, compiled in baseline_cases():
-        if compiled in gates:
-            verdict = gates[compiled].verdict(case)
-            cases.append({"case": label, "passed": verdict.passed, "check": failed_check(verdict)})
+    with contextlib.ExitStack() as opened:
+        gates = {compiled: opened.enter_context(_gate(name, backend if compiled else None, explain, strict))
+                 for compiled in ((False, True) if backend is not None else (False,))}
+        for label, case, compiled in baseline_cases():
+            if compiled in gates:
+                verdict = gates[compiled].verdict(case)
+                cases.append({"case": label, "passed": verdict.passed, "check": failed_check(verdict)})
     return {"killed": any(not c["passed"] for c in cases), "cases": cases,
             "seconds": round(time.perf_counter() - start, 2)}
 
