@@ -3,6 +3,8 @@ fails, and an entry nothing reproduced is stale."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -21,25 +23,28 @@ KNOWN = "gate_targets:NoStateCrash"
 """Raises KeyError on every case without a robot state (LeRobot's known bug, as a stand-in)."""
 KNOWN_AND_NEW = "gate_targets:NoStateCrashCamerasReversed"
 """The same, and camera tokens reversed: a new divergence beside the known finding."""
+CHECK = ("--profile", "ci", "--seed", "1", "--max-examples", "2", "--backend", "none")
 
 
 def check(tmp_path: Path, capsys: pytest.CaptureFixture, target: str, *args: str) -> tuple[int, str, dict]:
     reports = tmp_path / "reports"
     before = set(reports.glob("*/report.json"))
-    code = main(["check", "--target", target, "--profile", "ci", "--seed", "1", "--max-examples", "2",
-                 "--backend", "none", "--report-dir", str(reports), *args])
+    code = main(["check", "--target", target, *CHECK, "--report-dir", str(reports), *args])
     (path,) = set(reports.glob("*/report.json")) - before
     return code, capsys.readouterr().out, json.loads(path.read_text())
 
 
-@pytest.fixture
-def recorded(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A baseline written by `--update-baseline` from the known bug's run."""
-    monkeypatch.syspath_prepend(str(TESTS))
-    path = tmp_path / "known.json"
-    code, out, _ = check(tmp_path, capsys, KNOWN, "--update-baseline", str(path))
-    assert code == 0, out
-    assert "baseline: 3 finding(s) written" in out
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A baseline written by `--update-baseline` from the known bug's run, once for the module (a run costs ~30 s);
+    a test that changes it changes a copy."""
+    path = tmp_path_factory.mktemp("recorded") / "known.json"
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(io.StringIO()) as out:
+        patch.syspath_prepend(str(TESTS))
+        code = main(["check", "--target", KNOWN, *CHECK, "--report-dir", str(path.parent / "reports"),
+                     "--update-baseline", str(path)])
+    assert code == 0, out.getvalue()
+    assert "baseline: 3 finding(s) written" in out.getvalue()
     return path
 
 
@@ -80,11 +85,12 @@ def test_a_stale_entry_is_reported_and_fails_under_strict(recorded: Path, tmp_pa
     data = json.loads(recorded.read_text())
     gone = "model: raised (target ValueError at forward in modeling_act.py:forward)"
     data["findings"].append({"signature": gone})
-    recorded.write_text(json.dumps(data))
-    code, out, report = check(tmp_path, capsys, KNOWN, "--baseline", str(recorded))
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(data))
+    code, out, report = check(tmp_path, capsys, KNOWN, "--baseline", str(edited))
     assert code == 0 and report["result"]["stale"] == [gone]
     assert f"stale: {gone}" in out
-    code, out, report = check(tmp_path, capsys, KNOWN, "--baseline", str(recorded), "--strict")
+    code, out, report = check(tmp_path, capsys, KNOWN, "--baseline", str(edited), "--strict")
     assert code == 1 and "(a failure: --strict)" in out
 
 
