@@ -1,12 +1,13 @@
 """The settings of a run, validated once: every setting's allowed values and its check live in this file.
 
-`Settings` is frozen and checks itself when it is built, one `_validate_<name>` per setting (as Hypothesis's
-`settings` does), then the rules between settings. The command line (`act_equiv.cli.options`, which takes its
-choices from the value lists here), the pytest plugin, `act_equiv.gate.Gate` and the bench build one; the sides,
-the runner and the oracle read it, and a worker rebuilds it from its fields. A bad value is a `UsageError` naming
-the setting and its allowed values. What this interpreter can do (a CUDA device, an autocast dtype, a form's
-packages) is asked where a side runs (`act_equiv.gate`), not here: this module imports no torch, since the option
-table reads it in every pytest session.
+`Settings` is frozen and checks itself when it is built: one check per setting (`_VALIDATORS`, as Hypothesis's
+`settings` validates each of its own), then the rules between settings. The command line (`act_equiv.cli.options`,
+which takes its choices from the value lists here), the pytest plugin, `act_equiv.gate.Gate` and the bench build one;
+the sides, the runner and the oracle read it, and a worker rebuilds it from its fields. A bad value is a `UsageError`
+naming the setting and its allowed values. What this interpreter can do (a CUDA device, an autocast dtype, a form's
+packages) is asked before the sides open (`act_equiv.gate.check_supported`) or by the side itself, not here: this
+module imports no torch, since the option table reads it in every pytest session. The search's own options
+(profile, examples, budgets, seed) are the stages' (`act_equiv.cli`).
 """
 
 from __future__ import annotations
