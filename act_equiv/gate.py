@@ -85,11 +85,6 @@ class Gate:
         """End the sides' worker processes (a gate without workers has nothing to end)."""
         self.runner.close()
 
-    @property
-    def requested_forms(self) -> tuple[str, ...]:
-        """The target's forms this gate compares beyond eager: compiled (with a backend) and the deployment forms."""
-        return self.settings.forms
-
     def forms_line(self) -> str:
         """Which forms run on which side, and where: `forms: reference eager (worker); target eager, compiled
         (aot_eager), exported (worker)`."""

@@ -203,11 +203,11 @@ def check(
                  f"{gate.settings.reference} (no compile)")
         stages.append(search(gate, aes.cases(**scope), eager_examples, time_budget, seed_value, profile,
                              on_verdict, compiled=False, stage="eager", shrink_budget=shrink_budget))
-    if stages[-1].failure is None and gate.requested_forms:
+    if stages[-1].failure is None and gate.settings.forms:
         deployed = "".join(f", {form}" for form in gate.settings.deployed_forms)
         announce(f"compiled search: {max_examples} compared cases, backend {gate.settings.backend}{deployed}")
         spent = sum(stage.seconds for stage in stages[1:])
         budget_left = None if time_budget is None else max(0.0, time_budget - spent)
         stages.append(search(gate, aes.cases(**scope), max_examples, budget_left, seed_value, profile,
-                             on_verdict=on_verdict, shrink_budget=shrink_budget, requested=gate.requested_forms))
+                             on_verdict=on_verdict, shrink_budget=shrink_budget, requested=gate.settings.forms))
     return stages

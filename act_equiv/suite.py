@@ -214,7 +214,7 @@ def test_aoti_agrees(act_gate_aoti: Gate, case: Case) -> None:
 @given(case=_cases())
 @example(case=MUST_KEEP[1])
 def test_forms_agree_cuda(act_gate_cuda: Gate, case: Case) -> None:
-    magnitudes = aes.magnitudes_for(act_gate_cuda.autocast)
+    magnitudes = aes.magnitudes_for(act_gate_cuda.settings.autocast)
     assume(case.batch.scale in magnitudes["scales"] and case.weight_scale in magnitudes["weight_scales"])
     assert_holds(act_gate_cuda, case)
 

@@ -105,7 +105,7 @@ def _check(args: argparse.Namespace) -> int:
     run = {"kind": "check", "id": run_id, "command": shlex.join(["act-equiv", *sys.argv[1:]]),
            "profile": profile, "max_examples": max_examples, "eager_sweep_cases": EAGER_SWEEP_FACTOR * max_examples,
            "covering_rows": len(aes.covering_rows()), "time_budget": args.time_budget,
-           "shrink_budget": shrink_budget, "forms_requested": list(gate.requested_forms),
+           "shrink_budget": shrink_budget, "forms_requested": list(gate.settings.forms),
            "seed": args.seed, "seconds": round(seconds, 1), "stopped_by": last.stopped_by}
     stale = gate.known.stale(verdicts) if gate.known is not None and not failures else None
     built = report.build(verdicts, environment, run, failures, stale)

@@ -215,16 +215,16 @@ def measure(args: argparse.Namespace, progress: Callable[[str], None] = print) -
     result = _summarise(args, config, times, compile_seconds, explained, steps)
     if args.training and "compiled" in forms and args.train_steps:
         progress(f"training error: {args.train_steps} steps of each compiled training against eager and float64")
-        result["training_error"] = _training_error(args, config)
+        result["training_error"] = _training_error(args, config, settings)
     return result
 
 
-def _training_error(args: argparse.Namespace, config: ACTConfig) -> dict[str, list[dict[str, Any]]]:
+def _training_error(args: argparse.Namespace, config: ACTConfig, settings: Settings
+                    ) -> dict[str, list[dict[str, Any]]]:
     """Per compiled training form, the per-step difference from eager training beside the float64 envelope: the
     concat model trained `--train-steps` steps (`act_equiv.run.training`) eager, in float64 with the float32 run's
     draws, with its model compiled and with the whole step compiled."""
     case = Case(config, BatchSpec(args.batch_size, seed=0), training=True)
-    settings = bench_settings(args)
     policy = ACTPolicy(config, build(config, case.weight_seed, ACT, case.weight_scale).to(args.device))
     batches = training_step.batches(case, settings, args.train_steps)
     observation = batch_at(settings, case, args.batch_size)
