@@ -66,6 +66,17 @@ def test_identical_infinities_do_not_hide_a_finite_difference() -> None:
     assert found.max_abs == pytest.approx(1e-3, rel=1e-3) and found.mismatched == 1
 
 
+def test_an_exact_zero_under_a_relative_tolerance_leaves_the_ratio_finite() -> None:
+    """Old code: the ratio (|diff| over the allowance, and so the report's margin) was NaN where an expected 0 met
+    an actual 0 with no absolute allowance (0 / 0), and NaN is greater than nothing: a close tensor's margin read
+    -inf and ranked as the worst. The element uses none of its allowance."""
+    tol = Tolerance(rtol=1e-3, atol=0.0)
+    found = check(torch.tensor([0.0, 1.0, 2.0]), torch.tensor([0.0, 1.0005, 2.0]), tol)
+    assert found.passed and found.ratio == pytest.approx(0.5, rel=1e-3) and found.margin == pytest.approx(0.5, rel=1e-2)
+    over = check(torch.tensor([0.0, 1.0]), torch.tensor([1e-9, 1.0]), tol)
+    assert not over.passed and math.isinf(over.ratio) and over.where == (0,)
+
+
 # -- 1. non-finite values ----------------------------------------------------------------------------------------
 
 

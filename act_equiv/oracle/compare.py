@@ -89,32 +89,34 @@ def _compare_tensor(
     exp = expected.detach().to("cpu", torch.float64)
     act = actual.detach().to("cpu", torch.float64)
     finite = exp.isfinite() & act.isfinite()
-    exp_nan, act_nan = exp.isnan(), act.isnan()
-    differ = ~finite & ~((exp == act) | (exp_nan & act_nan))
-    if bool(differ.any()):
-        where = _index(differ)
-        e, a = exp[where].item(), act[where].item()
-        # No size for such a difference: its greatest absolute difference is infinite, never 0.
-        return fail("nan" if math.isnan(e) or math.isnan(a) else "inf",
-                    f"non-finite values differ at {int(differ.sum())} element(s), first at index {where} "
-                    f"(expected {e}, actual {a}): NaN must meet NaN, an infinity the same infinity",
-                    max_abs=math.inf, max_rel=math.inf, where=where, mismatched=int(differ.sum()), numel=exp.numel())
-    # Identical non-finite elements are equal; differences and allowances are over the elements finite in both.
-    exp, act = exp.where(finite, 0), act.where(finite, 0)
+    if not bool(finite.all()):
+        differ = ~finite & ~((exp == act) | (exp.isnan() & act.isnan()))
+        if bool(differ.any()):
+            where = _index(differ)
+            e, a = exp[where].item(), act[where].item()
+            # No size for such a difference: its greatest absolute difference is infinite, never 0.
+            return fail("nan" if math.isnan(e) or math.isnan(a) else "inf",
+                        f"non-finite values differ at {int(differ.sum())} element(s), first at index {where} "
+                        f"(expected {e}, actual {a}): NaN must meet NaN, an infinity the same infinity",
+                        max_abs=math.inf, max_rel=math.inf, where=where, mismatched=int(differ.sum()),
+                        numel=exp.numel())
+        # Identical non-finite elements are equal; differences and allowances are over the elements finite in both.
+        exp, act = exp.where(finite, 0), act.where(finite, 0)
     abs_diff = (act - exp).abs()
-    rel_diff = (abs_diff / exp.abs()).masked_fill(abs_diff == 0, 0)
-    allowed = tolerance.atol + tolerance.rtol * exp.abs()
-    bad = abs_diff > allowed
+    magnitude = exp.abs()
+    rel_diff = (abs_diff / magnitude).masked_fill(abs_diff == 0, 0)
+    allowed = tolerance.atol + tolerance.rtol * magnitude
+    mismatched = int((abs_diff > allowed).sum())
     check = TensorCheck(
         pair,
         name,
-        passed=not bool(bad.any()),
+        passed=mismatched == 0,
         kind="close",
         tolerance=tolerance,
         max_abs=float(abs_diff.max()) if abs_diff.numel() else 0.0,
         max_rel=float(rel_diff.max()) if rel_diff.numel() else 0.0,
-        where=_index(abs_diff == abs_diff.max()) if abs_diff.numel() else None,
-        mismatched=int(bad.sum()),
+        where=_greatest(abs_diff) if abs_diff.numel() else None,
+        mismatched=mismatched,
         numel=abs_diff.numel(),
         ratio=_ratio(abs_diff, allowed),
     )
@@ -131,11 +133,11 @@ def _compare_tensor(
 
 
 def _ratio(abs_diff: torch.Tensor, allowed: torch.Tensor) -> float:
+    """The greatest |diff| over its allowance: infinite where a difference has none, and an equal element with none
+    (0 / 0) uses none of it."""
     if not abs_diff.numel() or not bool((abs_diff > 0).any()):
         return 0.0
-    if bool(((abs_diff > 0) & (allowed == 0)).any()):
-        return math.inf
-    return float((abs_diff / allowed).max())
+    return float((abs_diff / allowed).nan_to_num(nan=0.0, posinf=math.inf).max())
 
 
 def _fp64_check(eager: torch.Tensor, compiled: torch.Tensor, ref: torch.Tensor, finite: torch.Tensor,
@@ -167,13 +169,27 @@ def _fp64_check(eager: torch.Tensor, compiled: torch.Tensor, ref: torch.Tensor, 
         "eager_max": eager_worst,
         "local_ratio": float(worst.max()) if worst.numel() else 0.0,
         "local_mismatched": int(over.sum()),
-        "local_where": _index(over if bool(over.any()) else worst == worst.max()) if worst.numel() else (),
+        "local_where": (_index(over) if bool(over.any()) else _greatest(worst)) if worst.numel() else (),
     }
 
 
 def _index(mask: torch.Tensor) -> tuple[int, ...]:
-    flat = int(mask.flatten().nonzero()[0]) if bool(mask.any()) else 0
-    return tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), mask.shape)) if mask.dim() else ()
+    """Where `mask`'s first true element is (the first element where none is)."""
+    return _unravel(int(mask.flatten().to(torch.uint8).argmax()), mask.shape)
+
+
+def _greatest(values: torch.Tensor) -> tuple[int, ...]:
+    """Where `values`' first greatest element is (`argmax` returns the first; `values` hold no NaN)."""
+    return _unravel(int(values.flatten().argmax()), values.shape)
+
+
+def _unravel(flat: int, shape: torch.Size) -> tuple[int, ...]:
+    """A flat index as an index into `shape` (in Python: `torch.unravel_index` costs more than the comparison)."""
+    index = []
+    for size in reversed(shape):
+        flat, i = divmod(flat, size)
+        index.append(i)
+    return tuple(reversed(index))
 
 
 def _message(name: str, check: TensorCheck, rel_diff: torch.Tensor, roles: tuple[str, str]) -> str:
@@ -181,7 +197,7 @@ def _message(name: str, check: TensorCheck, rel_diff: torch.Tensor, roles: tuple
     tol = check.tolerance
     if check.max_abs == 0:
         return f"{name}: bitwise equal"
-    rel_where = _index(rel_diff == rel_diff.max())
+    rel_where = _greatest(rel_diff)
     verdict = "close" if check.passed else "not close"
     lines = [
         f"{name}: tensors are {verdict} ({tol.describe()})",
