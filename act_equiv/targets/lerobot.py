@@ -99,9 +99,11 @@ def build(config: ACTConfig, policies: str = POLICIES) -> nn.Module:
 
 @contextlib.contextmanager
 def _replaced_backbone_on_meta(config: ACTConfig) -> Iterator[None]:
-    """While LeRobot builds the torchvision backbone that `mapping` replaces at once, build it on the meta device:
-    no memory and no initialisation (measured: 0.2 s of each 0.24 s build of a policy with cameras, every case and
-    side). LeRobot's ACT looks its backbone up as `getattr(torchvision.models, name)` at construction."""
+    """While LeRobot builds the torchvision backbone that `mapping` replaces at once, hand it one built on the meta
+    device (no memory, no initialisation) and kept for the next build with the same arguments: nothing ever reads it
+    (`_mapped` replaces it before the model runs), and building it, even on meta, took most of a policy's build
+    (measured: 0.2 s of each 0.24 s build, every case and side, before the meta device). LeRobot's ACT looks its
+    backbone up as `getattr(torchvision.models, name)` at construction."""
     if mapping(config) is None:
         yield
         return
@@ -110,14 +112,21 @@ def _replaced_backbone_on_meta(config: ACTConfig) -> Iterator[None]:
     original = getattr(torchvision.models, MAPPED_BACKBONE)
 
     def on_meta(*args: Any, **kwargs: Any) -> nn.Module:
-        with torch.device("meta"):
-            return original(*args, **kwargs)
+        key = repr((args, kwargs))
+        if key not in _META_BACKBONES:
+            with torch.device("meta"):
+                _META_BACKBONES[key] = original(*args, **kwargs)
+        return _META_BACKBONES[key]
 
     setattr(torchvision.models, MAPPED_BACKBONE, on_meta)
     try:
         yield
     finally:
         setattr(torchvision.models, MAPPED_BACKBONE, original)
+
+
+_META_BACKBONES: dict[str, nn.Module] = {}
+"""The meta-device backbones `_replaced_backbone_on_meta` handed out, by their arguments."""
 
 
 def _mapped(model: nn.Module, config: ACTConfig) -> nn.Module:
