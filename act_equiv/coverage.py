@@ -95,14 +95,22 @@ def config_rules(row: Mapping[str, object]) -> str | None:
     combination is excluded by a copy of LeRobot's rules. The chunk is the shortest the row allows: two steps where a
     step is padded (the first step never is) or `n_action_steps` is below it, else one."""
     chunk_size = 2 if row["padding"] or row["short_action_steps"] else 1
+    return _config_error((
+        ("state_dim", 1 if row["state"] else None), ("env_state_dim", 1 if row["env"] else None),
+        ("camera_shapes", ((3, 32, 32),) * int(row["cameras"])), ("vision_backbone", TINY_BACKBONE),
+        ("use_vae", bool(row["use_vae"])), ("pre_norm", bool(row["pre_norm"])),
+        ("dropout", 0.1 if row["dropout"] else 0.0), ("chunk_size", chunk_size),
+        ("n_action_steps", chunk_size - 1 if row["short_action_steps"] else chunk_size),
+        ("temporal_ensemble_coeff", 0.01 if row["temporal_ensemble"] else None),
+        ("kl_weight", 10.0 if row["kl_weight_not_1"] else 1.0)))
+
+
+@functools.cache
+def _config_error(fields: tuple[tuple[str, object], ...]) -> str | None:
+    """`ACTConfig(**fields)`'s error message, or None. Cached: the covering array asks about every full row (tens of
+    thousands), and they differ in only a few hundred configs."""
     try:
-        ACTConfig(state_dim=1 if row["state"] else None, env_state_dim=1 if row["env"] else None,
-                  camera_shapes=[(3, 32, 32)] * int(row["cameras"]), vision_backbone=TINY_BACKBONE,
-                  use_vae=bool(row["use_vae"]), pre_norm=bool(row["pre_norm"]),
-                  dropout=0.1 if row["dropout"] else 0.0, chunk_size=chunk_size,
-                  n_action_steps=chunk_size - 1 if row["short_action_steps"] else chunk_size,
-                  temporal_ensemble_coeff=0.01 if row["temporal_ensemble"] else None,
-                  kl_weight=10.0 if row["kl_weight_not_1"] else 1.0)
+        ACTConfig(**dict(fields))
     except ConfigError as error:
         return str(error)
     return None

@@ -21,8 +21,19 @@ __all__ = ["batch_at", "cast_batch", "check_unchanged", "copy_batch", "same_bits
 
 def batch_at(settings: Settings, case: Case, size: int) -> dict[str, Any]:
     """The case's batch at `size` on the settings' device and dtype: the same tensors in every process that makes
-    it."""
-    return make_batch(case.config, case.batch.with_batch_size(size), settings.device, DTYPES[settings.dtype])
+    it. A copy of the last batches made (`_MADE`): a case asks for the same batch at every level, on both sides, and
+    drawing it costs fifty times the copy."""
+    key = (case.config.to_json(), case.batch.with_batch_size(size), settings.device, settings.dtype)
+    if key not in _MADE:
+        if len(_MADE) >= _MADE_KEPT:
+            del _MADE[next(iter(_MADE))]
+        _MADE[key] = make_batch(case.config, key[1], settings.device, DTYPES[settings.dtype])
+    return copy_batch(_MADE[key])
+
+
+_MADE: dict[tuple[Any, ...], dict[str, Any]] = {}
+"""The batches `batch_at` made last, oldest first."""
+_MADE_KEPT = 16
 
 
 def copy_batch(batch: dict[str, Any]) -> dict[str, Any]:
@@ -32,8 +43,11 @@ def copy_batch(batch: dict[str, Any]) -> dict[str, Any]:
 
 
 def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether two tensors are the same bits: shape, dtype and values (NaN equal to NaN)."""
-    return a.shape == b.shape and a.dtype == b.dtype and bool(((a == b) | (a.isnan() & b.isnan())).all())
+    """Whether two tensors are the same bits: shape, dtype and values (NaN equal to NaN; `torch.equal` first, the
+    common case in one op, though it finds NaN unequal to itself)."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    return torch.equal(a, b) or bool(((a == b) | (a.isnan() & b.isnan())).all())
 
 
 def check_unchanged(pristine: dict[str, Any], given: dict[str, Any], where: str) -> None:

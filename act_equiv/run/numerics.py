@@ -95,8 +95,12 @@ class float32_sampling(TorchFunctionMode):  # noqa: N801 - used like a function:
     _FACTORY = (torch.randn, torch.rand)
     _IN_PLACE = (torch.Tensor.normal_, torch.Tensor.uniform_)
 
+    _SAMPLERS = frozenset((*_LIKE, *_FACTORY, *_IN_PLACE))
+
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if func not in self._SAMPLERS:  # every other op of the float64 run, first: this mode sees them all
+            return func(*args, **kwargs)
         if kwargs.get("generator") is not None:  # a recipe's own draws (`make_batch`: float64 in every run), kept
             return func(*args, **kwargs)
         if func in self._LIKE and kwargs.get("dtype", args[0].dtype) == torch.float64:
