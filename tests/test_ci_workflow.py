@@ -51,9 +51,10 @@ def test_the_example_workflow_gates_a_pull_request(tmp_path: Path) -> None:
            "GITHUB_WORKSPACE": str(clone), "GITHUB_STEP_SUMMARY": str(summary),
            "GITHUB_EVENT_NAME": "pull_request", "PATH": bin_dir + os.pathsep + os.environ["PATH"],
            # The runner's python imports LeRobot; here that is the LeRobot venv. One compared case per stage, dynamo's
-           # eager backend: the workflow's steps, at a test's cost.
+           # eager backend, no compiled training (a worker side's: tests/test_sides.py): the workflow's steps, at a
+           # test's cost.
            "ACT_EQUIV_OPTIONS": f"--reference-python {PYTHON} --target-python {PYTHON} --max-examples 1 "
-                                "--backend eager"}
+                                "--backend eager --trained-structures 0"}
     expressions = {"github.event.pull_request.base.sha": base}
     ran = []
     for step in job["steps"]:

@@ -55,7 +55,7 @@ def test_clean_target_exits_0_with_a_report(tmp_path: Path) -> None:
 def test_known_bad_target_exits_1_fast_with_a_shrunk_two_camera_case_and_a_replay(tmp_path: Path) -> None:
     """Fast: the eager covering array finds it, and nothing is compiled."""
     done = act_equiv("check", "--target", "gate_targets:CameraTokensReversed", "--profile", "ci",
-                     "--max-examples", "50", "--report-dir", "out", cwd=tmp_path)
+                     "--max-examples", "50", "--shrink-budget", "10", "--report-dir", "out", cwd=tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     report = only_report(tmp_path / "out")
     assert list(report["coverage"]) == ["covering"] and report["compile"]["compiled_cases"] == 0, report["coverage"]
@@ -69,7 +69,7 @@ def test_known_bad_target_exits_1_fast_with_a_shrunk_two_camera_case_and_a_repla
 @pytest.mark.compile
 def test_an_export_only_bug_exits_1_with_a_shrunk_two_camera_case_and_a_replay(tmp_path: Path) -> None:
     done = act_equiv("check", "--target", "gate_targets:LastCameraDroppedWhenExported", "--forms", "exported",
-                     "--trained-structures", "0", "--profile", "ci", "--max-examples", "9", "--shrink-budget", "30",
+                     "--trained-structures", "0", "--profile", "ci", "--max-examples", "3", "--shrink-budget", "10",
                      "--report-dir", "out",
                      cwd=tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr

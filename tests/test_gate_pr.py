@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 from lerobot_repo import lerobot_python, lerobot_source, make_repo, worktree_with
 
+from act_equiv.case import MUST_KEEP_INFERENCE
 from act_equiv.cli import main
+from act_equiv.gate import Gate
+from act_equiv.oracle.verdict import CaseVerdict
 
 try:
     SOURCE = lerobot_source()
@@ -23,8 +26,10 @@ except LookupError as reason:
     pytest.skip(str(reason), allow_module_level=True)
 PYTHON = lerobot_python()
 
-Sides = Callable[[str], tuple[str, str, Path]]
-WAYS = ["committed", "worktree"]
+Sides = Callable[..., tuple[str, str, Path]]
+CASE = MUST_KEEP_INFERENCE
+"""Inference with a robot state and two cameras: every form runs it (LeRobot raises alike on both sides without a
+state; the deployment forms take no actions)."""
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +38,13 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def sides(request: pytest.FixtureRequest, repo: Path, tmp_path: Path) -> Sides:
+def sides(repo: Path, tmp_path: Path) -> Sides:
     """`sides(tag)`: (reference, target, repository) comparing `tag`'s edit with `installed` as an uncommitted edit
-    in a clone's working tree (the PR command), or committed (`lerobot@installed` vs `lerobot@<tag>`: a test asks for
-    both with `parametrize("sides", WAYS, indirect=True)`; each gate run costs a minute here)."""
-    way = getattr(request, "param", "worktree")
+    in a clone's working tree (the PR command); `sides(tag, committed=True)`: the edit committed (`lerobot@installed`
+    vs `lerobot@<tag>`)."""
 
-    def make(tag: str) -> tuple[str, str, Path]:
-        if way == "committed":
+    def make(tag: str, committed: bool = False) -> tuple[str, str, Path]:
+        if committed:
             return "lerobot@installed", f"lerobot@{tag}", repo
         return "lerobot@HEAD", "lerobot@WORKTREE", worktree_with(repo, tmp_path / "clone", tag)
 
@@ -62,7 +66,15 @@ def gate(sides: tuple[str, str, Path], report_dir: Path, capsys: pytest.CaptureF
     return code, json.loads(report.read_text()), capsys.readouterr().out
 
 
-@pytest.mark.parametrize("sides", WAYS, indirect=True)
+def verdict(sides: tuple[str, str, Path], forms: str = "compiled") -> CaseVerdict:
+    """`CASE`'s verdict under the reviewer's settings (`gate`'s), without the search and its report: for what one
+    case shows, once the command around it is tested."""
+    reference, target, repo = sides
+    with Gate(reference=reference, target=target, lerobot_repo=str(repo), reference_python=PYTHON,
+              target_python=PYTHON, forms=forms, backend="eager", trained_structures=0) as opened:
+        return opened.verdict(CASE)
+
+
 def test_a_graph_break_fails_with_its_file_and_line_and_the_export_fails_in_the_worker(
         sides: Sides, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     reference, target, repo = sides("graph-break")
@@ -78,8 +90,6 @@ def test_a_graph_break_fails_with_its_file_and_line_and_the_export_fails_in_the_
     # The compile section agrees with the failure: the break is counted and its reason listed.
     assert report["compile"]["graph_breaks_compiled"] > 0 and any(
         "modeling_act.py:" in reason for reason in report["compile"]["break_reasons"]), report["compile"]
-    if target != "lerobot@WORKTREE":
-        return
     # The reviewer edits the working tree after the run: replay says what it compares, and that the code moved.
     recorded = report["environment"]["sides"]["target"]["content"]
     modeling = repo / "src" / "lerobot" / "policies" / "act" / "modeling_act.py"
@@ -93,13 +103,21 @@ def test_a_graph_break_fails_with_its_file_and_line_and_the_export_fails_in_the_
     assert "reference: lerobot@HEAD (worker" in out and "graph_break" in out
 
 
-def test_a_compiled_forward_that_drifts_is_a_compiled_divergence(
-        sides: Sides, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, report, out = gate(sides("compiled-drift"), tmp_path, capsys)
-    assert code == 1, out
-    [failure] = report["failures"]
-    assert any(check["pair"].startswith("target/compiled") and not check["passed"] for check in failure["checks"])
-    assert failure["classes"]["model"]["name"] == "bitwise", failure["classes"]
+def test_a_committed_revision_is_compiled_and_exported_in_its_own_worker(sides: Sides) -> None:
+    """`lerobot@<tag>` against `lerobot@installed` (a release, another branch): the revision under test compiles and
+    exports in its worker as the working tree does above."""
+    found = verdict(sides("graph-break", committed=True), forms="compiled,exported")
+    checks = {finding.check: finding.message for finding in found.findings}
+    assert "graph_break" in checks and "modeling_act.py:" in checks["graph_break"], checks
+    assert "export_raised" in checks and "exported" in checks["export_raised"], checks
+    assert {c.name for c in found.classes.values()} == {"bitwise"}, found.classes
+
+
+def test_a_compiled_forward_that_drifts_is_a_compiled_divergence(sides: Sides) -> None:
+    found = verdict(sides("compiled-drift"))
+    assert not found.passed
+    assert any(check.pair.startswith("target/compiled") and not check.passed for check in found.checks), found.summary()
+    assert found.classes["model"].name == "bitwise", found.classes
 
 
 def test_a_policy_that_compiles_its_model_breaks_the_checkpoint_contract(

@@ -1,7 +1,7 @@
 """`act-equiv check --reference lerobot@A --target lerobot@B` on a LeRobot repository built from the installed LeRobot
 (`lerobot_repo`): a pure refactor and the move to the pre-2025 layout pass, bitwise; a numeric edit fails at the
-model level and a loss-only edit at the policy level, each with a shrunk case; the refactor from a clone and from a
-bare copy.
+model level and a loss-only edit at the policy level, each with a shrunk case; the refactor from a clone,
+the layout move from a bare copy.
 Both sides run in workers on a Python that imports LeRobot's dependencies (`.venv-lerobot` in CI); eager forms only
 (`tests/test_gate_pr.py` compiles and exports the revision under test)."""
 
@@ -32,28 +32,22 @@ def bare(clone: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return bare_copy(clone, tmp_path_factory.mktemp("bare") / "repo.git")
 
 
-@pytest.fixture(params=["clone", "bare"])
-def either(request: pytest.FixtureRequest) -> Path:
-    """A clone, and a bare copy of it: resolving and extracting revisions works from both (`tests/test_revision.py`
-    covers each kind of repository in detail; here one gate run per kind end to end)."""
-    return request.getfixturevalue(request.param)
-
-
 def gate(repo: Path, tmp_path: Path, target: str, reference: str = "installed") -> tuple[int, dict]:
     code = main(["check", "--reference", f"lerobot@{reference}", "--target", f"lerobot@{target}", "--lerobot-repo",
                  str(repo), "--reference-python", PYTHON, "--target-python", PYTHON, "--backend", "none",
-                 "--profile", "ci",
-                 "--max-examples", "1", "--seed", "1", "--report-dir", str(tmp_path)])
+                 "--profile", "ci", "--max-examples", "1", "--seed", "1", "--shrink-budget", "5",
+                 "--report-dir", str(tmp_path)])
     [report] = tmp_path.glob("*/report.json")
     return code, json.loads(report.read_text())
 
 
-def test_a_refactor_passes_bitwise_from_a_clone_and_from_a_bare_repository(either: Path, tmp_path: Path) -> None:
-    _passes_bitwise(either, tmp_path, "refactor")
-
-
-def test_a_move_to_the_old_layout_passes_bitwise(clone: Path, tmp_path: Path) -> None:
-    _passes_bitwise(clone, tmp_path, "old-layout")
+@pytest.mark.parametrize(("repository", "target"), [("clone", "refactor"), ("bare", "old-layout")])
+def test_a_refactor_and_a_move_to_the_old_layout_pass_bitwise(repository: str, target: str,
+                                                              request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """The refactor from a clone, the move to the old layout from a bare copy: resolving and extracting revisions
+    works from both kinds of repository (`tests/test_revision.py` covers each kind in detail; here one gate run per
+    kind end to end)."""
+    _passes_bitwise(request.getfixturevalue(repository), tmp_path, target)
 
 
 def _passes_bitwise(repo: Path, tmp_path: Path, target: str) -> None:

@@ -171,7 +171,7 @@ def test_a_worker_side_computes_what_the_in_process_side_does(tests_on_path: Non
 def test_a_hung_or_dead_worker_is_a_finding_and_the_run_goes_on(tests_on_path: None, target: str,
                                                                 message: str) -> None:
     with Gate(target=f"gate_targets:{target}", target_python=sys.executable, explain=False,
-              worker_timeout=20) as gate:
+              worker_timeout=10) as gate:
         first = gate.verdict(EVAL)
         assert not first.passed and first.findings[0].check == "worker_failed", first.summary()
         assert message in first.findings[0].message
