@@ -126,8 +126,9 @@ def test_replay_reads_a_reports_environment_back_through_the_option_table(keywor
 def test_shrinking_stops_at_its_budget_and_says_so(tmp_path: Path) -> None:
     """A compiled-only bug that needs a camera: with no shrink budget the report comes at once and says that its
     case is only the smallest found so far."""
-    done = act_equiv("check", "--target", "gate_targets:GraphBreakWithCameras", "--profile", "ci",
-                     "--trained-structures", "0", "--shrink-budget", "0", "--report-dir", "out", cwd=tmp_path)
+    done = act_equiv("check", "--target", "gate_targets:GraphBreakWithCameras", "--profile", "ci", "--max-examples",
+                     "2", "--backend", "eager", "--trained-structures", "0", "--shrink-budget", "0", "--report-dir",
+                     "out", cwd=tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     (failure,) = only_report(tmp_path / "out")["failures"]
     assert failure["shrink"]["stopped_at_budget"] and failure["findings"][0]["check"] == "graph_break"
