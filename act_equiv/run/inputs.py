@@ -7,11 +7,13 @@ still hold the caller's values (`check_unchanged`), else the call wrote into its
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
 
-from act_equiv.case import Case, make_batch
+from act_equiv.case import BatchSpec, Case, make_batch
+from act_equiv.config import ACTConfig
 from act_equiv.errors import InputMutatedError
 from act_equiv.run.numerics import DTYPES
 from act_equiv.settings import Settings
@@ -21,19 +23,15 @@ __all__ = ["batch_at", "cast_batch", "check_unchanged", "copy_batch", "same_bits
 
 def batch_at(settings: Settings, case: Case, size: int) -> dict[str, Any]:
     """The case's batch at `size` on the settings' device and dtype: the same tensors in every process that makes
-    it. A copy of the last batches made (`_MADE`): a case asks for the same batch at every level, on both sides, and
-    drawing it costs fifty times the copy."""
-    key = (case.config.to_json(), case.batch.with_batch_size(size), settings.device, settings.dtype)
-    if key not in _MADE:
-        if len(_MADE) >= _MADE_KEPT:
-            del _MADE[next(iter(_MADE))]
-        _MADE[key] = make_batch(case.config, key[1], settings.device, DTYPES[settings.dtype])
-    return copy_batch(_MADE[key])
+    it. A copy of one of the last batches made (`_made`): a case asks for the same batch at every level, on both
+    sides, and drawing it costs fifty times the copy."""
+    return copy_batch(_made(case.config.to_json(), case.batch.with_batch_size(size), settings.device,
+                            settings.dtype))
 
 
-_MADE: dict[tuple[Any, ...], dict[str, Any]] = {}
-"""The batches `batch_at` made last, oldest first."""
-_MADE_KEPT = 16
+@functools.lru_cache(maxsize=16)
+def _made(config: str, spec: BatchSpec, device: str, dtype: str) -> dict[str, Any]:
+    return make_batch(ACTConfig.from_json(config), spec, device, DTYPES[dtype])
 
 
 def copy_batch(batch: dict[str, Any]) -> dict[str, Any]:
