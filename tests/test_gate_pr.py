@@ -12,12 +12,12 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import helpers
 import pytest
 from lerobot_repo import lerobot_python, lerobot_source, make_repo, worktree_with
 
 from act_equiv.case import MUST_KEEP_INFERENCE
 from act_equiv.cli import main
-from act_equiv.gate import Gate
 from act_equiv.oracle.verdict import CaseVerdict
 
 try:
@@ -70,9 +70,8 @@ def verdict(sides: tuple[str, str, Path], forms: str = "compiled") -> CaseVerdic
     """`CASE`'s verdict under the reviewer's settings (`gate`'s), without the search and its report: for what one
     case shows, once the command around it is tested."""
     reference, target, repo = sides
-    with Gate(reference=reference, target=target, lerobot_repo=str(repo), reference_python=PYTHON,
-              target_python=PYTHON, forms=forms, backend="eager", trained_structures=0) as opened:
-        return opened.verdict(CASE)
+    return helpers.verdict(target, CASE, reference=reference, lerobot_repo=str(repo), reference_python=PYTHON,
+                           target_python=PYTHON, forms=forms, backend="eager", explain=True)
 
 
 def test_a_graph_break_fails_with_its_file_and_line_and_the_export_fails_in_the_worker(
