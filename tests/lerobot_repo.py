@@ -1,7 +1,7 @@
 """A small LeRobot git repository built from an installed LeRobot package, to test `lerobot@REV` against.
 
 Branch `main` holds one commit, tagged `installed`: `src/lerobot` is a copy of the installed package (without
-bytecode). Each other tag is one commit on top of `installed` (annotated tags, no branches):
+bytecode). Each other tag is one commit on top of `installed` (annotated tags, no branches), but `old-release`:
 
 - `refactor`: a rename of a local variable in ACT's forward; numerics stay bitwise.
 - `numeric`: ACT's forward scales the encoder's 1D position embedding by 1.001 (outputs change far beyond float32
@@ -22,8 +22,9 @@ bytecode). Each other tag is one commit on top of `installed` (annotated tags, n
 - `optim-groups`: `ACTPolicy.get_optim_params`' backbone group filters on `model.vision_backbone` (a rename done in
   one place only): the backbone is in no parameter group, so it never trains; forward, loss and gradients are
   untouched.
-- `old-layout`: the pre-2025 layout, `lerobot/` at the repository root with the policies in
-  `lerobot/common/policies` and every `lerobot.policies` rewritten to `lerobot.common.policies`; same numerics.
+- `old-release`: LeRobot before 2025-03 as a whole: `stacked-images`' contract in the pre-2025 layout, `lerobot/` at
+  the repository root with the policies in `lerobot/common/policies` and every `lerobot.policies` rewritten to
+  `lerobot.common.policies` (one commit on top of `stacked-images`); same numerics where the cameras share one shape.
 
 The edits are exact string replacements checked against LeRobot 0.4.4's modeling_act.py: a LeRobot whose source
 differs fails loudly here instead of yielding a tag that changes nothing.
@@ -149,7 +150,7 @@ EDITS: dict[str, Edit] = {
 }
 """Tag -> its edit of the `installed` package."""
 
-TAGS = ("installed", *EDITS, "old-layout")
+TAGS = ("installed", *EDITS, "old-release")
 
 
 LEROBOT_VENV = Path(__file__).resolve().parents[1] / ".venv-lerobot" / "bin" / "python"
@@ -207,9 +208,9 @@ def make_repo(dest: Path, lerobot_dir: Path) -> Path:
         git(dest, "checkout", "-q", "--detach", "installed")
         edit.apply(package)
         _commit(dest, tag, f"{tag}: edit {edit.path}")
-    git(dest, "checkout", "-q", "--detach", "installed")
+    git(dest, "checkout", "-q", "--detach", "stacked-images")
     _move_to_common_layout(dest)
-    _commit(dest, "old-layout", "move the package to the lerobot/common layout")
+    _commit(dest, "old-release", "move the package to the lerobot/common layout")
     git(dest, "checkout", "-q", MAIN)
     return dest
 

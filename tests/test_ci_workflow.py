@@ -1,6 +1,7 @@
 """docs/CI.md's example workflow for a LeRobot fork, run as GitHub would run its shell steps: in a clone of the test
-LeRobot repository holding a pull request's uncommitted edit, with the `GITHUB_*` variables set. Every `run:` step
-but `Install` (it needs the network; the test's interpreters stand in for what it installs) runs with bash."""
+LeRobot repository holding a pull request's uncommitted edit (the `cat-refactor`, which must pass on every form that
+ships), with the `GITHUB_*` variables set. Every `run:` step but `Install` (it needs the network; the test's
+interpreters stand in for what it installs) runs with bash."""
 
 from __future__ import annotations
 
@@ -72,4 +73,8 @@ def test_the_example_workflow_gates_a_pull_request(tmp_path: Path) -> None:
     data = json.loads(report.read_text())
     assert data["environment"]["sides"]["reference"]["commit"] == base
     assert data["environment"]["sides"]["target"]["spec"] == "lerobot@WORKTREE"
-    assert data["compile"]["distinct_compiled_structures"] > 0 and data["deployed"]["exported"]["cases"] > 0
+    # A pure `torch.cat` refactor passes with its compiled structures and export cases counted, none run eagerly.
+    assert data["compile"]["distinct_compiled_structures"] > 0 and data["compile"]["fell_back_to_eager"] == 0
+    assert data["deployed"]["exported"]["cases"] > 0
+    for level in ("model", "policy"):
+        assert set(data["classes"][level]["counts"]) <= {"bitwise", "raised-both"}, data["classes"][level]

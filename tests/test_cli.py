@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import helpers
 import pytest
 
+from act_equiv.case import MUST_KEEP
 from act_equiv.cli import main, options
 from act_equiv.run.environment import gate_environment
 from act_equiv.settings import Settings
@@ -22,8 +24,8 @@ def python_path() -> str:
     return os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
 
 
-def act_equiv(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": python_path(), "OMP_NUM_THREADS": "1"}
+def act_equiv(*args: str, cwd: Path, **environ: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": python_path(), "OMP_NUM_THREADS": "1", **environ}
     return subprocess.run([sys.executable, "-m", "act_equiv", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600)
 
@@ -52,15 +54,38 @@ def test_clean_target_exits_0_with_a_report(tmp_path: Path) -> None:
     assert "[1/2]" in done.stdout  # progress
 
 
-def test_known_bad_target_exits_1_fast_with_a_shrunk_two_camera_case_and_a_replay(tmp_path: Path) -> None:
-    """Fast: the eager covering array finds it, and nothing is compiled."""
+def test_known_bad_target_exits_1_fast_with_a_screenful_a_shrunk_two_camera_case_and_a_replay(tmp_path: Path) -> None:
+    """Fast: the eager covering array finds it, and nothing is compiled. The screenful: the verdict per level, the
+    shrunk case with the config fields that differ from the defaults, its first failure lines, the report path, and
+    the replay command as the last line; the rest stays in summary.md. Under GitHub Actions the same verdict goes to
+    the job's summary page too."""
+    page = tmp_path / "step_summary.md"
+    page.write_text("earlier step\n")
     done = act_equiv("check", "--target", "gate_targets:CameraTokensReversed", "--profile", "ci",
-                     "--max-examples", "50", "--shrink-budget", "10", "--report-dir", "out", cwd=tmp_path)
+                     "--max-examples", "50", "--shrink-budget", "10", "--report-dir", "out", cwd=tmp_path,
+                     GITHUB_STEP_SUMMARY=str(page))
     assert done.returncode == 1, done.stdout + done.stderr
     report = only_report(tmp_path / "out")
     assert list(report["coverage"]) == ["covering"] and report["compile"]["compiled_cases"] == 0, report["coverage"]
     (failure,) = report["failures"]
     assert len(failure["case"]["config"]["camera_shapes"]) == 2
+    # The levels the shrunk case still diverges on (the model's, or only the trajectory's: shrinking is timed).
+    divergent = [f"[{level}: divergent]" for level, c in failure["classes"].items() if c["name"] == "divergent"]
+    assert divergent, failure["classes"]
+
+    lines = done.stdout.splitlines()
+    assert len(lines) < 60, done.stdout
+    assert lines[-1] == f"replay: {failure['replay']}" and lines[-1].endswith("--failure 0"), lines[-1]
+    fail = next(i for i, line in enumerate(lines) if line.startswith("FAIL: "))
+    assert lines[fail + 2].startswith("  config (differs from ACTConfig's defaults): ") and "camera_shapes=" in \
+        lines[fail + 2], lines[fail:fail + 4]
+    assert any(divergent[0] in line for line in lines[fail:]), lines
+    assert any(line.startswith("report: ") and line.endswith("summary.md") for line in lines)
+    summary = page.read_text()
+    assert summary.startswith("earlier step\n### act-equiv check: FAIL")
+    assert "| level | class | cases per class |" in summary and divergent[0] in summary
+    assert f"Replay: `{failure['replay']}`" in summary
+
     assert failure["replay"].startswith("act-equiv replay ")
     replay = act_equiv(*failure["replay"].split()[1:], cwd=tmp_path)
     assert replay.returncode == 1 and "FAIL" in replay.stdout and "reference/target" in replay.stdout
@@ -88,20 +113,26 @@ def test_an_export_only_bug_exits_1_with_a_shrunk_two_camera_case_and_a_replay(t
      ("gate_targets:Missing", "has no attribute 'Missing'"),
      ("gate_targets", "use MODULE:ATTR")],
 )
-def test_bad_target_exits_2_with_one_clear_line(tmp_path: Path, target: str, message: str) -> None:
-    done = act_equiv("check", "--target", target, cwd=tmp_path)
-    assert done.returncode == 2
-    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+def test_bad_target_exits_2_with_one_clear_line(tmp_path: Path, target: str, message: str,
+                                                capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "--target", target]) == 2
+    error = capsys.readouterr().err
+    assert message in error and len(error.strip().splitlines()) == 1
     assert not (tmp_path / "reports").exists()
 
 
-def test_bad_option_exits_2(tmp_path: Path) -> None:
-    done = act_equiv("check", "--backend", "tvm", cwd=tmp_path)
+def test_bad_option_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """As the process's exit status (argparse's own error), and as main's return value for the rules between
+    options."""
+    done = subprocess.run([sys.executable, "-m", "act_equiv", "check", "--backend", "tvm"], capture_output=True,
+                          text=True, timeout=600)
     assert done.returncode == 2 and "invalid choice: 'tvm'" in done.stderr
-    done = act_equiv("check", "--mode", "reduce-overhead", "--backend", "eager", cwd=tmp_path)
-    assert done.returncode == 2 and "needs --backend 'inductor'" in done.stderr
-    done = act_equiv("check", "--autocast", "bfloat16", "--dtype", "float64", cwd=tmp_path)
-    assert done.returncode == 2 and "--autocast 'bfloat16' needs --dtype 'float32'" in done.stderr
+    assert main(["check", "--mode", "reduce-overhead", "--backend", "eager"]) == 2
+    assert "needs --backend 'inductor'" in capsys.readouterr().err
+    assert main(["check", "--autocast", "bfloat16", "--dtype", "float64"]) == 2
+    assert "--autocast 'bfloat16' needs --dtype 'float32'" in capsys.readouterr().err
 
 
 def test_a_bad_profile_names_the_flag(capsys: pytest.CaptureFixture) -> None:
@@ -156,31 +187,6 @@ def test_pytest_plugin_runs_the_suite_against_another_repos_target(tmp_path: Pat
     assert bad.returncode == 1 and "1 failed" in bad.stdout, bad.stdout[-2000:]
     assert "reference/target" in bad.stdout
     assert (tmp_path / "reports" / "pytest" / "report.json").is_file()
-
-
-def test_a_failing_run_prints_a_screenful_that_ends_with_the_replay_command(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The verdict per level, the shrunk case with the config fields that differ from the defaults, its first
-    failure lines, the report path, and the replay command as the last line; the rest stays in summary.md. Under
-    GitHub Actions the same verdict goes to the job's summary page too."""
-    page = tmp_path / "step_summary.md"
-    page.write_text("earlier step\n")
-    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(page))
-    code = main(["check", "--target", "mutant:cameras_reversed_tokens", "--backend", "none", "--profile", "ci",
-                 "--seed", "1", "--report-dir", str(tmp_path)])
-    lines = capsys.readouterr().out.splitlines()
-    assert code == 1
-    assert len(lines) < 60, "\n".join(lines)
-    assert lines[-1].startswith("replay: act-equiv replay ") and lines[-1].endswith("--failure 0"), lines[-1]
-    fail = next(i for i, line in enumerate(lines) if line.startswith("FAIL: "))
-    assert lines[fail + 2].startswith("  config (differs from ACTConfig's defaults): ") and "camera_shapes=" in \
-        lines[fail + 2], lines[fail:fail + 4]
-    assert any("[model: divergent]" in line for line in lines[fail:]), lines
-    assert any(line.startswith("report: ") and line.endswith("summary.md") for line in lines)
-    summary = page.read_text()
-    assert summary.startswith("earlier step\n### act-equiv check: FAIL")
-    assert "| model | divergent |" in summary and "[model: divergent]" in summary
-    assert f"Replay: `{lines[-1].removeprefix('replay: ')}`" in summary
 
 
 def test_coverage_counts_compared_cases_only_and_lists_what_only_uncompared_cases_drew(
@@ -239,22 +245,18 @@ def test_bugs_that_hid_behind_init_weights_depth_or_batch_size_fail_the_check(
     assert SECOND_PASS[target](failure["case"]), failure["case"]
 
 
-@pytest.mark.parametrize(("target", "code"), [("gate_targets:queue_last_first_policy", 1),
-                                              ("gate_targets:own_policy", 0)], ids=["fork-queue", "control"])
 def test_a_target_factory_may_return_its_own_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                    monkeypatch: pytest.MonkeyPatch, target: str, code: int) -> None:
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """A fork's own policy (its queue, ensembler, loss) is compared at the policy level when the target's factory
-    returns a policy: the model level stays bitwise, the queue's order is divergent; the control passes."""
+    returns a policy: the model level stays bitwise, the queue's order is divergent (the control: below)."""
     monkeypatch.syspath_prepend(str(TESTS))
-    assert main(["check", "--target", target, "--backend", "none", "--profile", "ci", "--seed", "1",
-                 "--max-examples", "2", "--report-dir", str(tmp_path)]) == code, capsys.readouterr().out
+    assert main(["check", "--target", "gate_targets:queue_last_first_policy", "--backend", "none", "--profile", "ci",
+                 "--seed", "1", "--max-examples", "2", "--report-dir", str(tmp_path)]) == 1, capsys.readouterr().out
     report = only_report(tmp_path)
-    policy = "QueueLastFirstPolicy" if code else "act_equiv.models.policy.ACTPolicy"
-    assert policy in report["environment"]["sides"]["target"]["policy"], report["environment"]
-    if code:
-        [failure] = report["failures"]
-        assert failure["classes"]["policy"]["name"] == "divergent", failure["failures"]
-        assert failure["classes"]["model"]["name"] == "bitwise", failure["failures"]
+    assert "QueueLastFirstPolicy" in report["environment"]["sides"]["target"]["policy"], report["environment"]
+    [failure] = report["failures"]
+    assert failure["classes"]["policy"]["name"] == "divergent", failure["failures"]
+    assert failure["classes"]["model"]["name"] == "bitwise", failure["failures"]
 
 
 def test_a_time_budget_never_drops_compiled_training(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -272,21 +274,26 @@ def test_a_time_budget_never_drops_compiled_training(tmp_path: Path, capsys: pyt
     assert failure["case"]["training"] and any("target/compiled" in line for line in failure["failures"]), failure
 
 
-@pytest.mark.parametrize(("target", "code"), [("mutant:state_clamped_in_place", 1),
-                                              ("gate_targets:ClampsStateCopy", 0)], ids=["in-place", "control"])
 def test_a_target_that_writes_into_its_inputs_is_an_input_mutated_finding(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, target: str,
-        code: int) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Every call gets its own copy of the batch, so the reference's and the float64 evidence's inputs stay pristine,
-    and a side that writes into its copy is named with the key; the control clones first and stays bitwise."""
-    monkeypatch.syspath_prepend(str(TESTS))
-    assert main(["check", "--target", target, "--backend", "none", "--profile", "ci", "--seed", "1",
-                 "--max-examples", "2", "--report-dir", str(tmp_path)]) == code, capsys.readouterr().out
-    report = only_report(tmp_path)
-    if code == 0:
-        assert set(report["classes"]["model"]["counts"]) == {"bitwise"}, report["classes"]
-        return
-    [failure] = report["failures"]
+    and a side that writes into its copy is named with the key (the control: below)."""
+    assert main(["check", "--target", "mutant:state_clamped_in_place", "--backend", "none", "--profile", "ci",
+                 "--seed", "1", "--max-examples", "2", "--report-dir", str(tmp_path)]) == 1, capsys.readouterr().out
+    [failure] = only_report(tmp_path)["failures"]
     [finding] = [f for f in failure["findings"] if f["check"] == "input_mutated"]
     assert "observation.state" in finding["message"] and "the target" in finding["message"], finding
     assert failure["case"]["training"]
+
+
+@pytest.mark.parametrize("target", ["gate_targets:own_policy", "gate_targets:ClampsStateCopy"],
+                         ids=["own-policy", "clamps-a-copy"])
+def test_the_controls_of_the_policy_and_input_findings_pass_bitwise(target: str) -> None:
+    """A factory that returns act_equiv's own policy, and a side that clamps its own copy of an input, pass bitwise at
+    every level in both modes, judged case by case under the two runs' settings (the command around them is tested
+    above)."""
+    with helpers.gate(target, backend=None) as gate:
+        for case in MUST_KEEP:
+            found = gate.verdict(case, compiled=False)
+            assert found.passed and {c.name for c in found.classes.values()} == {"bitwise"}, found.summary()
+        assert gate.runner.target.policy_name == "act_equiv.models.policy.ACTPolicy"

@@ -1,7 +1,7 @@
 """`act-equiv check --reference lerobot@A --target lerobot@B` on a LeRobot repository built from the installed LeRobot
-(`lerobot_repo`): a pure refactor and the move to the pre-2025 layout pass, bitwise; a numeric edit fails at the
-model level and a loss-only edit at the policy level, each with a shrunk case; the refactor from a clone,
-the layout move from a bare copy.
+(`lerobot_repo`): a pure refactor passes bitwise, from a clone; an old release (the pre-2025 layout and image
+contract), from a bare copy, passes bitwise where its contract can express the case; a numeric edit fails at the
+model level, a loss-only edit at the policy level and an optimizer edit on the trajectory, each with a shrunk case.
 Both sides run in workers on a Python that imports LeRobot's dependencies (`.venv-lerobot` in CI); eager forms only
 (`tests/test_gate_pr.py` compiles and exports the revision under test)."""
 
@@ -41,24 +41,29 @@ def gate(repo: Path, tmp_path: Path, target: str, reference: str = "installed") 
     return code, json.loads(report.read_text())
 
 
-@pytest.mark.parametrize(("repository", "target"), [("clone", "refactor"), ("bare", "old-layout")])
-def test_a_refactor_and_a_move_to_the_old_layout_pass_bitwise(repository: str, target: str,
-                                                              request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    """The refactor from a clone, the move to the old layout from a bare copy: resolving and extracting revisions
-    works from both kinds of repository (`tests/test_revision.py` covers each kind in detail; here one gate run per
-    kind end to end)."""
-    _passes_bitwise(request.getfixturevalue(repository), tmp_path, target)
-
-
-def _passes_bitwise(repo: Path, tmp_path: Path, target: str) -> None:
-    code, report = gate(repo, tmp_path, target)
+def test_a_refactor_passes_bitwise(clone: Path, tmp_path: Path) -> None:
+    code, report = gate(clone, tmp_path, "refactor")
     assert code == 0, report["failures"]
     for level in ("model", "policy"):
         counts = report["classes"][level]["counts"]
         # LeRobot raises alike on both sides for configs without a robot state (finding 1): raised-both, a warning.
         assert set(counts) <= {"bitwise", "raised-both"} and counts["bitwise"] > 0, (level, counts)
-    sides = report["environment"]["sides"]
-    assert sides["target"]["layout"] == ("common" if target == "old-layout" else "src"), sides
+
+
+def test_an_old_release_from_a_bare_repository_skips_what_its_contract_cannot_express(bare: Path,
+                                                                                        tmp_path: Path) -> None:
+    """Before 2025-03 LeRobot stacked its cameras into one tensor, in the `lerobot/common` layout: as the reference,
+    from a bare repository, it cannot run cameras of different shapes (those cases are skipped with the reason);
+    every other case compares bitwise. (`tests/test_revision.py` covers both kinds of repository in detail.)"""
+    code, report = gate(bare, tmp_path, "installed", reference="old-release")
+    assert code == 0, report["failures"]
+    reference = report["environment"]["sides"]["reference"]
+    assert (reference["cameras"], reference["layout"]) == ("stacked", "common"), reference
+    for level in ("model", "policy"):
+        counts = report["classes"][level]["counts"]
+        assert set(counts) <= {"bitwise", "raised-both", "unsupported"} and counts["bitwise"] > 0, (level, counts)
+    assert report["classes"]["model"]["counts"].get("unsupported", 0) == report["result"]["skipped"] > 0, (
+        report["classes"]["model"]["counts"], report["result"])
 
 
 def test_numeric_edit_fails_at_the_model_level_with_a_shrunk_case(clone: Path, tmp_path: Path) -> None:
@@ -76,17 +81,6 @@ def test_loss_only_edit_fails_at_the_policy_level_only(clone: Path, tmp_path: Pa
     assert failure["classes"]["model"]["name"] == "bitwise", failure["failures"]
     assert failure["classes"]["policy"]["name"] == "divergent" and "padded" in failure["describe"]
     assert "divergent" not in report["classes"]["model"]["counts"]
-
-
-def test_an_older_contract_that_stacks_cameras_skips_what_it_cannot_express(clone: Path, tmp_path: Path) -> None:
-    """Before 2025-03 LeRobot stacked its cameras into one tensor: as the reference it cannot run cameras of
-    different shapes (those cases are skipped with the reason); every other case compares bitwise."""
-    code, report = gate(clone, tmp_path, "installed", reference="stacked-images")
-    assert code == 0, report["failures"]
-    assert report["environment"]["sides"]["reference"]["cameras"] == "stacked"
-    counts = report["classes"]["model"]["counts"]
-    assert set(counts) <= {"bitwise", "raised-both", "unsupported"} and counts["bitwise"] > 0, counts
-    assert counts.get("unsupported", 0) == report["result"]["skipped"] > 0, (counts, report["result"])
 
 
 def test_a_backbone_left_out_of_the_optimizer_fails_on_the_backbone_after_the_first_step(

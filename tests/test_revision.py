@@ -291,12 +291,13 @@ def lerobot_repos(request: pytest.FixtureRequest, lerobot_repo: Path,
 @pytest.mark.parametrize("tag", TAGS)
 def test_each_tag_of_the_lerobot_repository_materializes(lerobot_repos: Path, tag: str) -> None:
     found = materialize(f"lerobot@{tag}", lerobot_repos)
-    layout, modeling = ("common", COMMON_MODELING) if tag == "old-layout" else ("src", SRC_MODELING)
+    layout, modeling = ("common", COMMON_MODELING) if tag == "old-release" else ("src", SRC_MODELING)
     assert (found.layout, found.commit) == (layout, _sha(lerobot_repos, tag))
     text = (found.root / modeling).read_text()
-    assert all(new in text for _, new in EDITS[tag].replacements) if tag in EDITS else "decoder_in," in text
+    edit = EDITS.get("stacked-images" if tag == "old-release" else tag)
+    assert all(new in text for _, new in edit.replacements) if edit else "decoder_in," in text
     assert (found.root / "lerobot" / "configs").is_dir() and not any(found.root.rglob("__pycache__"))
-    if tag == "old-layout":
+    if tag == "old-release":
         assert "from lerobot.common.policies.act.configuration_act import ACTConfig" in text
         assert not (found.root / "lerobot" / "policies").exists()
 
@@ -364,7 +365,7 @@ def test_each_tag_changes_exactly_what_it_says(lerobot_repo: Path) -> None:
     for tag, found in revisions.items():  # each tag ran its own extracted source
         assert Path(out[tag]["module"]).is_relative_to(found.root)
     installed = out["installed"]
-    for tag in ("refactor", "old-layout", "stacked-images"):
+    for tag in ("refactor", "old-release", "stacked-images"):
         assert out[tag]["actions"] == installed["actions"] and out[tag]["loss"] == installed["loss"], tag
     numeric = max(abs(a - b) for a, b in zip(out["numeric"]["actions"], installed["actions"], strict=True))
     assert numeric > 1e-4 * max(map(abs, installed["actions"])), numeric  # float32 rounding is ~1e-7 relative

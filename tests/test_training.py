@@ -37,8 +37,10 @@ def trained(target: Target, case=TRAIN, **options: object) -> CaseVerdict:
 def test_the_clean_target_trains_every_step_alike_compiled_included() -> None:
     """The concat refactor trains bit for bit like the legacy model over 3 steps, and so does its compiled model;
     the whole step compiled differs (dynamo's AdamW computes the bias corrections from the float32 step count)
-    and is rounding: its float64 run agrees with eager's, and the steps stay within the float64 envelope."""
-    found = trained(Target("concat", ACT), DROPOUT)
+    and is rounding: its float64 run agrees with eager's, and the steps stay within the float64 envelope. Dynamo's
+    eager backend: the difference is dynamo's trace (aot_eager gives the same classes and the same 1.17e-06, in
+    twice the time; the suite's `test_forms_agree_must_keep[train]` trains compiled with aot_eager)."""
+    found = trained(Target("concat", ACT), DROPOUT, backend="eager")
     assert found.passed, found.summary()
     eager, compiled, step = (found.classes[f"trajectory{name}"] for name in ("", " compiled", " compiled-step"))
     assert eager.name == "bitwise" and compiled.name == "bitwise", (eager, compiled)
