@@ -175,6 +175,12 @@ COVERING_EXAMPLES = 2
 """Cases per covering-array row: Hypothesis's first draw is the row's simplest case, the second a random one."""
 
 
+def _modes(requested: tuple[str, ...]) -> dict[str, bool]:
+    """The compiled search's mode pin: eval only where no requested form runs in training (the deployment forms):
+    a training case would compare none of them (the eager stages already judged eager training)."""
+    return {} if any(forms.FORMS[form].runs_in(True) for form in requested) else {"training": False}
+
+
 def check(
     gate: Gate,
     scope: dict[str, Any],
@@ -208,6 +214,7 @@ def check(
         announce(f"compiled search: {max_examples} compared cases, backend {gate.settings.backend}{deployed}")
         spent = sum(stage.seconds for stage in stages[1:])
         budget_left = None if time_budget is None else max(0.0, time_budget - spent)
-        stages.append(search(gate, aes.cases(**scope), max_examples, budget_left, seed_value, profile,
-                             on_verdict=on_verdict, shrink_budget=shrink_budget, requested=gate.settings.forms))
+        stages.append(search(gate, aes.cases(**_modes(gate.settings.forms), **scope), max_examples, budget_left,
+                             seed_value, profile, on_verdict=on_verdict, shrink_budget=shrink_budget,
+                             requested=gate.settings.forms))
     return stages

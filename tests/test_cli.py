@@ -100,6 +100,8 @@ def test_an_export_only_bug_exits_1_with_a_shrunk_two_camera_case_and_a_replay(t
     assert done.returncode == 1, done.stdout + done.stderr
     report = only_report(tmp_path / "out")
     assert report["environment"]["forms"] == "exported" and report["environment"]["backend"] is None
+    # No deployment form runs in training: the compiled search draws eval cases only.
+    assert set(report["coverage"]["compiled"]["features"]["training"]) == {"False"}, report["coverage"]["compiled"]
     (failure,) = report["failures"]
     assert len(failure["case"]["config"]["camera_shapes"]) == 2 and failure["case"]["training"] is False
     assert any(line.startswith("[target/exported") for line in failure["failures"]), failure["failures"]
@@ -263,9 +265,10 @@ def test_a_time_budget_never_drops_compiled_training(tmp_path: Path, capsys: pyt
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The covering array always runs whole; a budget it used up ends the eager sweep at once, and the compiled search
     still compares a case in each mode the compiled form runs in, so a drift only compiled training shows is found
-    (before: PASS with 0 compiled cases; before that, Hypothesis raised `Unsatisfiable` and no report was written)."""
+    (before: PASS with 0 compiled cases; before that, Hypothesis raised `Unsatisfiable` and no report was written).
+    Dynamo's eager backend: the drift is in what dynamo traces, whatever backend runs it."""
     monkeypatch.syspath_prepend(str(TESTS))
-    assert main(["check", "--target", "gate_targets:CompiledGradientDrift", "--backend", "aot_eager", "--profile",
+    assert main(["check", "--target", "gate_targets:CompiledGradientDrift", "--backend", "eager", "--profile",
                  "ci", "--seed", "1", "--trained-structures", "0", "--time-budget", "0.001", "--shrink-budget", "0",
                  "--report-dir", str(tmp_path)]) == 1, capsys.readouterr().out
     report = only_report(tmp_path)

@@ -114,16 +114,18 @@ def steps(expected: Outputs, actual: Outputs, expected64: Outputs | None,
 
 def _fold(row: dict[str, Any], prefix: str, name: str, expected: torch.Tensor, actual: torch.Tensor) -> None:
     """Fold one tensor's |actual - expected| into a step's row, keeping the worst tensor's name (NaN: infinite)."""
+    row.setdefault(f"{prefix}max_abs", 0.0)
+    row.setdefault(f"{prefix}max_rel", 0.0)
+    if expected.dtype == actual.dtype and torch.equal(expected, actual):
+        return  # no difference (a NaN is never equal, so it takes the measuring path)
     expected, actual = expected.double(), actual.double()
     diff = (actual - expected).abs().nan_to_num(nan=float("inf"))
     worst = float(diff.max()) if diff.numel() else 0.0
     scale = float(expected.abs().nan_to_num(nan=0.0, posinf=0.0).max()) if expected.numel() else 0.0
-    if worst > row.get(f"{prefix}max_abs", 0.0):
+    if worst > row[f"{prefix}max_abs"]:
         row[f"{prefix}max_abs"], row[f"{prefix}tensor"] = worst, name
     if worst:
-        row[f"{prefix}max_rel"] = max(row.get(f"{prefix}max_rel", 0.0), worst / scale if scale else float("inf"))
-    row.setdefault(f"{prefix}max_abs", 0.0)
-    row.setdefault(f"{prefix}max_rel", 0.0)
+        row[f"{prefix}max_rel"] = max(row[f"{prefix}max_rel"], worst / scale if scale else float("inf"))
 
 
 def _from_step(name: str, steps: list[dict[str, Any]]) -> str:
