@@ -117,10 +117,11 @@ def _cases(**pins: Any) -> st.SearchStrategy[Case]:
 
 
 # Sharded by camera count and mode: pytest-xdist spreads shards over workers, and every run covers each
-# camera count in both modes whatever Hypothesis draws. Each shard draws half the loaded profile's examples (the
-# eight shards together four times the profile's count; 4 each under "ci", where a compiled case costs ~10 s).
+# camera count in both modes whatever Hypothesis draws. Each shard draws a third of the loaded profile's examples
+# (the eight shards together over twice the profile's count; 3 each under "ci", where a compiled case costs 5-10 s
+# on 2 cores: a compile's cost grows with the cameras, hardly with the depth).
 SHARDS = [(cameras, training) for cameras in range(4) for training in (False, True)]
-SHARD_EXAMPLES = max(1, settings().max_examples // 2)
+SHARD_EXAMPLES = max(1, settings().max_examples // 3)
 
 
 @pytest.mark.compile
