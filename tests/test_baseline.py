@@ -26,12 +26,15 @@ KNOWN_AND_NEW = "gate_targets:NoStateCrashCamerasReversed"
 CHECK = ("--profile", "ci", "--seed", "1", "--max-examples", "2", "--backend", "none")
 
 
-def check(tmp_path: Path, capsys: pytest.CaptureFixture, target: str, *args: str) -> tuple[int, str, dict]:
-    reports = tmp_path / "reports"
+def check(reports: Path, target: str, *args: str) -> tuple[int, str, dict]:
+    """`act-equiv check` of `target` with `CHECK` and `args`, its report under `reports`: (exit code, what it printed,
+    the report)."""
     before = set(reports.glob("*/report.json"))
-    code = main(["check", "--target", target, *CHECK, "--report-dir", str(reports), *args])
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(io.StringIO()) as out:
+        patch.syspath_prepend(str(TESTS))
+        code = main(["check", "--target", target, *CHECK, "--report-dir", str(reports), *args])
     (path,) = set(reports.glob("*/report.json")) - before
-    return code, capsys.readouterr().out, json.loads(path.read_text())
+    return code, out.getvalue(), json.loads(path.read_text())
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +42,9 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A baseline written by `--update-baseline` from the known bug's run, once for the module (a run costs ~30 s);
     a test that changes it changes a copy."""
     path = tmp_path_factory.mktemp("recorded") / "known.json"
-    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(io.StringIO()) as out:
-        patch.syspath_prepend(str(TESTS))
-        code = main(["check", "--target", KNOWN, *CHECK, "--report-dir", str(path.parent / "reports"),
-                     "--update-baseline", str(path)])
-    assert code == 0, out.getvalue()
-    assert "baseline: 3 finding(s) written" in out.getvalue()
+    code, out, _ = check(path.parent / "reports", KNOWN, "--update-baseline", str(path))
+    assert code == 0, out
+    assert "baseline: 3 finding(s) written" in out
     return path
 
 
@@ -70,12 +70,7 @@ def known_run(recorded: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     data["findings"].append({"signature": GONE})
     edited = tmp_path_factory.mktemp("edited") / "edited.json"
     edited.write_text(json.dumps(data))
-    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(io.StringIO()) as out:
-        patch.syspath_prepend(str(TESTS))
-        code = main(["check", "--target", KNOWN, *CHECK, "--report-dir", str(edited.parent / "reports"),
-                     "--baseline", str(edited)])
-    [path] = (edited.parent / "reports").glob("*/report.json")
-    return code, out.getvalue(), json.loads(path.read_text())
+    return check(edited.parent / "reports", KNOWN, "--baseline", str(edited))
 
 
 def test_a_baselined_finding_passes_and_the_search_goes_on(recorded: Path, known_run: tuple[int, str, dict]) -> None:
@@ -90,22 +85,20 @@ def test_a_baselined_finding_passes_and_the_search_goes_on(recorded: Path, known
     assert report["classes"]["model"]["class"] == "raised (known)"
 
 
-def test_a_new_divergence_beside_a_baselined_finding_fails(recorded: Path, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture) -> None:
-    code, out, report = check(tmp_path, capsys, KNOWN_AND_NEW, "--baseline", str(recorded))
+def test_a_new_divergence_beside_a_baselined_finding_fails(recorded: Path, tmp_path: Path) -> None:
+    code, out, report = check(tmp_path, KNOWN_AND_NEW, "--baseline", str(recorded))
     assert code == 1, out
     (failure,) = report["failures"]
     assert failure["classes"]["model"]["name"] == "divergent"
     assert not failure["known"] and all("KeyError" not in line for line in failure["failures"])
 
 
-def test_a_stale_entry_is_reported_and_fails_under_strict(known_run: tuple[int, str, dict], tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture) -> None:
+def test_a_stale_entry_is_reported_and_fails_under_strict(known_run: tuple[int, str, dict], tmp_path: Path) -> None:
     code, out, report = known_run
     assert code == 0 and report["result"]["stale"] == [GONE]
     assert f"stale: {GONE}" in out
     edited = report["environment"]["baseline"]
-    code, out, report = check(tmp_path, capsys, KNOWN, "--baseline", edited, "--strict")
+    code, out, report = check(tmp_path, KNOWN, "--baseline", edited, "--strict")
     assert code == 1 and "(a failure: --strict)" in out
 
 

@@ -125,11 +125,10 @@ def test_bad_target_exits_2_with_one_clear_line(tmp_path: Path, target: str, mes
     assert not (tmp_path / "reports").exists()
 
 
-def test_bad_option_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_option_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """As the process's exit status (argparse's own error), and as main's return value for the rules between
     options."""
-    done = subprocess.run([sys.executable, "-m", "act_equiv", "check", "--backend", "tvm"], capture_output=True,
-                          text=True, timeout=600)
+    done = act_equiv("check", "--backend", "tvm", cwd=tmp_path)
     assert done.returncode == 2 and "invalid choice: 'tvm'" in done.stderr
     assert main(["check", "--mode", "reduce-overhead", "--backend", "eager"]) == 2
     assert "needs --backend 'inductor'" in capsys.readouterr().err
