@@ -19,6 +19,8 @@ from typing import Any
 
 from hypothesis import HealthCheck, settings
 
+from act_equiv.errors import UsageError
+
 PROFILE_ENV = "ACT_EQUIV_PROFILE"
 
 _COMMON: dict[str, Any] = {
@@ -55,7 +57,7 @@ def default_profile() -> str:
     """ACT_EQUIV_PROFILE if set, else `ci` under CI, else `dev`."""
     chosen = os.environ.get(PROFILE_ENV) or ("ci" if os.environ.get("CI") else "dev")
     if chosen not in PROFILES:
-        raise ValueError(f"{PROFILE_ENV}={chosen!r} is invalid: one of {sorted(PROFILES)}")
+        raise UsageError(f"{PROFILE_ENV}={chosen!r} is invalid: one of {sorted(PROFILES)}")
     return chosen
 
 
@@ -64,6 +66,7 @@ def train_steps() -> int:
     return TRAIN_STEPS.get(settings.get_current_profile_name(), TRAIN_STEPS["dev"])
 
 
-def scope() -> dict[str, Any]:
-    """Strategy keywords for the loaded profile (profiles act_equiv did not define draw like `dev`)."""
-    return SCOPES.get(settings.get_current_profile_name(), SCOPES["dev"])
+def scope(name: str | None = None) -> dict[str, Any]:
+    """Strategy keywords for the profile `name`, else the loaded one (profiles act_equiv did not define draw like
+    `dev`)."""
+    return SCOPES.get(name or settings.get_current_profile_name(), SCOPES["dev"])

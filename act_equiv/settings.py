@@ -20,7 +20,8 @@ from typing import Any
 from act_equiv import forms as form_table
 from act_equiv.errors import UsageError
 
-__all__ = ["AUTOCAST", "BACKENDS", "DEVICES", "DTYPES", "MODES", "ONNX_EXPORTERS", "WORKER_TIMEOUT", "Settings"]
+__all__ = ["AUTOCAST", "BACKENDS", "DEVICES", "DTYPES", "MODES", "ONNX_EXPORTERS", "SHRINK_BUDGET", "WORKER_TIMEOUT",
+           "Bench", "Search", "Settings"]
 
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float64")
@@ -35,6 +36,8 @@ ONNX_EXPORTERS = ("dynamo", "torchscript")
 """The onnx form's exporters: torch.onnx.export with dynamo=True, or the TorchScript exporter."""
 WORKER_TIMEOUT = 300.0
 """Seconds a side in a worker may take for one request (a build or one case's forms) before it counts as hung."""
+SHRINK_BUDGET = 60.0
+"""Seconds a found failure may spend shrinking before the smallest case so far is reported."""
 
 
 @dataclass(frozen=True)
@@ -86,10 +89,7 @@ class Settings:
     back to the fp64-referenced check."""
 
     def __post_init__(self) -> None:
-        for name, validate in _VALIDATORS.items():
-            value = validate(name, getattr(self, name))
-            if value is not getattr(self, name):
-                object.__setattr__(self, name, value)
+        _validate(self, _VALIDATORS)
         _validate_together(self)
 
     @property
@@ -113,6 +113,60 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         """These settings with `changes`, validated again."""
         return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Search:
+    """How a check searches (`act_equiv.stages.check`). Built with None where a caller left a setting out: `profile`
+    becomes the default profile (`act_equiv.profiles.default_profile`), `max_examples` that profile's count."""
+
+    profile: str | None = None
+    """A Hypothesis profile of `act_equiv.profiles.PROFILES`."""
+    max_examples: int | None = None
+    """Compared cases of the compiled search; the eager sweep draws a multiple (`act_equiv.stages`)."""
+    time_budget: float | None = None
+    """Seconds after which the random stages stop drawing (the covering array always runs whole); None: no limit."""
+    seed: int | None = None
+    """Hypothesis's seed (reproducible draws); None: the profile's (derandomized under ci)."""
+    shrink_budget: float = SHRINK_BUDGET
+    """Seconds a failure may spend shrinking; 0 reports the first failing case as found."""
+
+    def __post_init__(self) -> None:
+        _validate(self, _SEARCH_VALIDATORS)
+        if self.max_examples is None:
+            from act_equiv import profiles
+
+            object.__setattr__(self, "max_examples", profiles.PROFILES[self.profile]["max_examples"])
+
+
+@dataclass(frozen=True)
+class Bench:
+    """The bench's own settings (`act-equiv bench`) beside the gate's: its counts, and whether it times training
+    steps, which only forms that run in training can take."""
+
+    batch_size: int = 8
+    num_runs: int = 20
+    """Timed calls per form."""
+    warmup: int = 3
+    """Untimed calls per form (the first one compiles)."""
+    training: bool = False
+    forms: tuple[str, ...] = ()
+    """The gate settings' forms (`Settings.forms`)."""
+
+    def __post_init__(self) -> None:
+        _validate(self, _BENCH_VALIDATORS)
+        inference = [form for form in self.forms if not form_table.FORMS[form].runs_in(True)]
+        if self.training and inference:
+            raise UsageError(f"forms={','.join(inference)!r} time inference only, not training steps: give them "
+                             "without training", "forms")
+
+
+def _validate(settings: Any, validators: dict[str, Callable[[str, Any], Any]]) -> None:
+    """Each setting through its check, in order; a check may return the value as the settings keep it."""
+    for name, validate in validators.items():
+        value = validate(name, getattr(settings, name))
+        if value is not getattr(settings, name):
+            object.__setattr__(settings, name, value)
 
 
 def _one_of(allowed: tuple[str, ...], optional: bool = False) -> Callable[[str, Any], Any]:
@@ -144,16 +198,34 @@ def _flag(name: str, value: Any) -> Any:
     return value
 
 
-def _count(name: str, value: Any) -> Any:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise UsageError(f"{name}={value!r} is invalid: an int >= 0", name)
+def _at_least(minimum: int) -> Callable[[str, Any], Any]:
+    def validate(name: str, value: Any) -> Any:
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise UsageError(f"{name}={value!r} is invalid: an int >= {minimum}", name)
+        return value
+
+    return validate
+
+
+def _integer(name: str, value: Any) -> Any:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise UsageError(f"{name}={value!r} is invalid: an int", name)
     return value
 
 
-def _seconds(name: str, value: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise UsageError(f"{name}={value!r} is invalid: seconds > 0", name)
-    return float(value)
+def _seconds(zero: bool = False) -> Callable[[str, Any], Any]:
+    """Seconds > 0, or >= 0 where `zero` means none (no shrinking)."""
+    def validate(name: str, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value >= 0 if zero else value > 0):
+            raise UsageError(f"{name}={value!r} is invalid: " + ("seconds >= 0 (0: none)" if zero else "seconds > 0"),
+                             name)
+        return float(value)
+
+    return validate
+
+
+def _optional(validate: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    return lambda name, value: None if value is None else validate(name, value)
 
 
 def _dynamic(name: str, value: Any) -> Any:
@@ -177,24 +249,45 @@ def _train_steps(name: str, value: Any) -> Any:
         from act_equiv import profiles
 
         return profiles.train_steps()
-    return _count(name, value)
+    return _at_least(0)(name, value)
+
+
+def _profile(name: str, value: Any) -> str:
+    from act_equiv import profiles
+
+    if value is None:
+        return profiles.default_profile()
+    if value not in profiles.PROFILES:
+        raise UsageError(f"{name}={value!r} is invalid: one of {sorted(profiles.PROFILES)}", name)
+    return value
 
 
 _VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "target": _spec, "reference": _spec, "reference_python": _path, "target_python": _path, "lerobot_repo": _path,
-    "worker_timeout": _seconds, "device": _one_of(DEVICES), "dtype": _one_of(DTYPES),
+    "worker_timeout": _seconds(), "device": _one_of(DEVICES), "dtype": _one_of(DTYPES),
     "backend": _one_of(BACKENDS, optional=True), "mode": _one_of(MODES, optional=True), "dynamic": _dynamic,
     "autocast": _one_of(AUTOCAST, optional=True), "forms": _forms, "onnx_exporter": _one_of(ONNX_EXPORTERS),
-    "train_steps": _train_steps, "trained_structures": _count, "baseline": _path, "strict": _flag,
-    "record_findings": _flag, "explain": _flag, "extra_batch_sizes": _count, "reference64": _flag,
+    "train_steps": _train_steps, "trained_structures": _at_least(0), "baseline": _path, "strict": _flag,
+    "record_findings": _flag, "explain": _flag, "extra_batch_sizes": _at_least(0), "reference64": _flag,
 }
 """One check per setting, in field order; each returns the value as the settings keep it."""
+_SEARCH_VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
+    "profile": _profile, "max_examples": _optional(_at_least(1)), "time_budget": _optional(_seconds()),
+    "seed": _optional(_integer), "shrink_budget": _seconds(zero=True),
+}
+_BENCH_VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
+    "batch_size": _at_least(1), "num_runs": _at_least(1), "warmup": _at_least(1), "training": _flag, "forms": _forms,
+}
 _UNSTATED = ("device", "record_findings", "explain", "extra_batch_sizes", "reference64")
 """Settings that are no option (how a caller runs the gate) or that a report states otherwise."""
 
 
 def _validate_together(s: Settings) -> None:
     """The rules between settings; a compiled form runs exactly when "compiled" is in `forms` with a backend."""
+    if s.record_findings and s.baseline is not None:
+        raise UsageError(f"baseline={s.baseline!r} is invalid with record_findings=True (act-equiv check "
+                         "--update-baseline): a run that accepts every finding writes a baseline, it reads none",
+                         "baseline")
     if s.mode is not None and s.backend != "inductor":
         raise UsageError(f"mode={s.mode!r} needs backend='inductor' (got {s.backend!r})", "mode", "backend")
     if s.autocast is not None and s.dtype != "float32":

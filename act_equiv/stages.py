@@ -16,17 +16,15 @@ from hypothesis import HealthCheck, Phase, assume, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky, Unsatisfiable
 
-from act_equiv import forms
+from act_equiv import forms, profiles
 from act_equiv.case import Case
 from act_equiv.gate import Gate
 from act_equiv.oracle.verdict import CaseVerdict, Divergence
+from act_equiv.settings import SHRINK_BUDGET, Search
 from act_equiv.shrink import shrink
 
-__all__ = ["COVERING_EXAMPLES", "EAGER_SWEEP_FACTOR", "SHRINK_BUDGET", "UNCOMPARED_FACTOR", "SearchResult", "check",
-           "search", "sweep_covering"]
-
-SHRINK_BUDGET = 60.0
-"""Seconds a found failure may spend shrinking before the smallest case so far is reported."""
+__all__ = ["COVERING_EXAMPLES", "EAGER_SWEEP_FACTOR", "UNCOMPARED_FACTOR", "SearchResult", "check", "search",
+           "sweep_covering"]
 
 
 @dataclass
@@ -73,7 +71,7 @@ def search(
     uncompared = 0
     missing = {(form, training) for form in requested for training in (False, True)
                if forms.FORMS[form].runs_in(training)}
-    base = settings.get_profile(profile) if profile else settings()
+    base = settings(**profiles.PROFILES[profile]) if profile else settings()
     phases = [p for p in base.phases if compiled is False or p is not Phase.shrink]
 
     def judged(case: Case, with_compiled: bool) -> CaseVerdict:
@@ -184,37 +182,33 @@ def _modes(requested: tuple[str, ...]) -> dict[str, bool]:
 def check(
     gate: Gate,
     scope: dict[str, Any],
-    max_examples: int,
-    time_budget: float | None = None,
-    seed_value: int | None = None,
-    profile: str | None = None,
-    shrink_budget: float = SHRINK_BUDGET,
+    how: Search,
     announce: Callable[[str], None] = lambda line: None,
     on_verdict: Callable[[CaseVerdict, int], None] | None = None,
 ) -> list[SearchResult]:
-    """A whole check: the covering array, the eager sweep, the compiled search, each only while nothing failed.
-    Returns each stage's result; the last one holds the failure, if any. `scope` holds `strategies.cases` keywords;
-    `announce` hears one line as each stage starts; `on_verdict` sees each verdict (its `info["stage"]` says which)
-    with its number within the stage."""
+    """A whole check: the covering array, the eager sweep, the compiled search, each only while nothing failed,
+    searched as `how` says. Returns each stage's result; the last one holds the failure, if any. `scope` holds
+    `strategies.cases` keywords; `announce` hears one line as each stage starts; `on_verdict` sees each verdict (its
+    `info["stage"]` says which) with its number within the stage."""
     from act_equiv import strategies as aes
 
     rows = aes.covering_rows()
     announce(f"covering array: {len(rows)} rows x {COVERING_EXAMPLES} cases, every 3-way combination of the "
              f"interacting features, target eager vs reference {gate.settings.reference}")
     stages = [sweep_covering(gate, rows, lambda row: aes.covering_cases(row, **scope), COVERING_EXAMPLES,
-                             seed_value, profile, shrink_budget, on_verdict)]
-    eager_examples = EAGER_SWEEP_FACTOR * max_examples
+                             how.seed, how.profile, how.shrink_budget, on_verdict)]
+    eager_examples = EAGER_SWEEP_FACTOR * how.max_examples
     if stages[-1].failure is None:
         announce(f"eager sweep: {eager_examples} compared random cases, target eager vs reference "
                  f"{gate.settings.reference} (no compile)")
-        stages.append(search(gate, aes.cases(**scope), eager_examples, time_budget, seed_value, profile,
-                             on_verdict, compiled=False, stage="eager", shrink_budget=shrink_budget))
+        stages.append(search(gate, aes.cases(**scope), eager_examples, how.time_budget, how.seed, how.profile,
+                             on_verdict, compiled=False, stage="eager", shrink_budget=how.shrink_budget))
     if stages[-1].failure is None and gate.settings.forms:
         deployed = "".join(f", {form}" for form in gate.settings.deployed_forms)
-        announce(f"compiled search: {max_examples} compared cases, backend {gate.settings.backend}{deployed}")
+        announce(f"compiled search: {how.max_examples} compared cases, backend {gate.settings.backend}{deployed}")
         spent = sum(stage.seconds for stage in stages[1:])
-        budget_left = None if time_budget is None else max(0.0, time_budget - spent)
-        stages.append(search(gate, aes.cases(**_modes(gate.settings.forms), **scope), max_examples, budget_left,
-                             seed_value, profile, on_verdict=on_verdict, shrink_budget=shrink_budget,
+        budget_left = None if how.time_budget is None else max(0.0, how.time_budget - spent)
+        stages.append(search(gate, aes.cases(**_modes(gate.settings.forms), **scope), how.max_examples, budget_left,
+                             how.seed, how.profile, on_verdict=on_verdict, shrink_budget=how.shrink_budget,
                              requested=gate.settings.forms))
     return stages

@@ -19,6 +19,7 @@ from act_equiv.case import BatchSpec, make_batch
 from act_equiv.cli import selftest
 from act_equiv.config import ACTConfig
 from act_equiv.models import ACT, LegacyACT, build, reference_state_dict
+from act_equiv.settings import Search
 from act_equiv.targets import resolve
 from act_equiv.targets.mutants import MUTANTS, _VAELatent
 
@@ -69,8 +70,8 @@ def test_vae_mutant_scaffold_is_correct() -> None:
 @pytest.mark.parametrize("name", [pytest.param(name, marks=[pytest.mark.compile] if mutant.compiled else [])
                                   for name, mutant in MUTANTS.items()])
 def test_mutant_is_killed_under_ci_profile(name: str) -> None:
-    result = selftest.property_run(name, profile="ci", backend="aot_eager" if MUTANTS[name].compiled else None,
-                                   time_budget=120, shrink=False)
+    result = selftest.property_run(name, Search(profile="ci", time_budget=120, shrink_budget=0),
+                                   backend="aot_eager" if MUTANTS[name].compiled else None)
     assert result["killed"], f"mutant {name} survived {result['examples_run']} examples ({result['stopped_by']})"
 
 

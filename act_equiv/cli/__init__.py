@@ -45,15 +45,12 @@ def _check(args: argparse.Namespace) -> int:
 
     from act_equiv import profiles, report
     from act_equiv import strategies as aes
-    from act_equiv.stages import EAGER_SWEEP_FACTOR, SHRINK_BUDGET, check
+    from act_equiv.settings import Search
+    from act_equiv.stages import EAGER_SWEEP_FACTOR, check
 
-    profile = options.profile(args.profile)
-    shrink_budget = SHRINK_BUDGET if args.shrink_budget is None else args.shrink_budget
-    if shrink_budget < 0:
-        raise UsageError(f"--shrink-budget {shrink_budget:g} is invalid: seconds >= 0")
-    settings.load_profile(profile)
-    if args.update_baseline is not None and args.baseline is not None:
-        raise UsageError("--update-baseline writes a baseline of every finding: give it without --baseline")
+    how = Search(**options.search_keywords(vars(args)))
+    profiles.register()
+    settings.load_profile(how.profile)
     run_id = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + f"{time.time_ns() % 10**6:06d}"
     directory = Path(args.report_dir) / run_id
     # Until the report directory exists, stderr goes to a temporary file (a usage error leaves no directory).
@@ -66,7 +63,6 @@ def _check(args: argparse.Namespace) -> int:
         log.unlink()
         raise
     open_seconds = time.perf_counter() - opening
-    max_examples = args.max_examples or settings.get_profile(profile).max_examples
     compiles = compared = 0
 
     def progress(verdict: Any, done: int) -> None:
@@ -78,20 +74,19 @@ def _check(args: argparse.Namespace) -> int:
         status = ("FAIL" if not verdict.passed else f"PASS ({', '.join(verdict.compared_forms)})"
                   if verdict.compared_forms else "skip" if "skipped" in verdict.info
                   else "not compared (does not count)")
-        print(f"[{compared if verdict.compared_forms else '-'}/{max_examples}] {status} {verdict.case.describe()} "
+        print(f"[{compared if verdict.compared_forms else '-'}/{how.max_examples}] {status} {verdict.case.describe()} "
               f"({verdict.info['seconds']:.1f}s, graphs compiled so far: {compiles})", flush=True)
 
     print(f"act-equiv check: reference={args.reference} target={args.target} backend={args.backend} "
-          f"device={args.device} dtype={args.dtype} autocast={args.autocast} profile={profile} "
-          f"max_examples={max_examples} time_budget={args.time_budget or '-'} shrink_budget={shrink_budget:g}"
+          f"device={args.device} dtype={args.dtype} autocast={args.autocast} profile={how.profile} "
+          f"max_examples={how.max_examples} time_budget={how.time_budget or '-'} shrink_budget={how.shrink_budget:g}"
           + (" strict" if args.strict else "") + f"; {gate.forms_line()}", flush=True)
     for role in ("reference", "target"):
         side = gate.runner.reference if role == "reference" else gate.runner.target
         print(f"{role}: " + ", ".join(f"{key}={value}" for key, value in side.environment().items()), flush=True)
     scope = {**profiles.scope(), **aes.magnitudes_for(gate.settings.autocast)}
     with stderr_to(log), gate:
-        stages = check(gate, scope, max_examples, args.time_budget, args.seed, profile, shrink_budget,
-                       announce=lambda line: print(line, flush=True), on_verdict=progress)
+        stages = check(gate, scope, how, announce=lambda line: print(line, flush=True), on_verdict=progress)
         environment = gate.environment()
     last = stages[-1]
     seconds = sum(stage.seconds for stage in stages)
@@ -103,10 +98,11 @@ def _check(args: argparse.Namespace) -> int:
         failures.append(failure)
     verdicts = [v.to_dict() for stage in stages for v in stage.verdicts]
     run = {"kind": "check", "id": run_id, "command": shlex.join(["act-equiv", *sys.argv[1:]]),
-           "profile": profile, "max_examples": max_examples, "eager_sweep_cases": EAGER_SWEEP_FACTOR * max_examples,
-           "covering_rows": len(aes.covering_rows()), "time_budget": args.time_budget,
-           "shrink_budget": shrink_budget, "forms_requested": list(gate.settings.forms),
-           "seed": args.seed, "seconds": round(seconds, 1), "stopped_by": last.stopped_by}
+           "profile": how.profile, "max_examples": how.max_examples,
+           "eager_sweep_cases": EAGER_SWEEP_FACTOR * how.max_examples, "covering_rows": len(aes.covering_rows()),
+           "time_budget": how.time_budget, "shrink_budget": how.shrink_budget,
+           "forms_requested": list(gate.settings.forms), "seed": how.seed, "seconds": round(seconds, 1),
+           "stopped_by": last.stopped_by}
     stale = gate.known.stale(verdicts) if gate.known is not None and not failures else None
     built = report.build(verdicts, environment, run, failures, stale)
     run["split"] = time_split(built, open_seconds, seconds, last.shrink)
@@ -208,10 +204,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="act-equiv", description=__doc__.splitlines()[0])
     sub = top.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="search for a divergence between the target and the legacy reference")
-    options.add_arguments(check, (*options.GATE, *options.SEARCH))
-    check.add_argument("--shrink-budget", type=float, default=None,
-                       help="seconds a found failure may spend shrinking; then the smallest case so far is reported "
-                            "(default: act_equiv.stages.SHRINK_BUDGET, 60)")
+    options.add_arguments(check, (*options.GATE, *options.SEARCH, options.REPORT_DIR))
     check.add_argument("--junitxml", default=None, help="also write a JUnit XML file here")
     check.add_argument("--update-baseline", default=None, metavar="FILE",
                        help="accept every failure, search on, and write them all to FILE as a known-findings "

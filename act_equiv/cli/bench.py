@@ -41,7 +41,7 @@ from act_equiv.run.compiled import CompiledForm, counting_backend
 from act_equiv.run.deployed import DeploymentModule, deploy, deployment_inputs
 from act_equiv.run.environment import environment
 from act_equiv.run.inputs import batch_at
-from act_equiv.settings import BACKENDS, Settings
+from act_equiv.settings import BACKENDS, Bench, Settings
 
 # ACTConfig's own defaults are LeRobot's; presets set the features and, for `small`, the model size.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -142,65 +142,61 @@ def _timed(fn: Callable[[], None], device: str) -> float:
     return time.perf_counter() - start
 
 
-def bench_settings(args: argparse.Namespace) -> Settings:
-    """The bench's settings, validated as a check's are (`act_equiv.settings`), and what this torch can run of them;
-    the bench's own counts must be >= 1."""
-    for name in ("batch_size", "num_runs", "warmup"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} is invalid: an int >= 1")
+def bench_settings(args: argparse.Namespace) -> tuple[Settings, Bench]:
+    """The bench's settings, the gate's and its own, each validated once (`act_equiv.settings`), and what this torch
+    can run of them."""
     settings = Settings(device=args.device, backend=args.backend, mode=args.mode, forms=args.forms,
                         onnx_exporter=args.onnx_exporter, train_steps=args.train_steps)
+    counts = Bench(batch_size=args.batch_size, num_runs=args.num_runs, warmup=args.warmup, training=args.training,
+                   forms=settings.forms)
     check_supported(settings)
-    return settings
+    return settings, counts
 
 
 def measure(args: argparse.Namespace, progress: Callable[[str], None] = print) -> dict[str, Any]:
-    settings = bench_settings(args)
+    settings, counts = bench_settings(args)
     forms, deployed = settings.forms, settings.deployed_forms
-    training_only = [form for form in forms if args.training and not table.FORMS[form].runs_in(True)]
-    if training_only:
-        raise UsageError(f"--forms {','.join(training_only)} time inference: drop --training", "forms")
     for form in forms:
         if table.missing(form) is not None:
             raise UsageError(f"--forms {form}: {table.missing(form)}", "forms")
     config = ACTConfig(**PRESETS[args.config])
-    batch = make_batch(config, BatchSpec(args.batch_size, seed=0), args.device)
-    compile_with = {"backend": args.backend, "mode": args.mode}
+    batch = make_batch(config, BatchSpec(counts.batch_size, seed=0), settings.device)
+    compile_with = {"backend": settings.backend, "mode": settings.mode}
     steps: dict[str, _Step | _Deployed] = {}
     explained: dict[str, Any] = {}
     compile_seconds: dict[str, float] = {}
     for name in ROWS if "compiled" in forms else [row for row in ROWS if row.endswith("eager")]:
         form_cls = LegacyACT if name.startswith("legacy") else ACT
-        model = build(config, 0, form_cls).to(args.device)
+        model = build(config, 0, form_cls).to(settings.device)
         if name.endswith("eager"):
-            probe = model.train(args.training)
-            with torch.set_grad_enabled(args.training):
+            probe = model.train(counts.training)
+            with torch.set_grad_enabled(counts.training):
                 explained[name.split()[0]] = compat.explain(probe, batch)
-        steps[name] = _Step(model, config, batch, args.training, compile_with if "compiled" in name else None)
-    if args.training and "compiled" in forms:
-        steps[WHOLE_STEP] = _Step(build(config, 0, ACT).to(args.device), config, batch, True, compile_with,
+        steps[name] = _Step(model, config, batch, counts.training, compile_with if "compiled" in name else None)
+    if counts.training and "compiled" in forms:
+        steps[WHOLE_STEP] = _Step(build(config, 0, ACT).to(settings.device), config, batch, True, compile_with,
                                   whole_step=True)
     for form in deployed:
         progress(f"exporting {DEPLOYED_ROWS[form]}")
-        step = _Deployed(form, build(config, 0, ACT).to(args.device), config, batch, args.batch_size, args.device,
-                         args.onnx_exporter)
+        step = _Deployed(form, build(config, 0, ACT).to(settings.device), config, batch, counts.batch_size,
+                         settings.device, settings.onnx_exporter)
         steps[DEPLOYED_ROWS[form]] = step
         compile_seconds[DEPLOYED_ROWS[form]] = step.form.export_seconds
     compat.reset()
     for name, step in steps.items():
-        progress(f"warm-up {name} ({args.warmup} calls{', compiling' if 'compiled' in name else ''})")
+        progress(f"warm-up {name} ({counts.warmup} calls{', compiling' if 'compiled' in name else ''})")
         with compat.quiet_dynamo():  # the compiled optimizer step's note that it ignores the profiler
-            first = _timed(step, args.device)
+            first = _timed(step, settings.device)
         if "compiled" in name:
             compile_seconds[name] = first
-        for _ in range(args.warmup - 1):
+        for _ in range(counts.warmup - 1):
             step()
     times: dict[str, list[float]] = {name: [] for name in steps}
-    for index in range(args.num_runs):
+    for index in range(counts.num_runs):
         for name, step in steps.items():
-            times[name].append(_timed(step, args.device))
-        if (index + 1) % max(1, args.num_runs // 5) == 0:
-            progress(f"timed {index + 1}/{args.num_runs} rounds")
+            times[name].append(_timed(step, settings.device))
+        if (index + 1) % max(1, counts.num_runs // 5) == 0:
+            progress(f"timed {index + 1}/{counts.num_runs} rounds")
     for name, step in steps.items():
         stats = step.form.stats if isinstance(step.form, CompiledForm) else None
         if stats is not None and (stats.fell_back_to_eager or stats.frames_compiled == 0):
@@ -213,8 +209,8 @@ def measure(args: argparse.Namespace, progress: Callable[[str], None] = print) -
             if counting.graph_runs == before:
                 raise RuntimeError(f"{name}: compiled code did not run (no compiled graph executed)")
     result = _summarise(args, config, times, compile_seconds, explained, steps)
-    if args.training and "compiled" in forms and args.train_steps:
-        progress(f"training error: {args.train_steps} steps of each compiled training against eager and float64")
+    if counts.training and "compiled" in forms and settings.train_steps:
+        progress(f"training error: {settings.train_steps} steps of each compiled training against eager and float64")
         result["training_error"] = _training_error(args, config, settings)
     return result
 

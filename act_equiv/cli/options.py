@@ -3,8 +3,9 @@
 Each entry is written once (name, default, choices, help) and added to an argparse parser as `--name` or to the
 plugin's pytest option group as `--act-name`; the allowed values and their validation are `act_equiv.settings`'.
 `gate_keywords` is the one mapping from parsed values to `act_equiv.settings.Settings` keywords (and `option_values`
-the way back, for `replay`). The plugin reads this module in every pytest session, so it imports nothing heavy: no
-torch, no Hypothesis, of the package only `errors`, `forms` and `settings`.
+the way back, for `replay`), `search_keywords` the one to `act_equiv.settings.Search`'s. The plugin reads this
+module in every pytest session, so it imports nothing heavy: no torch, no Hypothesis, of the package only `forms`
+and `settings`.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from act_equiv.errors import UsageError
 from act_equiv.forms import DEPLOYED
-from act_equiv.settings import AUTOCAST, BACKENDS, DEVICES, DTYPES, MODES, ONNX_EXPORTERS, WORKER_TIMEOUT
+from act_equiv.settings import AUTOCAST, BACKENDS, DEVICES, DTYPES, MODES, ONNX_EXPORTERS, SHRINK_BUDGET, WORKER_TIMEOUT
 
-__all__ = ["GATE", "OPTIONS", "SEARCH", "SIDES", "Option", "add_arguments",
-           "add_to_group", "gate_keywords", "option_values", "profile", "select"]
+__all__ = ["GATE", "OPTIONS", "REPORT_DIR", "SEARCH", "SIDES", "Option", "add_arguments", "add_to_group",
+           "gate_keywords", "option_values", "search_keywords", "select"]
 
 
 @dataclass(frozen=True)
@@ -108,11 +108,14 @@ SEARCH: tuple[Option, ...] = (
     Option("time_budget", None, "stop drawing random cases after SECONDS, per mutant in `mutants`; the covering "
                                 "array always runs whole", type=float),
     Option("seed", None, "Hypothesis seed (reproducible draws)", type=int),
-    Option("report_dir", "reports", "where the run's report directory is written"),
+    Option("shrink_budget", SHRINK_BUDGET, "seconds a found failure may spend shrinking; then the smallest case so far "
+                                           "is reported (0: the first failing case)", type=float),
 )
-"""How `check` and `mutants` (per mutant) search. The plugin has none of these: pytest and Hypothesis own them."""
+"""How `check` and `mutants` (per mutant) search: `act_equiv.settings.Search`. The plugin has none of these: pytest
+and Hypothesis own them."""
+REPORT_DIR = Option("report_dir", "reports", "where the run's report directory is written")
 
-OPTIONS: dict[str, Option] = {option.name: option for option in (*GATE, *SEARCH)}
+OPTIONS: dict[str, Option] = {option.name: option for option in (*GATE, *SEARCH, REPORT_DIR)}
 SIDES = ("reference", "target", "reference_python", "target_python", "lerobot_repo")
 """The options that say what is compared and where it runs (`replay` may change them from the report's)."""
 
@@ -140,6 +143,11 @@ def gate_keywords(values: Mapping[str, Any]) -> dict[str, Any]:
             for option in GATE if option.name in values}
 
 
+def search_keywords(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Parsed values by option name -> `Search` keywords, for every search option present in `values`."""
+    return {option.name: values[option.name] for option in SEARCH if option.name in values}
+
+
 def option_values(settings: Mapping[str, Any]) -> dict[str, Any]:
     """`gate_keywords` backwards: settings by option name as a report's environment states them (`backend: null`,
     `dynamic: true`, `strict: true`) -> the option values that give them; a missing one is the default.
@@ -149,14 +157,3 @@ def option_values(settings: Mapping[str, Any]) -> dict[str, Any]:
         value = settings.get(option.name, option.default)
         values[option.name] = {gate: text for text, gate in option.gate_values.items()}.get(value, value)
     return values
-
-
-def profile(name: str | None) -> str:
-    """The Hypothesis profile a run loads (None: `profiles.default_profile()`), after registering act_equiv's."""
-    from act_equiv import profiles
-
-    profiles.register()
-    chosen = name or profiles.default_profile()
-    if chosen not in profiles.PROFILES:
-        raise UsageError(f"profile={chosen!r} is invalid: one of {sorted(profiles.PROFILES)}", "profile")
-    return chosen

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from act_equiv.cli import options
+from act_equiv.settings import Search
 
 if TYPE_CHECKING:  # the CLI imports this module to build its parser: torch loads only when a run starts
     from act_equiv.case import Case
@@ -79,29 +80,19 @@ def _gate(name: str, backend: str | None, explain: bool, strict: bool = False) -
                 trained_structures=0)
 
 
-def property_run(name: str, *, profile: str = "ci", backend: str | None = "aot_eager",
-                 max_examples: int | None = None, time_budget: float | None = None, shrink: bool = True,
-                 explain: bool = False, strict: bool = False, seed: int | None = None) -> dict[str, Any]:
-    """Run `act-equiv check`'s stages (`act_equiv.stages.check`) against `mutant:<name>` with the profile's scope.
+def property_run(name: str, how: Search, *, backend: str | None = "aot_eager", explain: bool = False,
+                 strict: bool = False) -> dict[str, Any]:
+    """Run `act-equiv check`'s stages (`act_equiv.stages.check`) against `mutant:<name>`, searched as `how` says,
+    with its profile's scope.
 
     By default a rounding-only difference from the reference passes (float64 runs of both sides decide), so a killed
-    mutant is wrong beyond rounding; `strict=True` fails any difference. `shrink=False` gives
-    shrinking no time (the first failing case is reported).
+    mutant is wrong beyond rounding; `strict=True` fails any difference. A shrink budget of 0 reports the first
+    failing case.
     """
-    from hypothesis import settings
-
     from act_equiv import profiles
     from act_equiv import strategies as aes
-    from act_equiv.stages import SHRINK_BUDGET, check
+    from act_equiv.stages import check
 
-    profiles.register()
-    previous = settings.get_current_profile_name()
-    settings.load_profile(profile)  # `profiles.scope()` reads the loaded profile; restored right after
-    try:
-        scope = profiles.scope()
-        max_examples = max_examples or settings.get_profile(profile).max_examples
-    finally:
-        settings.load_profile(previous)
     first: dict[str, Any] = {}
     judged = 0
     start = time.perf_counter()
@@ -114,8 +105,7 @@ def property_run(name: str, *, profile: str = "ci", backend: str | None = "aot_e
                          case=verdict.case.describe(), stage=verdict.info["stage"])
 
     with _gate(name, backend, explain, strict) as gate:
-        stages = check(gate, {**scope, **aes.magnitudes_for(None)}, max_examples, time_budget, seed, profile,
-                       SHRINK_BUDGET if shrink else 0.0, on_verdict=on_verdict)
+        stages = check(gate, {**profiles.scope(how.profile), **aes.magnitudes_for(None)}, how, on_verdict=on_verdict)
     failure = stages[-1].failure
     return {
         "killed": failure is not None,
@@ -214,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
     from act_equiv.errors import UsageError
     from act_equiv.targets.mutants import MUTANTS
 
-    profile = options.profile(args.profile)
+    how = Search(**options.search_keywords(vars(args)), **({"shrink_budget": 0.0} if args.no_shrink else {}))
     names = args.only or list(MUTANTS)
     unknown = sorted(set(names) - set(MUTANTS))
     if unknown:
@@ -226,9 +216,7 @@ def run(args: argparse.Namespace) -> int:
     for i, name in enumerate(names, 1):
         mutant = MUTANTS[name]
         print(f"[{i}/{len(names)}] {name}: {mutant.description}", flush=True)
-        prop = property_run(name, profile=profile, backend=backend, max_examples=args.max_examples,
-                            time_budget=args.time_budget, shrink=not args.no_shrink, explain=args.explain,
-                            strict=strict, seed=args.seed)
+        prop = property_run(name, how, backend=backend, explain=args.explain, strict=strict)
         base = None if args.no_baseline else baseline_run(name, backend, args.explain, strict)
         if prop["killed"]:
             print(f"    killed in {prop['seconds_to_kill']} s after {prop['examples']} example(s) "
@@ -241,9 +229,9 @@ def run(args: argparse.Namespace) -> int:
         results.append({**dataclasses.asdict(mutant), "cls": mutant.cls.__name__, "property": prop, "baseline": base})
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     report = {
-        "run": {"profile": profile, "backend": args.backend, "time_budget": args.time_budget,
-                "max_examples": args.max_examples,
-                "shrink": not args.no_shrink, "strict": args.strict,
+        "run": {"profile": how.profile, "backend": args.backend, "time_budget": how.time_budget,
+                "max_examples": how.max_examples, "seed": how.seed, "shrink": not args.no_shrink,
+                "strict": args.strict,
                 "torch": torch.__version__, "threads": torch.get_num_threads(),
                 "seconds": round(time.perf_counter() - start, 1), "timestamp": stamp,
                 "baseline_cases": [label for label, _, _ in baseline_cases()]},
@@ -264,7 +252,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add `mutants` to the CLI's subcommands (`func=run`)."""
     parser = subparsers.add_parser("mutants", help="run the gate against every catalogued mutant and report kills")
     options.add_arguments(parser, options.select("backend", "strict", "profile", "max_examples", "time_budget",
-                                                 "seed", "report_dir", profile={"default": "ci"}))
+                                                 "seed", "report_dir", profile={"default": "ci", "unset": ""}))
     parser.add_argument("--only", action="append", default=None, metavar="NAME", help="run this mutant (repeatable)")
     parser.add_argument("--no-shrink", action="store_true", help="stop at the first failing example")
     parser.add_argument("--no-baseline", action="store_true", help="skip the fixed-configuration baseline")
