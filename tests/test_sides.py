@@ -17,6 +17,7 @@ from act_equiv.cli import main
 from act_equiv.gate import Gate
 from act_equiv.models import ACT, ACTPolicy
 from act_equiv.report import pair_errors
+from act_equiv.run.worker import _pack, _unpack
 from act_equiv.targets import Target
 from act_equiv.targets.mutants import (
     BackboneMicroBatched,
@@ -347,3 +348,27 @@ def test_a_target_whose_outputs_depend_on_what_ran_before_is_stateful() -> None:
     assert clean.passed and not clean.findings, clean.summary()
     real = helpers.verdict(Target("shifted", ShiftedHead), EVAL, backend=None)
     assert "stateful" not in [f.check for f in real.findings], real.findings
+
+
+def test_the_worker_transport_keeps_what_torch_save_keeps() -> None:
+    """A worker's requests and replies keep each tensor's dtype, values, view (strides, offset), aliasing,
+    `requires_grad` and Parameter type, as `torch.save` did, and carry other objects as pickle does."""
+    base = torch.arange(24, dtype=torch.float64).reshape(4, 6)
+    value = {
+        "view": base.t()[1:, ::2], "alias": base[0], "expanded": torch.ones(3).expand(2, 3),
+        "bf16": torch.randn(2, 3).to(torch.bfloat16), "flag": torch.tensor([True, False]), "scalar": torch.tensor(7),
+        "empty": torch.empty(0, 5), "parameter": torch.nn.Parameter(torch.randn(2)),
+        "frozen": torch.nn.Parameter(torch.randn(2), requires_grad=False), "grad": torch.randn(2).requires_grad_(),
+        "other": [torch.float16, torch.Size([2]), ("text", 1.5, None)],
+    }
+    back = _unpack(_pack(value))
+    assert back["other"] == value["other"]
+    for name, tensor in value.items():
+        if name != "other":
+            got = back[name]
+            assert (type(got), got.dtype, got.shape, got.stride(), got.storage_offset(), got.requires_grad) == \
+                (type(tensor), tensor.dtype, tensor.shape, tensor.stride(), tensor.storage_offset(),
+                 tensor.requires_grad), name
+            assert torch.equal(got.detach(), tensor.detach()), name
+    back["alias"][1] = -1.0  # base[0, 1]: the two views of `base` share one storage again
+    assert back["view"][0, 0].item() == -1.0

@@ -5,8 +5,8 @@ another Python (another torch, a released LeRobot in its own venv). Such a side 
 engine pytest-xdist runs on) starts `python` and bootstraps itself there, so the worker needs nothing installed
 but torch and the side's own dependencies; act_equiv's source (and a revision's materialised package) is put first
 on the worker's `sys.path`. The worker runs the same `act_equiv.run.side.InProcessSide` as an in-process side;
-requests and replies are plain dicts whose tensors travel as `torch.save` bytes. The reference weights cross once per
-structure and weight seed, batches and outputs once per case.
+requests and replies are plain dicts, pickled with each tensor's storage as raw bytes (`_pack`). The reference
+weights cross once per structure and weight seed, batches and outputs once per case.
 
 Failures never hang or crash the run: a worker that gives no reply within the timeout is killed, one that dies is
 noticed, and either is recorded as `WorkerError` (a finding); the next request starts a fresh worker. A worker
@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import pickle
 import shutil
 import sys
 import traceback
@@ -213,19 +214,62 @@ requests."""
 
 
 def _pack(value: Any) -> bytes:
-    import torch
-
+    """`value` as bytes: pickled, with each plain tensor's storage written once as raw bytes (`_Pickler`)."""
     buffer = io.BytesIO()
-    torch.save(value, buffer)
+    _Pickler(buffer).dump(value)
     return buffer.getvalue()
 
 
 def _unpack(data: bytes) -> Any:
     """`_pack`'s bytes back. Both ends are act_equiv's own processes, and the worker runs its side's code anyway, so
-    the restricted unpickler (`weights_only=True`) would guard nothing; it takes about twice as long."""
-    import torch
+    an unpickler restricted to known types would guard nothing."""
+    return _Unpickler(io.BytesIO(data)).load()
 
-    return torch.load(io.BytesIO(data), weights_only=False)
+
+class _Pickler(pickle.Pickler):
+    """Pickles a plain tensor (or `nn.Parameter`) as its dtype, view (offset, size, stride), `requires_grad` and
+    storage, each storage once, as raw bytes: what `torch.save` keeps (views alias one storage, strides stay), at a
+    fraction of its cost for the hundreds of small tensors a case sends (a zip record per storage). Other tensors
+    (subclasses, sparse, quantized) go through torch's own pickling."""
+
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._storages: dict[tuple[int, int, str], int] = {}
+
+    def persistent_id(self, obj: Any) -> Any:
+        import torch
+
+        if type(obj) not in (torch.Tensor, torch.nn.Parameter) or obj.layout is not torch.strided \
+                or obj.is_quantized or obj.device.type not in ("cpu", "cuda"):
+            return None
+        storage = obj.untyped_storage()
+        key = (storage.data_ptr(), storage.nbytes(), str(obj.device))
+        index = self._storages.get(key)
+        raw = None
+        if index is None:
+            index = self._storages[key] = len(self._storages)
+            raw = torch.empty(0, dtype=torch.uint8, device=obj.device).set_(storage).cpu().numpy().tobytes()
+        return ("tensor", index, raw, str(obj.device), str(obj.dtype).removeprefix("torch."), obj.storage_offset(),
+                tuple(obj.shape), obj.stride(), obj.requires_grad, type(obj) is torch.nn.Parameter)
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file)
+        self._storages: list[Any] = []
+
+    def persistent_load(self, pid: Any) -> Any:
+        import torch
+
+        _, index, raw, device, dtype, offset, shape, stride, requires_grad, parameter = pid
+        if raw is not None:
+            data = torch.frombuffer(bytearray(raw), dtype=torch.uint8) if raw else torch.empty(0, dtype=torch.uint8)
+            self._storages.append(data.to(device).untyped_storage())
+        tensor = torch.empty(0, dtype=getattr(torch, dtype), device=device).set_(self._storages[index], offset, shape,
+                                                                                  stride)
+        if parameter:
+            return torch.nn.Parameter(tensor, requires_grad=requires_grad)
+        return tensor.requires_grad_(requires_grad)
 
 
 # -- the worker's end ---------------------------------------------------------------------------------------------
