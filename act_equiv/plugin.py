@@ -13,7 +13,8 @@ table, touches no Hypothesis profile, writes nothing -- until the session asks f
 - a conftest calling `activate(config)` from its `pytest_configure`, as this repo's tests/conftest.py does.
 
 Activating registers act_equiv's Hypothesis profiles (its "ci" replaces Hypothesis's) and loads the default one,
-and keeps each of several xdist workers to one intra-op thread.
+and keeps each of several xdist workers to one intra-op thread. An active xdist controller gives its workers one
+claims directory (`Settings.trained_claims`), so that `--act-trained-structures` counts per run, not per worker.
 
 The property suite hands each verdict to `record`; the plugin attaches a test's verdicts to its report
 (`pytest_runtest_makereport`), pytest-xdist carries reports from the workers to the controller, and the controller
@@ -26,7 +27,9 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +46,9 @@ SUITE = Path(__file__).with_name("suite.py")
 PREFIX = "--act-"
 """The plugin's flags: `act_equiv.cli.options`' table as `--act-<name>`."""
 _ACTIVE = pytest.StashKey[bool]()
+_CLAIMS = pytest.StashKey[str]()
+CLAIMS = "act_equiv_trained_claims"
+"""The `workerinput` key that hands xdist's workers the run's claims directory."""
 VERDICTS = "act_equiv_verdicts"
 """The test report attribute that carries the test's verdicts (JSON lines), to the controller under xdist too."""
 _pending: list[str] = []
@@ -132,11 +138,24 @@ def _one_thread_per_worker(config: pytest.Config) -> None:
         torch.set_num_threads(1)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """On an active xdist controller, for each worker it starts: the run's claims directory (made once)."""
+    config = node.config
+    if not config.stash.get(_ACTIVE, False):
+        return
+    if _CLAIMS not in config.stash:
+        config.stash[_CLAIMS] = tempfile.mkdtemp(prefix="act-equiv-claims-")
+    node.workerinput[CLAIMS] = config.stash[_CLAIMS]
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Forget the finished session, so that a later `activate()` cannot reach its config."""
+    """Forget the finished session, so that a later `activate()` cannot reach its config; remove its claims."""
     global _config
     if _config is config:
         _config = None
+    if _CLAIMS in config.stash:
+        shutil.rmtree(config.stash[_CLAIMS], ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -173,7 +192,10 @@ def act_options(pytestconfig: pytest.Config) -> dict[str, Any]:
 
 
 def _options(config: pytest.Config) -> dict[str, Any]:
-    return options.gate_keywords({option.name: config.getoption(option.dest(PREFIX)) for option in options.GATE})
+    """The `--act-*` options as `Settings` keywords, and on an xdist worker the run's claims directory."""
+    keywords = options.gate_keywords({option.name: config.getoption(option.dest(PREFIX)) for option in options.GATE})
+    claims = getattr(config, "workerinput", {}).get(CLAIMS)
+    return keywords if claims is None else {**keywords, "trained_claims": claims}
 
 
 def _check_options(config: pytest.Config) -> None:

@@ -71,6 +71,10 @@ class Settings:
     compiled trajectory compiles the forward, backward and (whole step) the optimizer over every parameter, and
     again in float64 where it is not bitwise (about 40 s a structure with aot_eager, minutes with inductor, on 2 CPU
     cores)."""
+    trained_claims: str | None = None
+    """A directory the processes of one run share (pytest-xdist's workers, `act_equiv.plugin`): each structure
+    trained compiled takes one of the `trained_structures` slots there, so that the count holds per run, not per
+    process."""
     baseline: str | None = None
     """A known-findings file (`act_equiv.baseline`): the failures it lists are known, not failures."""
     strict: bool = False
@@ -267,8 +271,9 @@ _VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "worker_timeout": _seconds(), "device": _one_of(DEVICES), "dtype": _one_of(DTYPES),
     "backend": _one_of(BACKENDS, optional=True), "mode": _one_of(MODES, optional=True), "dynamic": _dynamic,
     "autocast": _one_of(AUTOCAST, optional=True), "forms": _forms, "onnx_exporter": _one_of(ONNX_EXPORTERS),
-    "train_steps": _train_steps, "trained_structures": _at_least(0), "baseline": _path, "strict": _flag,
-    "record_findings": _flag, "explain": _flag, "extra_batch_sizes": _at_least(0), "reference64": _flag,
+    "train_steps": _train_steps, "trained_structures": _at_least(0), "trained_claims": _path, "baseline": _path,
+    "strict": _flag, "record_findings": _flag, "explain": _flag, "extra_batch_sizes": _at_least(0),
+    "reference64": _flag,
 }
 """One check per setting, in field order; each returns the value as the settings keep it."""
 _SEARCH_VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
@@ -278,7 +283,7 @@ _SEARCH_VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
 _BENCH_VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "batch_size": _at_least(1), "num_runs": _at_least(1), "warmup": _at_least(1), "training": _flag, "forms": _forms,
 }
-_UNSTATED = ("device", "record_findings", "explain", "extra_batch_sizes", "reference64")
+_UNSTATED = ("device", "trained_claims", "record_findings", "explain", "extra_batch_sizes", "reference64")
 """Settings that are no option (how a caller runs the gate) or that a report states otherwise."""
 
 

@@ -92,6 +92,29 @@ def test_importing_the_suite_activates(pytester: pytest.Pytester) -> None:
     assert report["result"]["cases"] == 1
 
 
+# Where the run's processes count its compiled-training structures.
+CLAIMS = """
+import os
+
+
+def test_claims(act_options):
+    assert os.path.isdir(act_options["trained_claims"])
+    with open("claims.txt", "w") as out:
+        out.write(act_options["trained_claims"])
+"""
+
+
+def test_xdist_workers_share_one_claims_directory_for_the_run(pytester: pytest.Pytester) -> None:
+    """`--act-trained-structures` counts per run: the controller hands every worker the same directory to claim
+    structures in (`Settings.trained_claims`), and removes it when the run ends."""
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_claims=CLAIMS)
+    result = pytester.runpytest_subprocess("--act-backend=none", "-n", "2")
+    result.assert_outcomes(passed=1)
+    claims = Path((pytester.path / "claims.txt").read_text())
+    assert claims.name.startswith("act-equiv-claims-") and not claims.exists()
+
+
 KNOWN_FINDING = """
 from act_equiv.case import Case
 from act_equiv.config import ACTConfig

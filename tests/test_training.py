@@ -50,6 +50,21 @@ def test_the_clean_target_trains_every_step_alike_compiled_included() -> None:
     assert "compiled graphs per step" in step.evidence, step.evidence
 
 
+@pytest.mark.compile
+def test_the_processes_of_one_run_share_its_trained_structures(tmp_path: Path) -> None:
+    """Where a run's processes share `trained_claims` (pytest-xdist's workers, through the plugin),
+    `trained_structures` counts per run: the first gate's training case takes the one slot, and a second gate's
+    trains eager only (on dynamo's eager backend, without cameras: cheap to trace)."""
+    small = dataclasses.replace(TRAIN, config=TRAIN.config.replace(camera_shapes=[]))
+    deeper = dataclasses.replace(small, config=small.config.replace(n_encoder_layers=2))
+    first, second = (trained(Target("concat", ACT), case, backend="eager", trained_claims=str(tmp_path))
+                     for case in (small, deeper))
+    assert {"trajectory", "trajectory compiled", "trajectory compiled-step"} <= first.classes.keys(), first.classes
+    assert "trajectory" in second.classes and not any(level.startswith("trajectory compiled")
+                                                      for level in second.classes), second.classes
+    assert [path.name for path in tmp_path.iterdir()] == ["trained-0"]
+
+
 def test_a_weight_derived_snapshot_is_divergent_from_the_first_step() -> None:
     """The action head's inference weights are copied when a checkpoint loads: bitwise at the model level (every
     load refreshes them), stale once an optimizer step moves the head."""

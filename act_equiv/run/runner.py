@@ -13,6 +13,7 @@ float64.
 from __future__ import annotations
 
 import dataclasses
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -203,9 +204,9 @@ class Runner:
         """On the first `trained_structures` structures of the run (and again on those), the target's policy trained
         with its model compiled and with the whole training step compiled; where one differs from the eager
         trajectory, both again in float64."""
-        case, s = run.case, self.settings
+        case = run.case
         structure = case.structure_key()
-        if structure not in self._trained_structures and len(self._trained_structures) >= s.trained_structures:
+        if structure not in self._trained_structures and not self._claim_training():
             return
         self._trained_structures.add(structure)
         differing = []
@@ -225,6 +226,22 @@ class Runner:
         wanted += [(f"{trained}_trajectory64native", trained, "native") for trained in differing]
         for name, trained, draws in wanted:
             record_outputs(run, name, name, lambda t=trained, d=draws: self.target.trajectory(case, t, float64=d)[0])
+
+    def _claim_training(self) -> bool:
+        """A slot for one more structure trained compiled: within this runner's `trained_structures`, and where the
+        run's processes share `trained_claims`, a slot no other process took (its file, created atomically)."""
+        s = self.settings
+        if len(self._trained_structures) >= s.trained_structures:
+            return False
+        if s.trained_claims is None:
+            return True
+        for slot in range(s.trained_structures):
+            try:
+                os.close(os.open(os.path.join(s.trained_claims, f"trained-{slot}"), os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                continue
+            return True
+        return False
 
     def _policy_loads(self, run: CaseRun) -> bool:
         """The checkpoint contract at the policy level: each side's policy, as its own constructor builds it, must
