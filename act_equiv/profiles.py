@@ -66,6 +66,14 @@ def train_steps() -> int:
     return TRAIN_STEPS.get(settings.get_current_profile_name(), TRAIN_STEPS["dev"])
 
 
+def settings_for(name: str | None) -> settings:
+    """Hypothesis's settings of profile `name`: act_equiv's own from `PROFILES` (registered or not), another from
+    Hypothesis's registry; None: the loaded profile's."""
+    if name is None:
+        return settings()
+    return settings(**PROFILES[name]) if name in PROFILES else settings.get_profile(name)
+
+
 def scope(name: str | None = None) -> dict[str, Any]:
     """Strategy keywords for the profile `name`, else the loaded one (profiles act_equiv did not define draw like
     `dev`)."""

@@ -71,7 +71,7 @@ def search(
     uncompared = 0
     missing = {(form, training) for form in requested for training in (False, True)
                if forms.FORMS[form].runs_in(training)}
-    base = settings(**profiles.PROFILES[profile]) if profile else settings()
+    base = profiles.settings_for(profile)
     phases = [p for p in base.phases if compiled is False or p is not Phase.shrink]
 
     def judged(case: Case, with_compiled: bool) -> CaseVerdict:

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
 
+from act_equiv import profiles
 from act_equiv.cli import main
 from act_equiv.errors import UsageError
 from act_equiv.profiles import PROFILE_ENV, PROFILES
@@ -64,3 +66,9 @@ def test_check_and_mutants_refuse_a_bad_search_option_before_anything_runs(
     if flags[0] != "--shrink-budget":  # mutants takes --no-shrink instead
         assert main(["mutants", *flags]) == 2
         assert capsys.readouterr().err == f"act-equiv mutants: {message}\n"
+
+
+def test_a_search_reads_act_equivs_profiles_from_its_table_and_any_other_from_hypothesis() -> None:
+    """A check needs no registration of act_equiv's profiles first; a profile of the caller's own still works."""
+    assert (profiles.settings_for("ci").max_examples, profiles.settings_for("ci").derandomize) == (9, True)
+    assert profiles.settings_for("default").max_examples == settings.get_profile("default").max_examples
