@@ -6,8 +6,10 @@ which takes its choices from the value lists here), the pytest plugin, `act_equi
 the sides, the runner and the oracle read it, and a worker rebuilds it from its fields. A bad value is a `UsageError`
 naming the setting and its allowed values. What this interpreter can do (a CUDA device, an autocast dtype, a form's
 packages) is asked before the sides open (`act_equiv.gate.check_supported`) or by the side itself, not here: this
-module imports no torch, since the option table reads it in every pytest session. The search's own options
-(profile, examples, budgets, seed) are the stages' (`act_equiv.cli`).
+module imports no torch, since the option table reads it in every pytest session.
+
+`Search` is how a check searches (profile, examples, time and shrink budgets, seed: `act-equiv check`, and `mutants`
+per mutant) and `Bench` the bench's own counts; each is validated the same way, once, when it is built.
 """
 
 from __future__ import annotations
