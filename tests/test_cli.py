@@ -136,11 +136,6 @@ def test_bad_option_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "--autocast 'bfloat16' needs --dtype 'float32'" in capsys.readouterr().err
 
 
-def test_a_bad_profile_names_the_flag(capsys: pytest.CaptureFixture) -> None:
-    assert main(["check", "--profile", "nope"]) == 2
-    assert "act-equiv check: --profile 'nope' is invalid: one of ['ci', 'dev', 'thorough']" in capsys.readouterr().err
-
-
 @pytest.mark.parametrize("keywords", [
     {},
     {"backend": None, "dynamic": True, "strict": True, "autocast": "bfloat16", "reference": "lerobot@v1",

@@ -54,6 +54,7 @@ def test_a_bad_bench_setting_names_itself_and_what_it_accepts(keywords: dict, me
 
 
 @pytest.mark.parametrize(("flags", "message"), [
+    (["--profile", "nope"], "--profile 'nope' is invalid: one of ['ci', 'dev', 'thorough']"),
     (["--max-examples", "0"], "--max-examples 0 is invalid: an int >= 1"),
     (["--time-budget", "-5"], "--time-budget -5.0 is invalid: seconds > 0"),
     (["--shrink-budget", "-1"], "--shrink-budget -1.0 is invalid: seconds >= 0 (0: none)"),

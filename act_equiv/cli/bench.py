@@ -208,25 +208,24 @@ def measure(args: argparse.Namespace, progress: Callable[[str], None] = print) -
             step()
             if counting.graph_runs == before:
                 raise RuntimeError(f"{name}: compiled code did not run (no compiled graph executed)")
-    result = _summarise(args, config, times, compile_seconds, explained, steps)
+    result = _summarise(args, counts, config, times, compile_seconds, explained, steps)
     if counts.training and "compiled" in forms and settings.train_steps:
         progress(f"training error: {settings.train_steps} steps of each compiled training against eager and float64")
-        result["training_error"] = _training_error(args, config, settings)
+        result["training_error"] = _training_error(counts, config, settings)
     return result
 
 
-def _training_error(args: argparse.Namespace, config: ACTConfig, settings: Settings
-                    ) -> dict[str, list[dict[str, Any]]]:
+def _training_error(counts: Bench, config: ACTConfig, settings: Settings) -> dict[str, list[dict[str, Any]]]:
     """Per compiled training form, the per-step difference from eager training beside the float64 envelope: the
     concat model trained `--train-steps` steps (`act_equiv.run.training`) eager, in float64 with the float32 run's
     draws, with its model compiled and with the whole step compiled."""
-    case = Case(config, BatchSpec(args.batch_size, seed=0), training=True)
-    policy = ACTPolicy(config, build(config, case.weight_seed, ACT, case.weight_scale).to(args.device))
-    batches = training_step.batches(case, settings, args.train_steps)
-    observation = batch_at(settings, case, args.batch_size)
+    case = Case(config, BatchSpec(counts.batch_size, seed=0), training=True)
+    policy = ACTPolicy(config, build(config, case.weight_seed, ACT, case.weight_scale).to(settings.device))
+    batches = training_step.batches(case, settings, settings.train_steps)
+    observation = batch_at(settings, case, counts.batch_size)
 
     def trained(form: training_step.Trained, float64: training_step.Draws | None = None) -> dict[str, Any]:
-        with numerics.pinned(args.device):
+        with numerics.pinned(settings.device):
             return training_step.train(policy, config, case, settings, batches, observation, form, float64)[0]
 
     eager, envelope = trained("eager"), trained("eager", "float32")
@@ -234,9 +233,10 @@ def _training_error(args: argparse.Namespace, config: ACTConfig, settings: Setti
             for form, compiled in ((form, trained(form)) for form in training_step.TRAINED[1:])}
 
 
-def _summarise(args: argparse.Namespace, config: ACTConfig, times: dict[str, list[float]],
+def _summarise(args: argparse.Namespace, counts: Bench, config: ACTConfig, times: dict[str, list[float]],
                compile_seconds: dict[str, float], explained: dict[str, Any],
                steps: dict[str, _Step | _Deployed]) -> dict:
+    """The bench's result: each row's timings, the run's environment as its options gave it, and its settings."""
     base = statistics.median(times["legacy eager"])
     rows = {}
     for name, values in times.items():
@@ -245,7 +245,7 @@ def _summarise(args: argparse.Namespace, config: ACTConfig, times: dict[str, lis
         rows[name] = {
             "median_ms": median * 1e3, "p25_ms": quartiles[0] * 1e3, "p75_ms": quartiles[2] * 1e3,
             "min_ms": min(values) * 1e3, "speedup_vs_legacy_eager": base / median,
-            "samples_per_s": args.batch_size / median, "compile_s": compile_seconds.get(name),
+            "samples_per_s": counts.batch_size / median, "compile_s": compile_seconds.get(name),
         }
         form = steps[name].form
         if isinstance(form, CompiledForm):
@@ -255,8 +255,8 @@ def _summarise(args: argparse.Namespace, config: ACTConfig, times: dict[str, lis
         "command": shlex.join(["act-equiv", *sys.argv[1:]]),
         "environment": environment(args.device, backend=args.backend, mode=args.mode, forms=args.forms,
                                    onnx_exporter=args.onnx_exporter),
-        "settings": {"config": args.config, "batch_size": args.batch_size, "num_runs": args.num_runs,
-                     "warmup": args.warmup, "training": args.training, "model": config.to_dict()},
+        "settings": {"config": args.config, "batch_size": counts.batch_size, "num_runs": counts.num_runs,
+                     "warmup": counts.warmup, "training": counts.training, "model": config.to_dict()},
         "rows": rows,
         "graph_breaks": {form: {"graphs": r.graph_count, "breaks": r.graph_break_count,
                                 "reasons": r.break_reasons, "ops": r.op_count} for form, r in explained.items()},
