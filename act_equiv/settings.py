@@ -22,8 +22,8 @@ from typing import Any
 from act_equiv import forms as form_table
 from act_equiv.errors import UsageError
 
-__all__ = ["AUTOCAST", "BACKENDS", "DEVICES", "DTYPES", "MODES", "ONNX_EXPORTERS", "SHRINK_BUDGET", "WORKER_TIMEOUT",
-           "Bench", "Search", "Settings"]
+__all__ = ["AUTOCAST", "BACKENDS", "DEVICES", "DTYPES", "MODES", "ONNX_EXPORTERS", "SHRINK_BUDGET", "WORKER_STARTUP",
+           "WORKER_TIMEOUT", "Bench", "Search", "Settings"]
 
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float64")
@@ -38,6 +38,10 @@ ONNX_EXPORTERS = ("dynamo", "torchscript")
 """The onnx form's exporters: torch.onnx.export with dynamo=True, or the TorchScript exporter."""
 WORKER_TIMEOUT = 300.0
 """Seconds a side in a worker may take for one request (a build or one case's forms) before it counts as hung."""
+WORKER_STARTUP = 300.0
+"""Seconds a worker may take to start and open its side (its interpreter, torch, the side's own imports: LeRobot's
+take seconds), or `worker_timeout` where that is longer: a request limit shorter than a start-up is no reason to give
+up on the worker."""
 SHRINK_BUDGET = 60.0
 """Seconds a found failure may spend shrinking before the smallest case so far is reported."""
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from act_equiv.errors import RemoteError, WorkerError
-from act_equiv.settings import WORKER_TIMEOUT, Settings
+from act_equiv.settings import WORKER_STARTUP, WORKER_TIMEOUT, Settings
 
 __all__ = ["WorkerSide", "serve"]
 
@@ -147,7 +147,7 @@ class WorkerSide:
             gateway = self._group.makegateway(f"popen//python={self.python}")
             self._channel = gateway.remote_exec(_BOOTSTRAP)
             self._channel.send({"paths": [*self.paths, _SOURCE_ROOT], "env": self.env})
-            reply = self._channel.receive(self.timeout)
+            reply = self._channel.receive(self._startup)
         except (execnet.TimeoutError, EOFError, OSError, execnet.RemoteError) as error:
             self.close()
             raise _usage(f"{self.setting}={self.label!r}: the worker on {self.python} did not start "
@@ -158,7 +158,13 @@ class WorkerSide:
             raise _usage(f"{self.setting}={self.label!r}: the worker on {self.python} cannot load act_equiv "
                          f"({reply['error']['type']}: {reply['error']['message']})", f"{self.setting}_python")
         self._built = None
-        opened = self._send("open", self._open)
+        try:
+            opened = self._send("open", self._open, self._startup)
+        except WorkerError as error:
+            if self._about:  # a fresh worker after one that failed: a finding of the case that asked for it
+                raise
+            raise _usage(f"{self.setting}={self.label!r}: the worker on {self.python} did not open its side "
+                         f"({error})", self.setting, f"{self.setting}_python") from error
         if not opened["ok"]:
             self.close()
             error = opened["error"]
@@ -166,15 +172,21 @@ class WorkerSide:
                          f"{error['type']}: {error['message']}", self.setting, f"{self.setting}_python")
         self._about = _unpack(opened["value"])
 
-    def _send(self, op: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    @property
+    def _startup(self) -> float:
+        """Seconds the worker may take to start and open its side (`WORKER_STARTUP`)."""
+        return max(self.timeout, WORKER_STARTUP)
+
+    def _send(self, op: str, arguments: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
         import execnet
 
+        timeout = self.timeout if timeout is None else timeout
         try:
             self._channel.send({"op": op, "arguments": _pack(arguments)})
-            return self._channel.receive(self.timeout)
+            return self._channel.receive(timeout)
         except execnet.TimeoutError as error:
             self.close()
-            raise WorkerError(f"the worker of {self.label} gave no reply to {op!r} within {self.timeout:g} s "
+            raise WorkerError(f"the worker of {self.label} gave no reply to {op!r} within {timeout:g} s "
                                "and was killed") from error
         except (EOFError, OSError, execnet.RemoteError) as error:
             self.close()
