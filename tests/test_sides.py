@@ -174,12 +174,22 @@ def test_a_worker_side_computes_what_the_in_process_side_does(tests_on_path: Non
 @pytest.mark.parametrize(("target", "message"), [("Hangs", "no reply"), ("Crashes", "died")])
 def test_a_hung_or_dead_worker_is_a_finding_and_the_run_goes_on(tests_on_path: None, target: str,
                                                                 message: str) -> None:
+    """A request limit of 3 s: each fresh worker's start-up is not a request (`WORKER_STARTUP`), and the requests
+    before the hanging forward (a tiny model's build and load) take milliseconds."""
     with Gate(target=f"gate_targets:{target}", target_python=sys.executable, explain=False,
-              worker_timeout=10) as gate:
+              worker_timeout=3) as gate:
         first = gate.verdict(EVAL)
         assert not first.passed and first.findings[0].check == "worker_failed", first.summary()
         assert message in first.findings[0].message
         assert gate.verdict(EVAL).findings[0].check == "worker_failed"  # a fresh worker served the next case
+
+
+def test_a_request_limit_shorter_than_the_start_up_still_starts_the_worker() -> None:
+    """A worker's start-up (its interpreter, torch, the side's imports: seconds for LeRobot) is limited by
+    `WORKER_STARTUP`, not by `--worker-timeout`: before, a limit below the start-up was a traceback from `open`."""
+    with Gate(target="concat", target_python=sys.executable, explain=False, backend=None,
+              worker_timeout=0.1) as gate:
+        assert gate.runner.target.environment()["process"].startswith("worker pid ")
 
 
 def test_side_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
