@@ -37,69 +37,62 @@ def check(reports: Path, target: str, *args: str) -> tuple[int, str, dict]:
     return code, out.getvalue(), json.loads(path.read_text())
 
 
-@pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A baseline written by `--update-baseline` from the known bug's run, once for the module (a run costs ~30 s);
-    a test that changes it changes a copy."""
-    path = tmp_path_factory.mktemp("recorded") / "known.json"
-    code, out, _ = check(path.parent / "reports", KNOWN, "--update-baseline", str(path))
-    assert code == 0, out
-    assert "baseline: 3 finding(s) written" in out
-    return path
-
-
-def test_update_baseline_writes_every_finding_with_a_stable_signature(recorded: Path) -> None:
-    data = json.loads(recorded.read_text())
-    assert data["schema"] == baseline.SCHEMA
-    signatures = [entry["signature"] for entry in data["findings"]]
-    assert signatures == ["model: raised (target KeyError at forward in gate_targets.py:forward)",
-                          "policy: raised (target KeyError at policy in gate_targets.py:forward)",
-                          "trajectory: raised (target KeyError at train in gate_targets.py:forward)"]
-    assert all(entry["cases"] > 0 and entry["first"] and entry["line"] for entry in data["findings"])
-
-
+KNOWN_SIGNATURES = ["model: raised (target KeyError at forward in gate_targets.py:forward)",
+                    "policy: raised (target KeyError at policy in gate_targets.py:forward)",
+                    "trajectory: raised (target KeyError at train in gate_targets.py:forward)"]
+"""What `--update-baseline` writes for the known bug (the first test checks it): each test below writes this
+baseline itself, so that no test waits for another's run (a run costs 10-15 s, and pytest-xdist's workers would each
+repeat a shared one)."""
 GONE = "model: raised (target ValueError at forward in modeling_act.py:forward)"
 """A baseline entry no case reproduces (stale)."""
 
 
-@pytest.fixture(scope="module")
-def known_run(recorded: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, dict]:
-    """The known bug's run against its baseline with one entry more, `GONE`, once for the module: the known findings
-    and the stale entry are judged on the same run."""
+def known_baseline(directory: Path, *signatures: str) -> Path:
+    """A baseline of `KNOWN_SIGNATURES` and `signatures`, written in `directory`."""
+    path = directory / "known.json"
+    path.write_text(json.dumps({"schema": baseline.SCHEMA, "findings": [
+        {"signature": signature} for signature in [*KNOWN_SIGNATURES, *signatures]]}))
+    return path
+
+
+def test_update_baseline_writes_every_finding_with_a_stable_signature(tmp_path: Path) -> None:
+    recorded = tmp_path / "recorded.json"
+    code, out, _ = check(tmp_path / "reports", KNOWN, "--update-baseline", str(recorded))
+    assert code == 0, out
+    assert "baseline: 3 finding(s) written" in out
     data = json.loads(recorded.read_text())
-    data["findings"].append({"signature": GONE})
-    edited = tmp_path_factory.mktemp("edited") / "edited.json"
-    edited.write_text(json.dumps(data))
-    return check(edited.parent / "reports", KNOWN, "--baseline", str(edited))
+    assert data["schema"] == baseline.SCHEMA
+    assert [entry["signature"] for entry in data["findings"]] == KNOWN_SIGNATURES
+    assert all(entry["cases"] > 0 and entry["first"] and entry["line"] for entry in data["findings"])
 
 
-def test_a_baselined_finding_passes_and_the_search_goes_on(recorded: Path, known_run: tuple[int, str, dict]) -> None:
-    code, out, report = known_run
+def test_a_baselined_finding_passes_the_search_goes_on_and_a_stale_entry_is_reported(tmp_path: Path) -> None:
+    """The known findings and the stale entry, judged on one run."""
+    code, out, report = check(tmp_path / "reports", KNOWN, "--baseline", str(known_baseline(tmp_path, GONE)))
     assert code == 0, out
     known = report["result"]["known"]
-    assert set(known) == {entry["signature"] for entry in json.loads(recorded.read_text())["findings"]}
+    assert set(known) == set(KNOWN_SIGNATURES)
     assert known["model: raised (target KeyError at forward in gate_targets.py:forward)"]["cases"] > 1
     assert {"covering", "eager"} <= set(report["coverage"])  # past the first known failure: every stage ran
     assert report["result"]["compared"] > 0
     assert "known: model: raised (target KeyError" in out
     assert report["classes"]["model"]["class"] == "raised (known)"
+    assert report["result"]["stale"] == [GONE] and f"stale: {GONE}" in out
 
 
-def test_a_new_divergence_beside_a_baselined_finding_fails(recorded: Path, tmp_path: Path) -> None:
-    code, out, report = check(tmp_path, KNOWN_AND_NEW, "--baseline", str(recorded))
+def test_a_new_divergence_beside_a_baselined_finding_fails(tmp_path: Path) -> None:
+    code, out, report = check(tmp_path / "reports", KNOWN_AND_NEW, "--baseline", str(known_baseline(tmp_path)))
     assert code == 1, out
     (failure,) = report["failures"]
     assert failure["classes"]["model"]["name"] == "divergent"
     assert not failure["known"] and all("KeyError" not in line for line in failure["failures"])
 
 
-def test_a_stale_entry_is_reported_and_fails_under_strict(known_run: tuple[int, str, dict], tmp_path: Path) -> None:
-    code, out, report = known_run
-    assert code == 0 and report["result"]["stale"] == [GONE]
-    assert f"stale: {GONE}" in out
-    edited = report["environment"]["baseline"]
-    code, out, report = check(tmp_path, KNOWN, "--baseline", edited, "--strict")
+def test_a_stale_entry_fails_under_strict(tmp_path: Path) -> None:
+    code, out, report = check(tmp_path / "reports", KNOWN, "--baseline", str(known_baseline(tmp_path, GONE)),
+                              "--strict")
     assert code == 1 and "(a failure: --strict)" in out
+    assert report["result"]["stale"] == [GONE]
 
 
 @pytest.mark.parametrize(("text", "message"), [
