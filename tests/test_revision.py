@@ -353,11 +353,18 @@ print(json.dumps({tag: run(root, policies) for tag, root, policies in json.loads
 """Each tag's ACTPolicy on one fixed batch: inner-model actions (eval) and the training loss (padded batch)."""
 
 
+PROBED = ("installed", "refactor", "old-release", "stacked-images", "numeric", "policy-loss")
+"""The tags whose eager behaviour the probe pins down. The others are asserted where each is gated: `cat-refactor`
+passes on every form (tests/test_ci_workflow.py); the rest change only what shows compiled, exported, in a
+checkpoint or over optimizer steps (tests/test_gate_pr.py, tests/test_gate_revisions.py). Every tag's extracted
+source holds its edit (above)."""
+
+
 def test_each_tag_changes_exactly_what_it_says(lerobot_repo: Path) -> None:
     python = lerobot_python()
     if python is None:
         pytest.skip("running LeRobot's ACT needs a Python that imports lerobot: set ACT_EQUIV_LEROBOT_PYTHON")
-    revisions = {tag: materialize(f"lerobot@{tag}", lerobot_repo) for tag in TAGS}
+    revisions = {tag: materialize(f"lerobot@{tag}", lerobot_repo) for tag in PROBED}
     argument = json.dumps([[tag, str(r.root), r.policies_package] for tag, r in revisions.items()])
     done = subprocess.run([python, "-c", PROBE, argument], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
