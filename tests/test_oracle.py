@@ -215,9 +215,10 @@ def test_structural_mismatches_have_their_own_kind(actual: torch.Tensor | None, 
 
 @pytest.mark.compile
 def test_inductor_miscompile_is_caught() -> None:
-    """PyTorch's own bug-injection switch makes inductor miscompile relu; the oracle must see it."""
+    """PyTorch's own bug-injection switch makes inductor miscompile relu; the oracle must see it. Without cameras
+    (the feed-forward layers' relu is miscompiled too; a backbone's kernels were most of the compile)."""
     with Gate(backend="inductor", explain=False) as gate:
-        case = Case(EVAL.config.replace(camera_shapes=[(3, 32, 32)]), BatchSpec(2, seed=3))
+        case = Case(EVAL.config.replace(camera_shapes=[]), BatchSpec(2, seed=3))
         with testing.inject_miscompile("relu"):
             verdict = gate.verdict(case)
         assert not verdict.passed
@@ -251,7 +252,7 @@ def test_autocast_runs_bitwise_where_the_kernels_are_the_same() -> None:
 @pytest.mark.compile
 def test_inductor_miscompile_under_autocast_is_caught() -> None:
     with Gate(backend="inductor", autocast="bfloat16", explain=False) as gate:
-        case = Case(EVAL.config.replace(camera_shapes=[(3, 32, 32)]), BatchSpec(2, seed=3))
+        case = Case(EVAL.config.replace(camera_shapes=[]), BatchSpec(2, seed=3))
         with testing.inject_miscompile("relu"):
             verdict = gate.verdict(case)
         assert not verdict.passed
