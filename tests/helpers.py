@@ -6,13 +6,18 @@ never judged) and compiles no training (`trained_structures=0`; test_training.py
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from act_equiv.case import Case
+from act_equiv.case import MUST_KEEP, Case
 from act_equiv.gate import Gate, SideSpec
 from act_equiv.oracle.verdict import CaseVerdict
 
-__all__ = ["failures", "gate", "verdict"]
+__all__ = ["TRAIN_WITHOUT_CAMERAS", "failures", "gate", "verdict"]
+
+TRAIN_WITHOUT_CAMERAS = dataclasses.replace(MUST_KEEP[1], config=MUST_KEEP[1].config.replace(camera_shapes=[]))
+"""`MUST_KEEP`'s training case without its cameras, for tests of what a training step or a transport does rather
+than what the model computes: tracing a whole step costs by the parameters, and the backbones hold most of them."""
 
 
 def gate(target: SideSpec, reference: SideSpec | None = None, **options: Any) -> Gate:

@@ -157,7 +157,7 @@ def test_a_worker_side_computes_what_the_in_process_side_does(tests_on_path: Non
     AOTAutograd's compile of the whole training step: half this test's time), on the training case without its
     cameras: tracing the whole step costs by the parameters, and the backbones hold most of them (25 s against 15 s
     a side, measured)."""
-    case = dataclasses.replace(TRAIN, config=dataclasses.replace(TRAIN.config, camera_shapes=[]))
+    case = helpers.TRAIN_WITHOUT_CAMERAS
     with Gate(target="gate_targets:ActionHeadSplitSum", target_python=sys.executable, explain=False,
               backend="eager") as gate:
         worker = gate.verdict(case)

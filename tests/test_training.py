@@ -25,9 +25,6 @@ from act_equiv.targets.mutants import ActionHeadSnapshotStale
 
 TRAIN = MUST_KEEP[1]
 DROPOUT = dataclasses.replace(TRAIN, config=TRAIN.config.replace(dropout=0.1))
-NO_CAMERAS = dataclasses.replace(TRAIN, config=TRAIN.config.replace(camera_shapes=[]))
-"""The training case without its cameras: tracing a whole step costs by the parameters, and the backbones hold most
-of them (for what the step function does, not what the model computes)."""
 TESTS = Path(__file__).parent
 
 
@@ -58,9 +55,10 @@ def test_the_processes_of_one_run_share_its_trained_structures(tmp_path: Path) -
     """Where a run's processes share `trained_claims` (pytest-xdist's workers, through the plugin),
     `trained_structures` counts per run: the first gate's training case takes the one slot, and a second gate's
     trains eager only (on dynamo's eager backend, without cameras: cheap to trace)."""
-    deeper = dataclasses.replace(NO_CAMERAS, config=NO_CAMERAS.config.replace(n_encoder_layers=2))
+    small = helpers.TRAIN_WITHOUT_CAMERAS
+    deeper = dataclasses.replace(small, config=small.config.replace(n_encoder_layers=2))
     first, second = (trained(Target("concat", ACT), case, backend="eager", trained_claims=str(tmp_path))
-                     for case in (NO_CAMERAS, deeper))
+                     for case in (small, deeper))
     assert {"trajectory", "trajectory compiled", "trajectory compiled-step"} <= first.classes.keys(), first.classes
     assert "trajectory" in second.classes and not any(level.startswith("trajectory compiled")
                                                       for level in second.classes), second.classes
@@ -94,7 +92,7 @@ def test_a_compiled_step_that_skips_clipping_is_a_compiled_trajectory_divergence
     """The fork's own step clips only when eager: eager training and the compiled model train alike; the whole
     step compiled does not clip (gradient norms here are above LeRobot's 10), and its float64 run shows it. Dynamo's
     eager backend: the clipping is skipped at trace time, whatever backend then runs the graph."""
-    found = trained(Target("clip", clip_skipped_when_compiled), NO_CAMERAS, backend="eager")
+    found = trained(Target("clip", clip_skipped_when_compiled), helpers.TRAIN_WITHOUT_CAMERAS, backend="eager")
     assert found.classes["trajectory"].name == "bitwise"
     assert found.classes["trajectory compiled"].name == "bitwise"
     step = found.classes["trajectory compiled-step"]
@@ -123,7 +121,7 @@ class ExtraDrawInTraining(ACT):
 
 def test_a_compiled_step_that_runs_eagerly_proves_nothing() -> None:
     """A step function dynamo skips (here disabled outright) trains eagerly: a compiled_ran finding, not a pass."""
-    found = trained(Target("eager-step", eager_step_policy), NO_CAMERAS)
+    found = trained(Target("eager-step", eager_step_policy), helpers.TRAIN_WITHOUT_CAMERAS)
     assert any(finding.check == "compiled_ran" and "compiled operations for" in finding.message
                for finding in found.findings), found.summary()
 
