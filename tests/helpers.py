@@ -13,11 +13,18 @@ from act_equiv.case import MUST_KEEP, Case
 from act_equiv.gate import Gate, SideSpec
 from act_equiv.oracle.verdict import CaseVerdict
 
-__all__ = ["TRAIN_WITHOUT_CAMERAS", "failures", "gate", "verdict"]
+__all__ = ["TRAIN_WITHOUT_CAMERAS", "failures", "gate", "verdict", "without_cameras"]
 
-TRAIN_WITHOUT_CAMERAS = dataclasses.replace(MUST_KEEP[1], config=MUST_KEEP[1].config.replace(camera_shapes=[]))
-"""`MUST_KEEP`'s training case without its cameras, for tests of what a training step or a transport does rather
-than what the model computes: tracing a whole step costs by the parameters, and the backbones hold most of them."""
+
+def without_cameras(case: Case) -> Case:
+    """`case` without its cameras, for tests of what a step, a transport or an edit away from the cameras does rather
+    than what the backbones compute: the backbones hold most of the parameters, and a compile or export costs by
+    them."""
+    return dataclasses.replace(case, config=case.config.replace(camera_shapes=[]))
+
+
+TRAIN_WITHOUT_CAMERAS = without_cameras(MUST_KEEP[1])
+"""`MUST_KEEP`'s training case without its cameras."""
 
 
 def gate(target: SideSpec, reference: SideSpec | None = None, **options: Any) -> Gate:

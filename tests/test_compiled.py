@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from act_equiv import ACTConfig, compat, testing
+from act_equiv.case import BatchSpec, make_batch
 from act_equiv.errors import (
     ExportError,
     ExportSpecialisedError,
@@ -265,9 +266,9 @@ def test_clean_act_explains_to_one_graph() -> None:
 def test_fallback_random_makes_the_compiled_vae_sample_match_eager() -> None:
     """Training-mode forward draws the VAE sample with randn_like; inductor's own RNG would draw another. Without
     a camera: the sample does not depend on one, and the backbone's kernels were most of the compile."""
-    model = build(tiny_config(dropout=0.0, camera_shapes=(), env_state_dim=2), seed=0, form=ACT).train()
-    batch = {key: value for key, value in tiny_batch().items() if key != "observation.images"}
-    batch["observation.environment_state"] = torch.randn(2, 2, generator=torch.Generator().manual_seed(1))
+    config = tiny_config(dropout=0.0, camera_shapes=(), env_state_dim=2)
+    model = build(config, seed=0, form=ACT).train()
+    batch = make_batch(config, BatchSpec(batch_size=2, seed=0))
     with compat.fallback_random(), torch.no_grad():
         form = CompiledForm(model, backend="inductor")
         torch.manual_seed(1)

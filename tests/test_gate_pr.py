@@ -8,7 +8,6 @@ Both sides run in workers on a Python that imports LeRobot (`.venv-lerobot` in C
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 from collections.abc import Callable
@@ -29,7 +28,7 @@ except LookupError as reason:
 PYTHON = lerobot_python()
 
 Sides = Callable[..., tuple[str, str, Path]]
-CASE = dataclasses.replace(MUST_KEEP_INFERENCE, config=MUST_KEEP_INFERENCE.config.replace(camera_shapes=[]))
+CASE = helpers.without_cameras(MUST_KEEP_INFERENCE)
 """Inference with a robot and an environment state, without cameras: every form runs it (LeRobot raises alike on
 both sides without a robot state; the deployment forms take no actions), and the edits under test touch the encoder's
 output, not the cameras (the backbones were most of each compile and export)."""
